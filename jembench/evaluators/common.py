@@ -1,0 +1,99 @@
+"""Plumbing every evaluator shares: loading checkpoints, choosing datasets, timing, writing results."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+import click
+
+from .. import defaults
+from ..data.imageset import ImageSet
+from ..data.registry import get_dataset
+from ..errors import DatasetError
+from ..models import HybridModel, load
+from ..results import Evaluation, provenance, write_results
+from ..runtime import resolve_device
+
+
+def load_models(checkpoints: Sequence[str | Path | HybridModel], device: Any = None,
+                **overrides: Any) -> list[HybridModel]:
+    """Checkpoint paths (or HybridModels, passed through) -> HybridModels on ``device``."""
+    dev = resolve_device(device)
+    models = []
+    for c in checkpoints:
+        m = c if isinstance(c, HybridModel) else load(c, **{k: v for k, v in overrides.items() if v is not None})
+        models.append(m.to(dev).eval())
+    return models
+
+
+def default_dataset(model: HybridModel) -> str:
+    """The dataset recorded in the checkpoint; JEM / JEM++ files record none and mean CIFAR-10."""
+    return model.info.dataset or defaults.DEFAULT_DATASET_JEM_FILES
+
+
+def check_compatible(model: HybridModel, imageset: ImageSet, *, need_labels: bool = True) -> None:
+    """One-line errors for class-count or input-shape contradictions between a model and a dataset."""
+    name = model.info.name
+    if need_labels and imageset.labels is None:
+        raise DatasetError(f"dataset {imageset.name!r} has no labels; this evaluation needs labelled data")
+    if need_labels and imageset.n_classes is not None and imageset.n_classes != model.info.n_classes:
+        raise DatasetError(f"checkpoint {name!r} has {model.info.n_classes} classes but dataset {imageset.name!r} "
+                           f"has {imageset.n_classes}: choose the matching --dataset (or the right checkpoint)")
+    want = (model.info.in_channels, *model.info.image_size)
+    if tuple(imageset.shape) != want:
+        raise DatasetError(f"dataset {imageset.name!r} has images of shape {tuple(imageset.shape)} but checkpoint "
+                           f"{name!r} takes {want}: choose the matching dataset")
+
+
+def load_eval_set(model: HybridModel, name: Optional[str], split: str = "test", *, data_dir: Any = None,
+                  download: bool = False, n: Optional[int] = None, need_labels: bool = True) -> ImageSet:
+    """The labelled evaluation set for ``model`` (its own dataset when ``name`` is None), checked."""
+    name = name or default_dataset(model)
+    imageset = get_dataset(name, split, data_dir=data_dir, download=download).first(n)
+    check_compatible(model, imageset, need_labels=need_labels)
+    return imageset
+
+
+class Timer:
+    """``with Timer() as t: ...; t.seconds``."""
+
+    def __enter__(self) -> "Timer":
+        self.start = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+def finish(out_dir: Optional[str | Path], evaluations: list[Evaluation], *, device: Any, seed: int,
+           config: dict[str, Any]) -> dict[str, Any]:
+    """Write ``out_dir/results.json`` (when ``out_dir``) and return the document."""
+    from ..results import results_document
+
+    prov = provenance(device=device, seed=seed, config=config)
+    if out_dir is not None:
+        write_results(out_dir, evaluations, prov)
+    return results_document(evaluations, prov)
+
+
+def summary_table(evaluations: Iterable[Evaluation], metrics: Sequence[str]) -> str:
+    """A plain-text table for the terminal: one row per evaluation, the named metrics as columns."""
+    rows = [[e.checkpoint.get("name", "?")] + [_fmt(e.metrics.get(m)) for m in metrics] for e in evaluations]
+    header = ["checkpoint", *metrics]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths))  # noqa: E731
+    return "\n".join([line(header), *map(line, rows)])
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def echo_written(out_dir: Optional[str | Path]) -> None:
+    if out_dir is not None:
+        click.echo(f"results written to {Path(out_dir) / 'results.json'}", err=True)

@@ -1,0 +1,136 @@
+"""The shared forward cache: one pass over a dataset feeds accuracy, calibration and logit OOD scores.
+
+A pass is keyed by (model parameters and head, dataset content, test noise sigma, seed, refinement).
+Inside a process passes live in memory; with ``cache_dir`` they persist as ``<key>.pt`` files and a
+second run reuses them. ``ForwardCache.model_calls`` counts batches sent through a model.
+
+Test-time noise (JEM evaluates with sigma 0.03): ``x + sigma * N(0, I)`` in model space, drawn in
+fixed chunks of ``NOISE_CHUNK`` samples, chunk j from seed ``derive_seed(seed, "test-noise", j)``, so
+the noise of each sample does not depend on the batch size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from .data.imageset import ImageSet
+from .models.checkpoints import atomic_torch_save
+from .models.hybrid import HybridModel
+from .runtime import derive_seed, generator
+from .sampling.sgld import SGLDConfig, sgld_sample
+
+NOISE_CHUNK = 1024
+
+
+@dataclass
+class ForwardPass:
+    """Outputs of one pass, on CPU: ``logits`` [N, C] float32, ``log_px`` [N], ``labels`` [N] or None."""
+
+    logits: torch.Tensor
+    log_px: torch.Tensor
+    labels: Optional[torch.Tensor]
+    key: str
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return self.logits.softmax(-1)
+
+
+def model_fingerprint(model: HybridModel) -> str:
+    """sha256 of the parameters and buffers plus the head reading (cached on the model)."""
+    cached = getattr(model, "_jembench_fingerprint", None)
+    if cached is not None:
+        return cached
+    h = hashlib.sha256(f"head={model.info.head};mean={model.info.mean};std={model.info.std}".encode())
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    fp = h.hexdigest()
+    object.__setattr__(model, "_jembench_fingerprint", fp)
+    return fp
+
+
+def test_noise(start: int, stop: int, shape: tuple[int, ...], sigma: float, seed: int) -> torch.Tensor:
+    """Noise for samples ``[start, stop)``: independent of how the range is batched."""
+    parts = []
+    for chunk in range(start // NOISE_CHUNK, (stop - 1) // NOISE_CHUNK + 1):
+        lo, hi = chunk * NOISE_CHUNK, (chunk + 1) * NOISE_CHUNK
+        noise = torch.randn((NOISE_CHUNK, *shape), generator=generator(derive_seed(seed, "test-noise", chunk)))
+        parts.append(noise[max(start, lo) - lo:min(stop, hi) - lo])
+    return sigma * torch.cat(parts)
+
+
+class ForwardCache:
+    """Memory (and optionally disk) cache of forward passes."""
+
+    def __init__(self, cache_dir: Optional[str | Path] = None):
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.memory: dict[str, ForwardPass] = {}
+        self.model_calls = 0
+
+    @staticmethod
+    def protocol(imageset: ImageSet, sigma: float, seed: int, refine: Optional[SGLDConfig]) -> dict[str, Any]:
+        return {"dataset": imageset.name, "split": imageset.split, "n": len(imageset), "test_sigma": float(sigma),
+                "noise_seed": int(seed), "refine": refine.to_dict() if refine else None,
+                "dataset_sha256": imageset.fingerprint()}
+
+    def key(self, model: HybridModel, imageset: ImageSet, sigma: float, seed: int,
+            refine: Optional[SGLDConfig]) -> str:
+        blob = json.dumps([model_fingerprint(model), self.protocol(imageset, sigma, seed, refine)], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+    def get(self, model: HybridModel, imageset: ImageSet, *, sigma: float = 0.0, seed: int = 0,
+            refine: Optional[SGLDConfig] = None, batch_size: int = 256, progress: bool = True) -> ForwardPass:
+        """The pass of ``model`` over ``imageset`` with test noise ``sigma`` (and JEM-K ``refine`` steps)."""
+        key = self.key(model, imageset, sigma, seed, refine)
+        if key in self.memory:
+            return self.memory[key]
+        path = self.cache_dir / f"{key}.pt" if self.cache_dir else None
+        if path is not None and path.exists():
+            try:
+                d = torch.load(path, map_location="cpu", weights_only=True)
+                fp = ForwardPass(d["logits"], d["log_px"], d.get("labels"), key, d["protocol"])
+                self.memory[key] = fp
+                return fp
+            except Exception:  # noqa: BLE001 - a corrupt cache entry is recomputed
+                pass
+        fp = self._compute(model, imageset, sigma, seed, refine, batch_size, progress, key)
+        self.memory[key] = fp
+        if path is not None:
+            atomic_torch_save({"logits": fp.logits, "log_px": fp.log_px, "labels": fp.labels,
+                               "protocol": fp.protocol}, path)
+        return fp
+
+    def _compute(self, model: HybridModel, imageset: ImageSet, sigma: float, seed: int,
+                 refine: Optional[SGLDConfig], batch_size: int, progress: bool, key: str) -> ForwardPass:
+        device = model.device
+        logits, log_px = [], []
+        gen = generator(derive_seed(seed, "refine"), device) if refine else None
+        bar = tqdm(total=len(imageset), desc=f"forward {imageset.name}", unit="img", disable=not progress or None,
+                   leave=False)
+        start = 0
+        for x, _ in imageset.batches(batch_size, model):
+            stop = start + x.shape[0]
+            if sigma:
+                x = x + test_noise(start, stop, tuple(x.shape[1:]), sigma, seed)
+            x = x.to(device)
+            if refine is not None:
+                x = sgld_sample(model, x, refine, gen, value_range=model.info.value_range)
+            with torch.no_grad():
+                lg, lp = model.logits_and_log_px(x)
+            self.model_calls += 1
+            logits.append(lg.float().cpu())
+            log_px.append(lp.float().cpu())
+            bar.update(x.shape[0])
+            start = stop
+        bar.close()
+        return ForwardPass(torch.cat(logits), torch.cat(log_px), imageset.labels, key,
+                           self.protocol(imageset, sigma, seed, refine))

@@ -1,0 +1,199 @@
+"""results.json: the schema, the provenance block and atomic writes.
+
+Schema ``jembench.results`` version 1::
+
+    {"schema": "jembench.results", "schema_version": 1,
+     "provenance": {jembench/torch/... versions, git commit, device, command, created},
+     "evaluations": [Evaluation.to_dict(), ...]}
+
+One :class:`Evaluation` per (evaluator, checkpoint, setting): ``metrics`` is a flat ``{name: number}``
+(names like ``"auroc/logp/svhn"``), ``intervals`` holds ``{name: [lo, hi]}`` for the same names,
+``rows`` is the evaluator's detailed table, ``protocol`` everything needed to reproduce the numbers.
+Two evaluations share a comparison column only when their ``protocol_key`` is equal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from .errors import JembenchError
+
+SCHEMA = "jembench.results"
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Evaluation:
+    evaluator: str  # "clf", "calib", "ood", "robust", "gen"
+    checkpoint: dict[str, Any]  # ModelInfo.to_dict() (name, path, sha256, family, ...)
+    protocol: dict[str, Any]
+    metrics: dict[str, float] = field(default_factory=dict)
+    intervals: dict[str, list[float]] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    artifacts: dict[str, str] = field(default_factory=dict)  # label -> path relative to results.json
+    wall_time_s: Optional[float] = None
+    status: str = "ok"  # "ok" or "failed"
+    error: Optional[str] = None
+
+    @property
+    def protocol_key(self) -> str:
+        return protocol_key(self.evaluator, self.protocol)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["protocol_key"] = self.protocol_key
+        return to_jsonable(d)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Evaluation":
+        d = {k: v for k, v in d.items() if k != "protocol_key"}
+        return cls(**d)
+
+
+def protocol_key(evaluator: str, protocol: dict[str, Any]) -> str:
+    """Short hash of (evaluator, protocol): numbers with equal keys are comparable."""
+    blob = json.dumps([evaluator, to_jsonable(protocol)], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Tensors, numpy scalars/arrays, tuples and paths to JSON types; NaN/inf to None."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "detach"):  # torch tensor
+        obj = obj.detach().cpu().numpy()
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _git_commit() -> Optional[str]:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def provenance(device: Any = None, seed: Optional[int] = None, config: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """Versions, machine and command: what a reader needs to trust and reproduce the numbers."""
+    import torch
+
+    from . import __version__
+
+    versions = {"jembench": __version__, "python": platform.python_version(), "torch": torch.__version__,
+                "numpy": np.__version__}
+    for mod in ("torchvision", "torch_fidelity", "torchattacks", "sklearn", "pandas"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - optional at provenance time
+            versions[mod] = None
+    return to_jsonable({
+        "versions": versions,
+        "git_commit": _git_commit(),
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "device": str(device) if device is not None else None,
+        "device_name": torch.cuda.get_device_name(0) if (device is not None and str(device).startswith("cuda")) else platform.processor() or platform.machine(),
+        "platform": platform.platform(),
+        "seed": seed,
+        "config": config or {},
+        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]) if sys.argv else None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    })
+
+
+def results_document(evaluations: list[Evaluation], prov: dict[str, Any]) -> dict[str, Any]:
+    return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "provenance": prov,
+            "evaluations": [e.to_dict() for e in evaluations]}
+
+
+def read_results(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a results.json; one-line errors for missing, malformed or foreign files."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise JembenchError(f"results file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise JembenchError(f"{path} is not valid JSON ({exc}); was the run interrupted? rerun it") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise JembenchError(f"{path} is not a jembench results file (no schema {SCHEMA!r})")
+    if doc.get("schema_version", 0) > SCHEMA_VERSION:
+        raise JembenchError(f"{path} has schema version {doc['schema_version']}; this jembench reads up to "
+                            f"{SCHEMA_VERSION}: upgrade jembench")
+    return doc
+
+
+# --- atomic writes: write to a temporary file in the same folder, then rename ----------------------
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def atomic_savez(path: str | os.PathLike, **arrays: Any) -> None:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(to_numpy(v)) for k, v in arrays.items()})
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_savefig(fig: Any, path: str | os.PathLike, **kwargs: Any) -> None:
+    """Save a matplotlib figure atomically (PNG unless the suffix says otherwise)."""
+    buf = io.BytesIO()
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    fig.savefig(buf, format=fmt, **{"dpi": 110, "bbox_inches": "tight", **kwargs})
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def to_numpy(v: Any) -> Any:
+    return v.detach().cpu().numpy() if hasattr(v, "detach") else v
+
+
+def write_results(out_dir: str | os.PathLike, evaluations: list[Evaluation], prov: dict[str, Any]) -> Path:
+    """Write ``out_dir/results.json`` atomically and return its path."""
+    path = Path(out_dir) / "results.json"
+    atomic_write_json(path, results_document(evaluations, prov))
+    return path

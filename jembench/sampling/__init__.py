@@ -1,0 +1,9 @@
+"""SGLD samplers, replay buffers and chain initialisations shared by training, purification and generation."""
+
+from .bn import preserve_bn_stats
+from .buffer import ReplayBuffer
+from .init import GaussianInit, UniformInit
+from .sgld import JEMPPConfig, SGLDConfig, jempp_sample, sgld_sample
+
+__all__ = ["GaussianInit", "JEMPPConfig", "ReplayBuffer", "SGLDConfig", "UniformInit", "jempp_sample",
+           "preserve_bn_stats", "sgld_sample"]

@@ -1,0 +1,23 @@
+"""Save and restore BatchNorm running statistics (and train/eval flags) around sampling."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch.nn as nn
+
+
+@contextlib.contextmanager
+def preserve_bn_stats(module: nn.Module) -> Iterator[nn.Module]:
+    """Whatever sampling does inside (train-mode BN updates its running stats), they are restored after."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [{k: v.clone() for k, v in m.state_dict().items()} for m in bns]
+    modes = {m: m.training for m in module.modules()}
+    try:
+        yield module
+    finally:
+        for m, state in zip(bns, saved):
+            m.load_state_dict(state)
+        for m, mode in modes.items():
+            m.training = mode
