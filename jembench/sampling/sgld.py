@@ -54,25 +54,30 @@ def model_log_density(model) -> LogDensity:
     return fn
 
 
-def _grad(log_density: LogDensity, x: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
+def _grad(log_density: LogDensity, x: torch.Tensor, y: Optional[torch.Tensor],
+          create_graph: bool = False) -> torch.Tensor:
     with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(log_density(x, y).sum(), x)
+        if not create_graph:
+            x = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(log_density(x, y).sum(), x, create_graph=create_graph)
     return g
 
 
 def sgld_sample(model, x0: torch.Tensor, cfg: SGLDConfig, gen: torch.Generator, *, y: Optional[torch.Tensor] = None,
                 value_range: tuple[float, float] = (-1.0, 1.0), bn_train: bool = False,
-                log_density: Optional[LogDensity] = None) -> torch.Tensor:
+                log_density: Optional[LogDensity] = None, differentiable: bool = False) -> torch.Tensor:
     """Run ``cfg.steps`` SGLD steps from ``x0``; returns detached chains. ``model`` may be any nn.Module
-    (its BN stats are preserved); ``log_density`` defaults to the HybridModel's log p~(x) / log p~(x, y)."""
+    (its BN stats are preserved); ``log_density`` defaults to the HybridModel's log p~(x) / log p~(x, y).
+    ``differentiable=True`` (with ``x0.requires_grad``) keeps the graph through every step (create_graph), so
+    gradients reach ``x0`` through the chain (full-gradient attacks on SGLD purification)."""
     log_density = log_density or model_log_density(model)
     lo, hi = value_range
-    x = x0.detach().clone()
+    differentiable = differentiable and x0.requires_grad
+    x = x0 if differentiable else x0.detach().clone()
     with preserve_bn_stats(model):
         model.train(bn_train)
         for _ in range(cfg.steps):
-            g = _grad(log_density, x, y)
+            g = _grad(log_density, x, y, create_graph=differentiable)
             if cfg.grad_clamp is not None:
                 g = g.clamp(-cfg.grad_clamp, cfg.grad_clamp)
             x = x + cfg.step_size * g
@@ -80,7 +85,7 @@ def sgld_sample(model, x0: torch.Tensor, cfg: SGLDConfig, gen: torch.Generator, 
                 x = x + cfg.noise * randn(tuple(x.shape), gen, x)
             if cfg.clamp_x:
                 x = x.clamp(lo, hi)
-    return x.detach()
+    return x if differentiable else x.detach()
 
 
 def jempp_sample(model, x0: torch.Tensor, cfg: JEMPPConfig, gen: torch.Generator, *, y: Optional[torch.Tensor] = None,
