@@ -2,8 +2,8 @@
 
 ``get_dataset("digits", "test")``, ``get_dataset("cifar10", "test", data_dir=...)``,
 ``get_dataset("npz:/path/file.npz")``, ``get_dataset("folder:/path/dir")``. Synthetic OOD sets
-(``noise``, ``uniform``, ``constant``, ``interp``) are derived from an in-distribution set by
-:func:`jembench.data.synthetic.make_synthetic`.
+(``noise``, ``uniform``, ``constant``, ``interp``, ``rotated``) are derived from an in-distribution set by
+:func:`jembench.data.synthetic.make_synthetic`; :func:`jembench.data.ood_sets.load_ood_set` takes any of these names.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ class DatasetSpec:
     description: str
     loader: Loader
     needs_root: bool = True  # False for sets that ship with a package (digits)
-    files: Callable[[Path], list[Path]] = field(default=lambda root: [])  # expected files under root
+    files: Callable[[Path, str], list[Path]] = field(default=lambda root, split: [])  # (root, split) -> files
     sizes: dict[str, int] = field(default_factory=dict)  # split -> number of images
 
 
 REGISTRY: dict[str, DatasetSpec] = {}
 GENERIC_PREFIXES = ("npz:", "folder:")
-SYNTHETIC = ("noise", "uniform", "constant", "interp")
+SYNTHETIC = ("noise", "uniform", "constant", "interp", "rotated")  # see jembench.data.synthetic
 
 
 def register(spec: DatasetSpec) -> DatasetSpec:
@@ -51,11 +51,16 @@ def data_root(data_dir: Optional[str | os.PathLike] = None) -> Path:
 
 
 def known_names() -> list[str]:
+    """Registered names and the generic source forms (synthetic OOD names are listed by ``SYNTHETIC``)."""
+    _ensure_builtin()
     return sorted(REGISTRY) + [p + "PATH" for p in GENERIC_PREFIXES]
 
 
 def get_spec(name: str) -> DatasetSpec:
     _ensure_builtin()
+    if name in SYNTHETIC:
+        raise DatasetError(f"{name!r} is a synthetic OOD set derived from an in-distribution set: use it as an OOD set "
+                           f"(jembench ood --out {name}, or jembench.data.load_ood_set), not as a dataset")
     if name not in REGISTRY:
         raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(known_names())}")
     return REGISTRY[name]

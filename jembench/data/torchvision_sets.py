@@ -1,1 +1,165 @@
-"""CIFAR-10, CIFAR-100, SVHN and CelebA through torchvision (registered in the dataset registry)."""
+"""CIFAR-10, CIFAR-100, SVHN and CelebA through torchvision (registered in the dataset registry).
+
+Files are read by torchvision's own classes (which check their md5 sums) from the data root, laid out as
+torchvision lays them out: ``ROOT/cifar-10-batches-py/``, ``ROOT/cifar-100-python/``, ``ROOT/{train,test}_32x32.mat``
+(SVHN, as in JEM's scripts), ``ROOT/celeba/``. Nothing is downloaded unless ``download=True``
+(``jembench datasets --download NAME``). A whole split is read into one uint8 tensor and kept for the process.
+CelebA (aligned 178x218) is brought to 32x32 by :mod:`jembench.data.adapt`'s rule: shorter side to 32 (bilinear,
+antialias) + center crop; its attributes are not classes, so it is unlabelled.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache, partial
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from ..errors import DatasetError
+from .adapt import resize_center_crop, resize_rule
+from .imageset import ImageSet
+from .registry import DatasetSpec, register
+
+CELEBA_SIZE = 32
+CELEBA_CHUNK = 512
+
+
+def _tv(cls_name: str) -> Any:
+    import torchvision.datasets
+
+    return getattr(torchvision.datasets, cls_name)
+
+
+def _cifar_files(cls_name: str, root: Path, split: str) -> list[Path]:
+    cls = _tv(cls_name)  # torchvision's CIFAR10 checks every batch file and the meta file, whatever the split
+    return [root / cls.base_folder / f for f, _ in cls.train_list + cls.test_list] + [root / cls.base_folder /
+                                                                                     cls.meta["filename"]]
+
+
+def _svhn_files(root: Path, split: str) -> list[Path]:
+    return [root / _tv("SVHN").split_list[split][1]]
+
+
+def _celeba_files(root: Path, split: str) -> list[Path]:
+    cls = _tv("CelebA")
+    return [root / cls.base_folder / "img_align_celeba"] + [root / cls.base_folder / f for _, _, f in cls.file_list
+                                                            if not f.endswith(".zip")]
+
+
+def _fmt_files(root: Path, files: list[Path]) -> str:
+    """``ROOT/dir/{a, b}`` (or ``ROOT/file`` for one file): the expected paths, on one line."""
+    if len(files) == 1:
+        return str(files[0])
+    parent = files[0].parent if len({f.parent for f in files}) == 1 else root
+    return f"{parent}/{{{', '.join(str(f.relative_to(parent)) for f in files)}}}"
+
+
+def _fetch_command(name: str, root: Path) -> str:
+    return f"jembench datasets --download {name} --data-dir {root}"
+
+
+def _construct(name: str, root: Path, files: list[Path], make: Callable[[bool], Any], download: bool) -> Any:
+    """``make(download)`` (a torchvision dataset) with its failures turned into one-line :class:`DatasetError`s."""
+    missing = [f for f in files if not f.exists()]
+    if missing and not download:
+        raise DatasetError(f"dataset {name!r} not found: expected {_fmt_files(root, missing)}; "
+                           f"fetch it with: {_fetch_command(name, root)}")
+    if download:
+        try:
+            return make(True)
+        except (OSError, RuntimeError, ValueError, ImportError) as exc:
+            hint = " (torchvision fetches CelebA from Google Drive with gdown: pip install gdown)" \
+                if isinstance(exc, (ImportError, ModuleNotFoundError)) else ""
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DatasetError(f"downloading {name!r} to {root} failed: {msg}{hint}; check the network or place "
+                               f"{_fmt_files(root, files)} there by hand") from None
+    try:
+        return make(False)
+    except RuntimeError as exc:
+        raise DatasetError(f"dataset {name!r} under {root} is corrupted or incomplete (torchvision: "
+                           f"{str(exc).splitlines()[0]}); delete it and run: {_fetch_command(name, root)}") from None
+
+
+def _stamp(files: list[Path]) -> tuple:
+    """Part of the in-process cache key, so files replaced on disk are read again."""
+    return tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.exists())
+
+
+@lru_cache(maxsize=4)
+def _read_cifar(cls_name: str, root: Path, split: str, download: bool, stamp: tuple) -> tuple:
+    name = cls_name.lower()
+    ds = _construct(name, root, _cifar_files(cls_name, root, split),
+                    lambda dl: _tv(cls_name)(str(root), train=split == "train", download=dl), download)
+    images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
+    return images, torch.tensor(ds.targets, dtype=torch.int64), list(ds.classes)
+
+
+@lru_cache(maxsize=4)
+def _read_svhn(root: Path, split: str, download: bool, stamp: tuple) -> tuple:
+    ds = _construct("svhn", root, _svhn_files(root, split), lambda dl: _tv("SVHN")(str(root), split=split,
+                                                                                    download=dl), download)
+    return torch.from_numpy(np.ascontiguousarray(ds.data)), torch.from_numpy(ds.labels.astype(np.int64))
+
+
+@lru_cache(maxsize=2)
+def _read_celeba(root: Path, split: str, download: bool, stamp: tuple) -> tuple:
+    from torchvision.io import ImageReadMode, decode_image
+    from tqdm import tqdm
+
+    ds = _construct("celeba", root, _celeba_files(root, split),
+                    lambda dl: _tv("CelebA")(str(root), split=split, target_type=[], download=dl), download)
+    folder = Path(ds.root) / ds.base_folder / "img_align_celeba"
+    out, sizes = [], set()
+    names = list(ds.filename)
+    for s in tqdm(range(0, len(names), CELEBA_CHUNK), desc=f"celeba {split}: decode + resize to {CELEBA_SIZE}",
+                  unit="chunk", leave=False):
+        chunk = [decode_image(str(folder / f), mode=ImageReadMode.RGB) for f in names[s:s + CELEBA_CHUNK]]
+        shapes = {tuple(c.shape[1:]) for c in chunk}
+        sizes |= shapes
+        batches = [torch.stack(chunk)] if len(shapes) == 1 else [c[None] for c in chunk]
+        out += [resize_center_crop(b, (CELEBA_SIZE, CELEBA_SIZE)) for b in batches]
+    if not out:
+        raise DatasetError(f"dataset 'celeba' under {root} lists no {split} images; delete it and run: "
+                           f"{_fetch_command('celeba', root)}")
+    rule = "; ".join(sorted(resize_rule(s, (CELEBA_SIZE, CELEBA_SIZE)) for s in sizes))
+    return torch.cat(out), rule
+
+
+def _load_cifar(cls_name: str, split: str, root: Optional[Path], download: bool) -> ImageSet:
+    assert root is not None
+    files = _cifar_files(cls_name, root, split)
+    images, labels, classes = _read_cifar(cls_name, root, split, download, _stamp(files))
+    meta = {"source": f"torchvision.datasets.{cls_name}", "root": str(root), "classes": classes}
+    return ImageSet(cls_name.lower(), split, images, labels, len(classes), meta)
+
+
+def _load_svhn(split: str, root: Optional[Path], download: bool) -> ImageSet:
+    assert root is not None
+    files = _svhn_files(root, split)
+    images, labels = _read_svhn(root, split, download, _stamp(files))
+    meta = {"source": "torchvision.datasets.SVHN", "root": str(root), "label_rule": "digit 0 (label 10 in the .mat) -> 0"}
+    return ImageSet("svhn", split, images, labels, 10, meta)
+
+
+def _load_celeba(split: str, root: Optional[Path], download: bool) -> ImageSet:
+    assert root is not None
+    files = _celeba_files(root, split)
+    images, rule = _read_celeba(root, split, download, _stamp(files))
+    meta = {"source": "torchvision.datasets.CelebA (aligned)", "root": str(root), "torchvision_split": split,
+            "resize": rule}
+    return ImageSet("celeba", split, images, None, None, meta)
+
+
+register(DatasetSpec("cifar10", 10, (3, 32, 32), ("train", "test"), "CIFAR-10 (torchvision, python pickle batches)",
+                     partial(_load_cifar, "CIFAR10"), files=partial(_cifar_files, "CIFAR10"),
+                     sizes={"train": 50000, "test": 10000}))
+register(DatasetSpec("cifar100", 100, (3, 32, 32), ("train", "test"), "CIFAR-100, fine labels (torchvision)",
+                     partial(_load_cifar, "CIFAR100"), files=partial(_cifar_files, "CIFAR100"),
+                     sizes={"train": 50000, "test": 10000}))
+register(DatasetSpec("svhn", 10, (3, 32, 32), ("train", "test"), "SVHN cropped digits, .mat (torchvision)",
+                     _load_svhn, files=_svhn_files, sizes={"train": 73257, "test": 26032}))
+register(DatasetSpec("celeba", None, (3, 32, 32), ("train", "test"),
+                     "CelebA aligned faces, shorter side to 32 + center crop, unlabelled (torchvision)",
+                     _load_celeba, files=_celeba_files, sizes={"train": 162770, "test": 19962}))
