@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from .wrn import JEMNet
 
+
 @dataclass
 class ModelInfo:
     """Everything known about a model: what was read from the file and what was inferred."""
@@ -43,6 +44,11 @@ class ModelInfo:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def arch_label(self) -> str:
+        """``"WRN-28-10"`` for WRNs, else the module class name."""
+        return f"WRN-{self.depth}-{self.width}" if self.architecture == "wrn" else self.architecture
+
+    @property
     def value_range(self) -> tuple[float, float]:
         """Model-space values of pixel 0 and pixel 1 (first channel)."""
         return ((0.0 - self.mean[0]) / self.std[0], (1.0 - self.mean[0]) / self.std[0])
@@ -62,6 +68,7 @@ class ModelInfo:
             if key in kw:
                 kw[key] = tuple(kw[key])
         return cls(**kw)
+
 
 class HybridModel(nn.Module):
     """A classifier with its energy reading. ``model(x)`` returns logits; inputs are in model space.
@@ -133,19 +140,39 @@ class HybridModel(nn.Module):
 
     def __repr__(self) -> str:  # short: the nn.Module repr of a WRN fills a screen
         i = self.info
-        arch = f"WRN-{i.depth}-{i.width} norm={i.norm}" if i.architecture == "wrn" else i.architecture
+        arch = f"{i.arch_label} norm={i.norm}" if i.architecture == "wrn" else i.arch_label
         return f"HybridModel({i.family}, {arch}, classes={i.n_classes}, head={i.head}, name={i.name!r})"
+
 
 def wrap(module: nn.Module, *, n_classes: int, input_shape: tuple[int, int, int],
          mean: tuple[float, ...] = (0.5,), std: tuple[float, ...] = (0.5,), dataset: Optional[str] = None,
          name: Optional[str] = None) -> HybridModel:
-    """Turn any classifier ``module: x -> logits`` into a :class:`HybridModel`.
+    """Turn any classifier ``module: x -> logits [B, n_classes]`` into a :class:`HybridModel` (CCF reading:
+    log p~(x) = logsumexp of its logits).
 
-    ``input_shape`` is (C, H, W); ``mean``/``std`` map [0, 1] pixels to the module's inputs as
-    ``(pixel - mean) / std`` (the default gives [-1, 1], as JEM).
+    ``input_shape`` is (C, H, W); ``mean``/``std`` (one value, or one per channel) map [0, 1] pixels to the
+    module's inputs as ``(pixel - mean) / std`` (the default gives [-1, 1], as JEM).
     """
-    c, h, w = input_shape
+    if len(tuple(input_shape)) != 3:
+        raise ValueError(f"input_shape must be (C, H, W), got {input_shape!r}")
+    c, h, w = (int(v) for v in input_shape)
+    norm = {}
+    for key, value in (("mean", tuple(float(v) for v in mean)), ("std", tuple(float(v) for v in std))):
+        if len(value) not in (1, c):
+            raise ValueError(f"{key} must have 1 or {c} values, got {value}")
+        norm[key] = value * c if len(value) == 1 else value
     info = ModelInfo(family="wrapped", source_format="module", architecture=type(module).__name__,
-                     n_classes=n_classes, in_channels=c, image_size=(h, w), mean=tuple(mean), std=tuple(std),
-                     dataset=dataset, name=name or type(module).__name__)
+                     n_classes=int(n_classes), in_channels=c, image_size=(h, w), dataset=dataset,
+                     name=name or type(module).__name__, **norm)
     return HybridModel(module, info)
+
+
+def describe(model: HybridModel) -> dict[str, Any]:
+    """What ``jembench inspect`` prints: :meth:`ModelInfo.to_dict` plus the architecture label, input shape,
+    parameter count, replay buffer shape (or None) and the names of any extras."""
+    buf = model.replay_buffer
+    return {**model.info.to_dict(), "arch_label": model.info.arch_label,
+            "input_shape": [model.info.in_channels, *model.info.image_size],
+            "n_parameters": sum(p.numel() for p in model.parameters()),
+            "replay_buffer_shape": list(buf.shape) if buf is not None else None,
+            "extras": sorted(str(k) for k in model.extras)}
