@@ -11,6 +11,7 @@ import click
 
 from .. import defaults
 from ..errors import JembenchError
+from ..models.wrn import NORMS
 
 
 def _compose(*decorators: Callable) -> Callable:
@@ -38,6 +39,9 @@ cache_dir_option = click.option("--cache-dir", type=click.Path(file_okay=False),
                                 help="Persist forward passes here (keyed by content hashes) and reuse them.")
 head_option = click.option("--head", type=click.Choice(["ccf", "f"]), default=None,
                            help="JEM files do not say: ccf = log p(x) from logits (default), f = energy head.")
+norm_option = click.option("--norm", type=click.Choice(NORMS), default=None,
+                           help="Override the inferred normalisation; GroupNorm files share InstanceNorm's keys: "
+                                "pass --norm layer for them.")
 
 
 def out_dir_option(command: str) -> Callable:
