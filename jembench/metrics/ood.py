@@ -1,0 +1,128 @@
+"""OOD detection metrics from two score arrays. In-distribution is the POSITIVE class; higher score = more in.
+
+- ``auroc``: area under the ROC curve, ``sklearn.metrics.roc_auc_score`` (ties count 1/2).
+- ``aupr_in`` / ``aupr_out``: average precision (``sklearn.metrics.average_precision_score``, the step-wise sum
+  sum_k (R_k - R_{k-1}) P_k, not the trapezoid) with in-distribution positive (scores as they are) / OOD positive
+  (scores negated).
+- ``fpr95_in_kept``: fraction of OOD accepted at the highest threshold that keeps >= 95% of in-distribution
+  (ODIN / energy-OOD convention; accept when score >= t).
+- ``fpr95_ood_caught``: fraction of in-distribution rejected at the lowest threshold that catches >= 95% of OOD
+  (OpenOOD v1.5 / pytorch-ood convention; reject when score <= t).
+- ``detection_error``: min over thresholds of 0.5 * (1 - TPR) + 0.5 * FPR (equal priors).
+- AUROC confidence interval: stratified percentile bootstrap (in and OOD resampled separately, sizes kept).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from ..errors import JembenchError
+from ..runtime import generator
+
+AUPR_METHOD = "average precision (sklearn.metrics.average_precision_score), step-wise, not trapezoid"
+FPR_CONVENTIONS = {
+    "fpr95_in_kept": "fraction of OOD accepted when 95% of in-distribution is kept (ODIN, energy-OOD)",
+    "fpr95_ood_caught": "fraction of in-distribution rejected when 95% of OOD is caught (OpenOOD v1.5, pytorch-ood)",
+}
+BOOTSTRAP_METHOD = "stratified percentile bootstrap of AUROC (in and OOD resampled separately with replacement)"
+
+
+def _numpy(x: Any) -> np.ndarray:
+    return np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float64).ravel()
+
+
+def _as_array(x: Any, side: str) -> np.ndarray:
+    a = _numpy(x)
+    if a.size == 0:
+        raise JembenchError(f"no {side} scores: the {side} set is empty")
+    if not np.isfinite(a).all():
+        raise JembenchError(f"{side} scores contain NaN or infinity; the model output overflowed")
+    return a
+
+
+def _labelled(score_in: np.ndarray, score_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = np.concatenate([np.ones(score_in.size, dtype=np.int64), np.zeros(score_out.size, dtype=np.int64)])
+    return y, np.concatenate([score_in, score_out])
+
+
+def fpr_at_tpr(positive: np.ndarray, negative: np.ndarray, level: float = 0.95) -> float:
+    """FPR at the first ROC point whose TPR >= ``level`` (positive = higher score)."""
+    y, s = _labelled(positive, negative)
+    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+    return float(fpr[np.searchsorted(tpr, level - 1e-12, side="left")])
+
+
+def detection_error(score_in: np.ndarray, score_out: np.ndarray) -> float:
+    """min_t 0.5 * (1 - TPR(t)) + 0.5 * FPR(t), in-distribution positive (0.5 = chance)."""
+    y, s = _labelled(score_in, score_out)
+    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+    return float(np.min(0.5 * (1.0 - tpr) + 0.5 * fpr))
+
+
+class PairCounter:
+    """AUROC as the Mann-Whitney statistic P(s_in > s_out) + 0.5 P(s_in = s_out), with per-sample weights.
+
+    The sorting is done once, so each bootstrap resample (weights = multiplicities) costs O(N).
+    """
+
+    def __init__(self, score_in: np.ndarray, score_out: np.ndarray):
+        self.order = np.argsort(score_out, kind="stable")
+        sorted_out = score_out[self.order]
+        self.below = np.searchsorted(sorted_out, score_in, side="left")
+        self.upto = np.searchsorted(sorted_out, score_in, side="right")
+
+    def auroc(self, w_in: np.ndarray, w_out: np.ndarray) -> float:
+        cum = np.concatenate([[0.0], np.cumsum(w_out[self.order])])
+        return float(np.dot(w_in, 0.5 * (cum[self.below] + cum[self.upto])) / (w_in.sum() * w_out.sum()))
+
+
+def bootstrap_auroc(score_in: Any, score_out: Any, *, resamples: int = 1000, seed: int = 0,
+                    level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of AUROC over ``resamples`` stratified bootstrap resamples, seeded (torch generator)."""
+    a, b = _as_array(score_in, "in-distribution"), _as_array(score_out, "OOD")
+    counter, gen = PairCounter(a, b), generator(seed)
+    values = np.empty(resamples)
+    for r in range(resamples):
+        w_in = torch.bincount(torch.randint(a.size, (a.size,), generator=gen), minlength=a.size).numpy()
+        w_out = torch.bincount(torch.randint(b.size, (b.size,), generator=gen), minlength=b.size).numpy()
+        values[r] = counter.auroc(w_in, w_out)
+    alpha = (1.0 - level) / 2.0
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1.0 - alpha))
+
+
+def sanitize(score_in: Any, score_out: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    """Non-finite scores made rankable: NaN and -inf rank below every finite score (judged OOD), +inf above.
+
+    Returns the two arrays and how many values were replaced (report it as a warning).
+    """
+    a, b = _numpy(score_in), _numpy(score_out)
+    both = np.concatenate([a, b])
+    finite = both[np.isfinite(both)]
+    bad = int(both.size - finite.size)
+    if bad:
+        lo, hi = (finite.min() - 1.0, finite.max() + 1.0) if finite.size else (-1.0, 1.0)
+        a, b = (np.nan_to_num(v, nan=lo, posinf=hi, neginf=lo) for v in (a, b))
+    return a, b, bad
+
+
+def ood_metrics(score_in: Any, score_out: Any, *, bootstrap: int = 1000, seed: int = 0,
+                level: float = 0.95) -> dict[str, Any]:
+    """Every OOD metric of one (score, OOD set) pair; see the module docstring for the definitions.
+
+    Returns ``auroc, auroc_lo, auroc_hi, aupr_in, aupr_out, fpr95_in_kept, fpr95_ood_caught, detection_error,
+    n_in, n_out`` (the interval is None when ``bootstrap`` is 0).
+    """
+    a, b = _as_array(score_in, "in-distribution"), _as_array(score_out, "OOD")
+    y, s = _labelled(a, b)
+    lo, hi = bootstrap_auroc(a, b, resamples=bootstrap, seed=seed, level=level) if bootstrap else (None, None)
+    return {"auroc": float(roc_auc_score(y, s)), "auroc_lo": lo, "auroc_hi": hi,
+            "aupr_in": float(average_precision_score(y, s)),
+            "aupr_out": float(average_precision_score(1 - y, -s)),
+            "fpr95_in_kept": fpr_at_tpr(a, b),
+            "fpr95_ood_caught": fpr_at_tpr(-b, -a),
+            "detection_error": detection_error(a, b),
+            "n_in": int(a.size), "n_out": int(b.size)}
