@@ -1,0 +1,85 @@
+"""``jembench inspect``: what jembench read and inferred from a checkpoint, before any evaluation."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from .. import defaults
+from ..models import inspect_checkpoint
+from .options import head_option, json_option, norm_option, resolve_checkpoints
+
+HEAD_TEXT = {"ccf": "ccf: log p(x) = logsumexp of the logits", "f": "f: log p(x) = energy head (--uncond)"}
+
+
+def format_summary(d: dict[str, Any]) -> str:
+    """The human-readable block for one checkpoint (the fields of :func:`jembench.models.describe`)."""
+    arch = d["arch_label"] + (f", norm {d['norm']}" if d["norm"] else "")
+    if d.get("bn_momentum") is not None:
+        arch += f" (BatchNorm momentum {d['bn_momentum']})"
+    lo, hi = d["value_range"]
+    mean = ",".join(f"{v:g}" for v in d["mean"])
+    std = ",".join(f"{v:g}" for v in d["std"])
+    buf = d["replay_buffer_shape"]
+    rows = [
+        ("checkpoint", d["path"] or d["name"]),
+        ("family", f"{d['family']} (file format: {d['source_format']})"),
+        ("architecture", arch),
+        ("classes", str(d["n_classes"])),
+        ("input", f"{'x'.join(str(v) for v in d['input_shape'])}, values [{lo:g}, {hi:g}] "
+                  f"(= (pixel01 - {mean}) / {std})"),
+        ("head", HEAD_TEXT.get(d["head"], d["head"])),
+        ("dataset", d["dataset"] or f"not recorded (evaluators assume {defaults.DEFAULT_DATASET_JEM_FILES})"),
+        ("train sigma", "not recorded" if d["train_sigma"] is None else f"{d['train_sigma']:g}"),
+        ("replay buffer", "none" if buf is None else "x".join(str(v) for v in buf)),
+        ("parameters", f"{d['n_parameters']:,}"),
+        ("sha256", d["sha256"] or "-"),
+    ]
+    if d["jembench_version"]:
+        rows.append(("written by", f"jembench {d['jembench_version']}"))
+    if d["train_config"]:
+        rows.append(("train config", " ".join(f"{k}={v}" for k, v in sorted(d["train_config"].items()))))
+    if d["extras"]:
+        rows.append(("extras", ", ".join(d["extras"])))
+    lines = [f"{k:<14}{v}" for k, v in rows]
+    lines += [f"{'notes' if i == 0 else '':<14}- {n}" for i, n in enumerate(d["notes"])] or [f"{'notes':<14}none"]
+    return "\n".join(lines)
+
+
+@click.command("inspect")
+@click.argument("checkpoints", nargs=-1, type=click.Path(), metavar="[CKPT]...")
+@head_option
+@norm_option
+@click.option("--dataset", default=None, metavar="NAME",
+              help="The dataset the checkpoint was trained on (JEM files do not say): sets the input image size "
+                   "from the dataset's shape and checks the class count. See `jembench datasets`.")
+@json_option
+def inspect_cmd(checkpoints: tuple[str, ...], head: str | None, norm: str | None, dataset: str | None,
+                as_json: bool) -> None:
+    """Show what jembench reads and infers from checkpoint CKPT (reads the file only, evaluates nothing).
+
+    \b
+    Prints the family (jem, jem++, jembench), the file format, the architecture inferred from the keys
+    (WRN-depth-width and normalisation), class count, input shape and value range, the log p(x) head,
+    dataset, training noise sigma, replay buffer, parameter count, sha256, and notes on every guess made.
+    CKPT defaults to $JEMBENCH_CKPT. Files are read with weights_only=True: a pickle that would run
+    code is refused.
+
+    \b
+    JEM / JEM++ files do not record everything; say what you know:
+      --head f          JEM's unconditional (--uncond) model: log p(x) from the energy head
+      --norm layer      GroupNorm files (they have InstanceNorm's keys)
+      --dataset NAME    e.g. cifar100: image size from the dataset; class count checked
+
+    \b
+    Examples:
+      jembench inspect checkpoints/jem-digits.pt
+      jembench inspect CIFAR10_MODEL.pt --dataset cifar10 --json
+    """
+    docs = [inspect_checkpoint(p, head=head, norm=norm, dataset=dataset) for p in resolve_checkpoints(checkpoints)]
+    if as_json:
+        click.echo(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
+    else:
+        click.echo("\n\n".join(format_summary(d) for d in docs))
