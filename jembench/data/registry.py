@@ -30,6 +30,7 @@ class DatasetSpec:
     needs_root: bool = True  # False for sets that ship with a package (digits)
     files: Callable[[Path, str], list[Path]] = field(default=lambda root, split: [])  # (root, split) -> files
     sizes: dict[str, int] = field(default_factory=dict)  # split -> number of images
+    fetch: Optional[Callable[[Path], None]] = None  # download every split into root (None: nothing to download)
 
 
 REGISTRY: dict[str, DatasetSpec] = {}

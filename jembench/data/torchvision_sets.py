@@ -69,11 +69,9 @@ def _construct(name: str, root: Path, files: list[Path], make: Callable[[bool], 
     if download:
         try:
             return make(True)
-        except (OSError, RuntimeError, ValueError, ImportError) as exc:
-            hint = " (torchvision fetches CelebA from Google Drive with gdown: pip install gdown)" \
-                if isinstance(exc, (ImportError, ModuleNotFoundError)) else ""
+        except (OSError, RuntimeError, ValueError) as exc:  # network errors are OSErrors; CelebA needs gdown
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DatasetError(f"downloading {name!r} to {root} failed: {msg}{hint}; check the network or place "
+            raise DatasetError(f"downloading {name!r} to {root} failed: {msg}; check the network or place "
                                f"{_fmt_files(root, files)} there by hand") from None
     try:
         return make(False)
@@ -152,14 +150,30 @@ def _load_celeba(split: str, root: Optional[Path], download: bool) -> ImageSet:
     return ImageSet("celeba", split, images, None, None, meta)
 
 
+def _fetch_cifar(cls_name: str, root: Path) -> None:
+    _construct(cls_name.lower(), root, _cifar_files(cls_name, root, "test"),
+               lambda dl: _tv(cls_name)(str(root), train=False, download=dl), True)
+
+
+def _fetch_svhn(root: Path) -> None:
+    for split in ("train", "test"):
+        _construct("svhn", root, _svhn_files(root, split), lambda dl: _tv("SVHN")(str(root), split=split, download=dl),
+                   True)
+
+
+def _fetch_celeba(root: Path) -> None:
+    _construct("celeba", root, _celeba_files(root, "test"),
+               lambda dl: _tv("CelebA")(str(root), split="all", target_type=[], download=dl), True)
+
+
 register(DatasetSpec("cifar10", 10, (3, 32, 32), ("train", "test"), "CIFAR-10 (torchvision, python pickle batches)",
                      partial(_load_cifar, "CIFAR10"), files=partial(_cifar_files, "CIFAR10"),
-                     sizes={"train": 50000, "test": 10000}))
+                     sizes={"train": 50000, "test": 10000}, fetch=partial(_fetch_cifar, "CIFAR10")))
 register(DatasetSpec("cifar100", 100, (3, 32, 32), ("train", "test"), "CIFAR-100, fine labels (torchvision)",
                      partial(_load_cifar, "CIFAR100"), files=partial(_cifar_files, "CIFAR100"),
-                     sizes={"train": 50000, "test": 10000}))
+                     sizes={"train": 50000, "test": 10000}, fetch=partial(_fetch_cifar, "CIFAR100")))
 register(DatasetSpec("svhn", 10, (3, 32, 32), ("train", "test"), "SVHN cropped digits, .mat (torchvision)",
-                     _load_svhn, files=_svhn_files, sizes={"train": 73257, "test": 26032}))
+                     _load_svhn, files=_svhn_files, sizes={"train": 73257, "test": 26032}, fetch=_fetch_svhn))
 register(DatasetSpec("celeba", None, (3, 32, 32), ("train", "test"),
                      "CelebA aligned faces, shorter side to 32 + center crop, unlabelled (torchvision)",
-                     _load_celeba, files=_celeba_files, sizes={"train": 162770, "test": 19962}))
+                     _load_celeba, files=_celeba_files, sizes={"train": 162770, "test": 19962}, fetch=_fetch_celeba))

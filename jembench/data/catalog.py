@@ -1,0 +1,65 @@
+"""What ``jembench datasets`` shows: each registered dataset, where it is looked for, whether it is there, sizes;
+and fetching named datasets (torchvision downloads). Python API behind the CLI command."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Optional, Sequence
+
+from ..errors import DatasetError
+from .registry import GENERIC_PREFIXES, REGISTRY, data_root, get_spec, known_names
+from .synthetic import RECIPES
+
+
+@dataclass
+class DatasetStatus:
+    name: str
+    description: str
+    shape: tuple[int, int, int]
+    n_classes: Optional[int]
+    sizes: dict[str, int]  # split -> number of images
+    present: dict[str, bool]  # split -> all expected files exist
+    location: str  # where the files are looked for ("bundled" when shipped with a package)
+    missing: dict[str, list[str]]  # split -> expected files not found
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+
+def dataset_status(name: str, data_dir: Optional[str | os.PathLike] = None) -> DatasetStatus:
+    spec = get_spec(name)
+    if not spec.needs_root:
+        present = {s: True for s in spec.splits}
+        return DatasetStatus(name, spec.description, spec.shape, spec.n_classes, dict(spec.sizes), present, "bundled",
+                             {s: [] for s in spec.splits})
+    root = data_root(data_dir)
+    missing = {s: [str(f) for f in spec.files(root, s) if not f.exists()] for s in spec.splits}
+    return DatasetStatus(name, spec.description, spec.shape, spec.n_classes, dict(spec.sizes),
+                         {s: not m for s, m in missing.items()}, str(root), missing)
+
+
+def list_datasets(names: Sequence[str] = (), data_dir: Optional[str | os.PathLike] = None) -> list[DatasetStatus]:
+    """Status of the named datasets (all registered ones when ``names`` is empty)."""
+    known_names()  # registers the built-in datasets
+    return [dataset_status(n, data_dir) for n in (names or sorted(REGISTRY))]
+
+
+def download_datasets(names: Sequence[str], data_dir: Optional[str | os.PathLike] = None) -> list[DatasetStatus]:
+    """Fetch every split of each named dataset into the data root (torchvision); return their new status."""
+    if not names:
+        raise DatasetError("name the datasets to download, e.g. jembench datasets --download cifar10 svhn")
+    root = data_root(data_dir)
+    for name in names:
+        spec = get_spec(name)
+        if spec.fetch is not None:
+            spec.fetch(root)
+    return list_datasets(names, data_dir)
+
+
+def catalog_document(statuses: list[DatasetStatus], data_dir: Optional[str | os.PathLike] = None) -> dict[str, Any]:
+    """The JSON ``jembench datasets --json`` prints."""
+    return {"data_dir": str(data_root(data_dir)), "datasets": [s.to_dict() for s in statuses],
+            "synthetic_ood": dict(RECIPES), "generic": [p + "PATH" for p in GENERIC_PREFIXES]}
