@@ -1,0 +1,264 @@
+"""Sampling protocols for generation metrics, built on :mod:`jembench.sampling` (no SGLD loop of its own).
+
+A :class:`GenProtocol` says where samples come from, in full, so it can be written next to the numbers:
+
+- ``source="fresh"``: chains from ``init`` ("uniform": U(lo, hi) in model space, as JEM; "gaussian": the
+  per-class Gaussians of the training split, :meth:`GaussianInit.fit`, as JEM++), run with the JEM SGLD
+  (:class:`SGLDConfig`) or the JEM++ sampler (:class:`JEMPPConfig`).
+  With ``pcd_rounds = 0`` each of the N chains runs once. With ``pcd_rounds = R`` (JEM's ``uncond_samples``):
+  a buffer of N chains from ``init``; R times, ``pcd_batch`` chains are drawn with replacement (a
+  ``reinit_freq`` fraction restarted from ``init``), advanced by the sampler and written back; the samples
+  are the whole buffer.
+- ``conditional=True``: SGLD on log p~(x, y) = f(x)[y], N/K chains per class y (balanced labels).
+- ``source="buffer"``: the checkpoint's own replay buffer, all of it or (``buffer_top = q``) per class
+  predicted by the model the fraction q most confident (JEM++ / SADA-JEM report IS / FID this way).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from . import defaults
+from .errors import JembenchError
+from .metrics.fidelity import quantize
+from .runtime import derive_seed, generator
+from .sampling import GaussianInit, JEMPPConfig, ReplayBuffer, SGLDConfig, UniformInit
+from .sampling.sgld import run_sampler
+
+SOURCES = ("fresh", "buffer")
+INITS = ("uniform", "gaussian")
+
+
+@dataclass
+class GenProtocol:
+    """How samples are drawn (see the module docstring)."""
+
+    name: str = "sgld"
+    source: str = "fresh"
+    init: str = "uniform"
+    sampler: SGLDConfig | JEMPPConfig = field(default_factory=lambda: SGLDConfig(steps=defaults.GEN_SGLD_STEPS))
+    pcd_rounds: int = 0
+    pcd_batch: int = defaults.GEN_PCD_BATCH
+    reinit_freq: float = defaults.GEN_REINIT_FREQ
+    conditional: bool = False
+    buffer_top: Optional[float] = None
+    bn_train: Optional[bool] = None  # None: train-mode BN for the JEM++ sampler on BN models (as JEM++), else eval
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise JembenchError(f"unknown sample source {self.source!r}; choose {' or '.join(SOURCES)}")
+        if self.init not in INITS:
+            raise JembenchError(f"unknown chain init {self.init!r}; choose {' or '.join(INITS)}")
+        if self.buffer_top is not None and not 0 < self.buffer_top <= 1:
+            raise JembenchError(f"--buffer-top {self.buffer_top}: a fraction in (0, 1]")
+        if self.pcd_rounds < 0 or self.pcd_batch < 1:
+            raise JembenchError("--pcd-rounds must be >= 0 and --pcd-batch >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "source": self.source}
+        if self.source == "buffer":
+            d.update(selection=f"top {self.buffer_top:g} per predicted class by max softmax" if self.buffer_top
+                     else "all", buffer_top=self.buffer_top)
+            return d
+        d.update(init=self.init, sampler=self.sampler.to_dict(), conditional=self.conditional,
+                 target="log p~(x, y) = f(x)[y]" if self.conditional else "log p~(x) = logsumexp_y f(x)[y]",
+                 pcd_rounds=self.pcd_rounds, bn_train=self.bn_train)
+        if self.pcd_rounds:
+            d.update(pcd_batch=self.pcd_batch, reinit_freq=self.reinit_freq)
+        return d
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "sgld": {"doc": "fresh chains from U(-1,1), JEM SGLD (step 1, noise 0.01), run once"},
+    "pcd": {"doc": "JEM uncond_samples: PCD rounds into a buffer of N chains from U(-1,1)",
+            "pcd_rounds": defaults.GEN_PCD_ROUNDS},
+    "jem++": {"doc": "fresh chains from the per-class Gaussians, the JEM++ sampler (M=10, 5 inner steps of 0.2)",
+              "init": "gaussian", "sampler": JEMPPConfig},
+    "conditional": {"doc": "class-conditional SGLD on f(x)[y] from U(-1,1), N/K chains per class",
+                    "conditional": True},
+    "buffer": {"doc": "the checkpoint's replay buffer, all of it", "source": "buffer"},
+    "buffer-top": {"doc": "the checkpoint's replay buffer, the most confident fraction per class",
+                   "source": "buffer", "buffer_top": defaults.GEN_BUFFER_TOP},
+}
+
+
+def make_protocol(spec: str | GenProtocol | dict[str, Any], *, steps: Optional[int] = None,
+                  step_size: Optional[float] = None, noise: Optional[float] = None, **overrides: Any) -> GenProtocol:
+    """A preset name (``PRESETS``), a dict of :class:`GenProtocol` fields or a protocol, with overrides applied.
+
+    ``steps`` / ``step_size`` / ``noise`` set the sampler's (for JEM++: its outer steps M); other overrides
+    (``init``, ``pcd_rounds``, ``pcd_batch``, ``reinit_freq``, ``conditional``, ``buffer_top``, ``bn_train``)
+    set protocol fields. ``None`` leaves a field as it is.
+    """
+    if isinstance(spec, GenProtocol):
+        proto = dataclasses.replace(spec, sampler=dataclasses.replace(spec.sampler))
+    elif isinstance(spec, dict):
+        proto = GenProtocol(**spec)
+    elif spec in PRESETS:
+        fields = {k: (v() if callable(v) else v) for k, v in PRESETS[spec].items() if k != "doc"}
+        proto = GenProtocol(name=spec, **fields)
+    else:
+        raise JembenchError(f"unknown generation protocol {spec!r}; presets: {', '.join(PRESETS)}")
+    names = {f.name for f in dataclasses.fields(GenProtocol)} - {"name", "sampler", "source"}
+    bad = set(overrides) - names
+    if bad:
+        raise TypeError(f"unknown protocol override(s) {sorted(bad)}")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if proto.source != "buffer":
+        changes.pop("buffer_top", None)  # only meaningful for buffer protocols
+    proto = dataclasses.replace(proto, **changes)
+    sampler_changes = {"step_size": step_size, "noise": noise,
+                       ("outer_steps" if isinstance(proto.sampler, JEMPPConfig) else "steps"): steps}
+    proto.sampler = dataclasses.replace(proto.sampler, **{k: v for k, v in sampler_changes.items() if v is not None})
+    return proto
+
+
+@dataclass
+class Samples:
+    """Generated samples: ``x`` model space (CPU float), ``images`` quantised uint8, ``labels`` (conditional
+    targets) or None, the resolved ``protocol`` record (the same for every checkpoint), ``observed`` facts of
+    this checkpoint's run, ``warnings``, timing and the number of chain steps."""
+
+    x: torch.Tensor
+    images: torch.Tensor
+    labels: Optional[torch.Tensor]
+    protocol: dict[str, Any]
+    observed: dict[str, float] = field(default_factory=dict)  # checkpoint-specific facts (buffer size, ...)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    chain_steps: int = 0  # sum over sampler calls of chains x gradient steps
+
+
+def _gradient_steps(cfg: SGLDConfig | JEMPPConfig) -> int:
+    return cfg.outer_steps if isinstance(cfg, JEMPPConfig) else cfg.steps
+
+
+def _init(model: Any, proto: GenProtocol, train_set: Any) -> UniformInit | GaussianInit:
+    lo, hi = model.info.value_range
+    shape = (model.info.in_channels, *model.info.image_size)
+    if proto.init == "uniform":
+        return UniformInit(shape, lo, hi)
+    if train_set is None or train_set.labels is None:
+        raise JembenchError("the Gaussian init needs the labelled training split of the model's dataset")
+    x = model.to_model_space(train_set.pixels01())
+    return GaussianInit.fit(x, train_set.labels, model.info.n_classes, lo, hi)
+
+
+def _describe_init(init: UniformInit | GaussianInit, train_set: Any) -> dict[str, Any]:
+    d = init.describe()
+    if isinstance(init, GaussianInit):
+        d.update(fitted_on=f"{train_set.name} {train_set.split} split ({len(train_set)} images)",
+                 fitted_on_fingerprint=train_set.fingerprint())
+    return d
+
+
+def generate(model: Any, protocol: GenProtocol, n: Optional[int], *, seed: int = defaults.SEED,
+             batch_size: int = defaults.BATCH_SIZE, train_set: Any = None, progress: bool = True) -> Samples:
+    """Draw ``n`` samples from ``model`` under ``protocol`` (``n=None``: the whole replay buffer)."""
+    sub_seed = derive_seed(seed, "gen", protocol.name)
+    record: dict[str, Any] = {**protocol.to_dict(), "seed": seed, "derived_seed": sub_seed}
+    gen = generator(sub_seed, model.device)
+    start = time.perf_counter()
+    if protocol.source == "buffer":
+        out = _from_buffer(model, protocol, n, gen, batch_size, record)
+    else:
+        if n is None or n < 1:
+            raise JembenchError("fresh chains need --n >= 1")
+        out = _fresh(model, protocol, n, gen, batch_size, train_set, record, progress)
+    out.seconds = time.perf_counter() - start
+    return out
+
+
+def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_size: int, train_set: Any,
+           record: dict[str, Any], progress: bool) -> Samples:
+    k = model.info.n_classes
+    bn_train = proto.bn_train if proto.bn_train is not None else (
+        isinstance(proto.sampler, JEMPPConfig) and model.info.norm == "batch")
+    init = _init(model, proto, train_set)
+    labels = (torch.arange(n, device=gen.device) % k) if proto.conditional else None
+    kw = {"value_range": model.info.value_range, "bn_train": bn_train}
+    dev = model.device
+    record.update(n=n, bn_train=bn_train, init=_describe_init(init, train_set), batch_size=batch_size if not proto.pcd_rounds else None)
+    warnings: list[str] = []
+    observed: dict[str, float] = {}
+    steps = _gradient_steps(proto.sampler)
+    if not proto.pcd_rounds:
+        chunks = []
+        for s in tqdm(range(0, n, batch_size), desc=f"sampling {proto.name}", disable=not progress, leave=False):
+            y = labels[s:s + batch_size] if labels is not None else None
+            x0 = init(min(batch_size, n - s), gen, y).to(dev)
+            chunks.append(run_sampler(model, x0, proto.sampler, gen, y=_to(y, dev), **kw).cpu())
+        x = torch.cat(chunks)
+        chain_steps = n * steps
+    else:
+        buf = ReplayBuffer(n, init, gen, reinit_freq=proto.reinit_freq, data=init(n, gen, labels).cpu())
+        buf.labels = labels
+        advanced = torch.zeros(n, dtype=torch.bool)
+        for _ in tqdm(range(proto.pcd_rounds), desc=f"PCD {proto.name}", disable=not progress, leave=False):
+            x0, idx = buf.sample(proto.pcd_batch)
+            y = labels[idx] if labels is not None else None
+            buf.update(idx, run_sampler(model, x0.to(dev), proto.sampler, gen, y=_to(y, dev), **kw))
+            advanced[idx.cpu()] = True
+        x = buf.data
+        chain_steps = proto.pcd_rounds * proto.pcd_batch * steps
+        never = int((~advanced).sum())
+        observed["pcd/chains_never_advanced"] = never
+        if never:
+            warnings.append(f"{never} of {n} buffer chains were never advanced (pcd_rounds x pcd_batch = "
+                            f"{proto.pcd_rounds * proto.pcd_batch}); they are init noise: raise --pcd-rounds")
+    return Samples(x, quantize(model, x), labels.cpu() if labels is not None else None, record,
+                   observed, warnings, chain_steps=chain_steps)
+
+
+def _to(y: Optional[torch.Tensor], dev: torch.device) -> Optional[torch.Tensor]:
+    return y.to(dev) if y is not None else None
+
+
+def _from_buffer(model: Any, proto: GenProtocol, n: Optional[int], gen: torch.Generator, batch_size: int,
+                 record: dict[str, Any]) -> Samples:
+    buf = model.replay_buffer
+    name = model.info.name
+    if buf is None:
+        raise JembenchError(f"checkpoint {name!r} has no replay buffer; use a fresh-chain protocol (e.g. --protocol sgld)")
+    want = (model.info.in_channels, *model.info.image_size)
+    if tuple(buf.shape[1:]) != want:
+        raise JembenchError(f"checkpoint {name!r}: replay buffer of shape {tuple(buf.shape[1:])}, model takes {want}")
+    images = quantize(model, buf)  # clamps: JEM never clamps its buffer
+    lo, hi = model.info.value_range
+    outside = float(((buf < lo) | (buf > hi)).float().mean())
+    observed = {"buffer/size": len(buf), "buffer/fraction_outside_range": outside}
+    keep = torch.arange(len(buf))
+    if proto.buffer_top:
+        keep = _top_confident(model, images, proto.buffer_top, batch_size)
+        observed["buffer/selected"] = len(keep)
+    warnings = [f"{outside:.1%} of replay-buffer values lay outside the data range and were clamped"] if outside else []
+    if n is not None and n < len(keep):
+        perm = torch.randperm(len(keep), generator=gen, device=gen.device).cpu()
+        keep = keep[perm[:n]].sort().values
+    elif n is not None and n > len(keep):
+        warnings.append(f"--n {n} but the buffer of {name!r} gives {len(keep)} samples: all {len(keep)} were used "
+                        "(FID is biased in N: compare only numbers with equal N)")
+    record["n"] = len(keep)
+    x = model.to_model_space(images[keep].float() / 255.0)
+    return Samples(x, images[keep], None, record, observed, warnings)
+
+
+@torch.no_grad()
+def _top_confident(model: Any, images: torch.Tensor, top: float, batch_size: int) -> torch.Tensor:
+    """Indices of the ``top`` fraction (ceil, at least one) most confident images per predicted class."""
+    probs = torch.cat([model(model.to_model_space(images[s:s + batch_size].float().to(model.device) / 255.0))
+                       .softmax(-1).cpu() for s in range(0, len(images), batch_size)])
+    conf, pred = probs.max(-1)
+    keep = []
+    for c in pred.unique():
+        idx = (pred == c).nonzero().squeeze(1)
+        order = conf[idx].argsort(descending=True)
+        keep.append(idx[order[:max(1, math.ceil(top * len(idx)))]])
+    return torch.cat(keep).sort().values
