@@ -10,6 +10,24 @@ REPORTS_DIR = "reports"
 CKPT_ENV = "JEMBENCH_CKPT"
 DATA_ENV = "JEMBENCH_DATA"
 
+# --- gen: generation evaluator (issue 6; owner: generation) -------------------------------------------
+GEN_N = 1000  # samples per protocol for fresh chains (FID is biased in N: compare equal N only)
+GEN_PROTOCOLS = ("sgld",)  # presets run by `jembench gen` when none is named
+GEN_METRICS = ("is", "fid", "kid", "prc")
+GEN_REFERENCE_SPLIT = "train"  # JEM++ used "train+test"
+GEN_FEATURE_EXTRACTOR = "auto"  # the dataset's bundled reference classifier, else torch-fidelity's Inception
+GEN_SGLD_STEPS = 40  # JEM README: 40 SGLD steps per draw for fresh samples
+GEN_PCD_ROUNDS = 100  # batches drawn from, advanced and written back to the buffer (JEM uncond_samples)
+GEN_PCD_BATCH = 64
+GEN_REINIT_FREQ = 0.05  # JEM: 5% of each draw restarts from the init
+GEN_BUFFER_TOP = 0.1  # SADA-JEM: IS on the 10% most confident buffer samples per class (FID on 90%)
+GEN_ISC_SPLITS = 10
+GEN_KID_SUBSETS = 100
+GEN_KID_SUBSET_SIZE = 1000  # capped at the smaller set's size (recorded)
+GEN_PRC_NEIGHBORHOOD = 3
+GEN_GRID_MAX = 100  # images in a sample grid
+GEN_FIDELITY_CACHE = "~/.cache/jembench/fidelity"  # reference features, keyed by dataset + extractor content
+
 # --- ood: OOD detection evaluator (issue 4; owner: ood) -------------------------------------------------
 OOD_PRESETS = {  # --out NAME expands to these OOD sets
     "jem": ("svhn", "cifar100", "celeba", "interp"),  # JEM paper, Table 2
