@@ -1,0 +1,69 @@
+"""The HTML report opened in a real headless browser (Debian's chromium driven by Playwright).
+
+No console errors, no failed requests (the page is self-contained), every image decoded, the expected tables
+present, hostile names shown as text; a screenshot is kept in test-artifacts/. Skipped only when chromium or
+Playwright is absent.
+"""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from test_report_helpers import write_run
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+pytestmark = pytest.mark.browser
+
+
+def open_report(html: Path, screenshot: Path) -> dict:
+    """Load ``html`` in chromium; return what the page did (errors, requests, images, tables, alerts)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install playwright)")
+    seen: dict = {"console_errors": [], "page_errors": [], "requests": [], "dialogs": []}
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 800})
+            page.on("console", lambda m: seen["console_errors"].append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: seen["page_errors"].append(str(e)))
+            page.on("request", lambda r: seen["requests"].append(r.url))
+            page.on("dialog", lambda d: (seen["dialogs"].append(d.message), d.dismiss()))
+            page.goto(html.resolve().as_uri(), wait_until="load")
+            seen["images"] = page.eval_on_selector_all(
+                "img", "els => els.map(e => ({complete: e.complete, width: e.naturalWidth, alt: e.alt}))")
+            seen["tables"] = page.eval_on_selector_all("table.comparison", "els => els.map(e => e.dataset.evaluator)")
+            seen["first_column"] = page.eval_on_selector_all("table.comparison tbody td:first-child",
+                                                             "els => els.map(e => e.textContent)")
+            seen["scripts"] = page.eval_on_selector_all("script", "els => els.length")
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(screenshot), full_page=True)
+        finally:
+            browser.close()
+    return seen
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium); .ci/run installs it")
+def test_report_in_headless_chromium(tmp_path):
+    from jembench.report import report
+
+    hostile = "<script>alert(1)</script>"
+    run_a = write_run(tmp_path / "a", name=hostile, dataset="cifar10")
+    run_b = write_run(tmp_path / "b", name="baseline", dataset="cifar10", accuracy=0.8, fail="robust")
+    html = tmp_path / "report.html"
+    result = report([run_a, run_b], html)
+    seen = open_report(html, ARTIFACTS / "report-browser.png")
+
+    assert seen["console_errors"] == [] and seen["page_errors"] == [], seen
+    assert seen["dialogs"] == [], "a hostile checkpoint name ran as script"
+    assert seen["scripts"] == 0
+    assert all(u.startswith(("file:", "data:")) for u in seen["requests"]), seen["requests"]
+    assert seen["images"] and all(i["complete"] and i["width"] > 0 for i in seen["images"]), seen["images"]
+    assert set(seen["tables"]) == {t.slug for t in result.tables}
+    assert any(t.startswith("clf-") for t in seen["tables"]) and any(t.startswith("calib-") for t in seen["tables"])
+    assert hostile in seen["first_column"] and "baseline" in seen["first_column"]
+    assert "JEMreported" in seen["first_column"]  # the published row, tagged
+    assert (ARTIFACTS / "report-browser.png").stat().st_size > 0
