@@ -38,3 +38,13 @@ OOD_DEFAULT_PRESET = {"cifar10": "jem", "digits": "digits"}  # in-distribution -
 OOD_TEMPERATURE = 1.0  # energy-T score
 OOD_BOOTSTRAP = 1000  # resamples of the AUROC confidence interval (0 = none)
 OOD_CI_LEVEL = 0.95
+
+# --- clf / calib evaluators and the forward pass (issue 3; owner: clf/calib) ----------------------------
+CLF_SPLIT = "test"
+CALIB_BINS = 15  # equal-width ECE bins (Guo et al. 2017); JEM++ reports 20 (--bins 20)
+CALIB_BOOTSTRAP = 1000  # percentile-bootstrap resamples for calibration intervals (0 = none)
+CLF_INTERVAL_LEVEL = 0.95  # Wilson interval for accuracy, bootstrap intervals for calibration
+CALIB_TS_FIT_FRACTION = 0.5  # seeded share of the evaluation set that fits the reference temperature
+REFINE_STEPS = 0  # JEM-K: SGLD steps on test inputs before classifying (JEM's test_clf --n_steps)
+REFINE_STEP_SIZE = 1.0  # JEM's test_clf step size
+REFINE_NOISE = 0.01  # JEM's test_clf noise

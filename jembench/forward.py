@@ -7,11 +7,19 @@ second run reuses them. ``ForwardCache.model_calls`` counts batches sent through
 Test-time noise (JEM evaluates with sigma 0.03): ``x + sigma * N(0, I)`` in model space, drawn in
 fixed chunks of ``NOISE_CHUNK`` samples, chunk j from seed ``derive_seed(seed, "test-noise", j)``, so
 the noise of each sample does not depend on the batch size.
+
+JEM-K refinement (JEM's ``test_clf`` with ``n_steps``; Grathwohl et al. 2020): after the test noise, K SGLD
+steps on log p~(x), ``x <- x + step_size * grad_x log p~(x) + noise * N(0, I)`` (JEM: step 1, noise 0.01,
+no clamping), then classify. Step t's noise is drawn like the test noise from ``derive_seed(seed, "refine",
+t, j)``, so refined logits do not depend on the batch size either. The model runs in eval mode; its
+train/eval flags and BatchNorm statistics are restored afterwards.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +32,7 @@ from .data.imageset import ImageSet
 from .models.checkpoints import atomic_torch_save
 from .models.hybrid import HybridModel
 from .runtime import derive_seed, generator
+from .sampling.bn import preserve_bn_stats
 from .sampling.sgld import SGLDConfig, sgld_sample
 
 NOISE_CHUNK = 1024
@@ -45,27 +54,51 @@ class ForwardPass:
 
 
 def model_fingerprint(model: HybridModel) -> str:
-    """sha256 of the parameters and buffers plus the head reading (cached on the model)."""
+    """sha256 of the parameters and buffers plus the head and input transform; cached on the model until
+    any parameter or buffer changes (tracked by the tensors' in-place version counters)."""
+    header = f"head={model.info.head};mean={model.info.mean};std={model.info.std}"
+    stamp = (header, tuple((t.data_ptr(), t._version) for t in itertools.chain(model.parameters(), model.buffers())))
     cached = getattr(model, "_jembench_fingerprint", None)
-    if cached is not None:
-        return cached
-    h = hashlib.sha256(f"head={model.info.head};mean={model.info.mean};std={model.info.std}".encode())
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    h = hashlib.sha256(header.encode())
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     fp = h.hexdigest()
-    object.__setattr__(model, "_jembench_fingerprint", fp)
+    object.__setattr__(model, "_jembench_fingerprint", (stamp, fp))
     return fp
 
 
-def test_noise(start: int, stop: int, shape: tuple[int, ...], sigma: float, seed: int) -> torch.Tensor:
-    """Noise for samples ``[start, stop)``: independent of how the range is batched."""
+def chunked_randn(start: int, stop: int, shape: tuple[int, ...], seed: int, *labels: object) -> torch.Tensor:
+    """N(0, I) noise for samples ``[start, stop)``, drawn per chunk of ``NOISE_CHUNK`` samples (chunk j from
+    ``derive_seed(seed, *labels, j)``): the same per sample however the range is batched."""
     parts = []
     for chunk in range(start // NOISE_CHUNK, (stop - 1) // NOISE_CHUNK + 1):
         lo, hi = chunk * NOISE_CHUNK, (chunk + 1) * NOISE_CHUNK
-        noise = torch.randn((NOISE_CHUNK, *shape), generator=generator(derive_seed(seed, "test-noise", chunk)))
+        noise = torch.randn((NOISE_CHUNK, *shape), generator=generator(derive_seed(seed, *labels, chunk)))
         parts.append(noise[max(start, lo) - lo:min(stop, hi) - lo])
-    return sigma * torch.cat(parts)
+    return torch.cat(parts)
+
+
+def test_noise(start: int, stop: int, shape: tuple[int, ...], sigma: float, seed: int) -> torch.Tensor:
+    """Test-time noise ``sigma * N(0, I)`` for samples ``[start, stop)``: independent of how the range is batched."""
+    return sigma * chunked_randn(start, stop, shape, seed, "test-noise")
+
+
+def refine_inputs(model: HybridModel, x: torch.Tensor, cfg: SGLDConfig, start: int, seed: int) -> torch.Tensor:
+    """JEM-K: ``cfg.steps`` SGLD steps on log p~(x) from ``x`` (samples ``start..`` of the dataset), each
+    step's noise drawn per sample (:func:`chunked_randn`), so the result does not depend on the batching."""
+    step = dataclasses.replace(cfg, steps=1, noise=0.0, clamp_x=False)
+    lo, hi = model.info.value_range
+    stop = start + x.shape[0]
+    for t in range(cfg.steps):
+        x = sgld_sample(model, x, step, None, value_range=(lo, hi))  # noise-free step: no generator needed
+        if cfg.noise:
+            x = x + cfg.noise * chunked_randn(start, stop, tuple(x.shape[1:]), seed, "refine", t).to(x)
+        if cfg.clamp_x:
+            x = x.clamp(lo, hi)
+    return x
 
 
 class ForwardCache:
@@ -74,7 +107,8 @@ class ForwardCache:
     def __init__(self, cache_dir: Optional[str | Path] = None):
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.memory: dict[str, ForwardPass] = {}
-        self.model_calls = 0
+        self.model_calls = 0  # batches sent through a model (refinement steps not counted separately)
+        self.disk_hits = 0
 
     @staticmethod
     def protocol(imageset: ImageSet, sigma: float, seed: int, refine: Optional[SGLDConfig]) -> dict[str, Any]:
@@ -98,9 +132,11 @@ class ForwardCache:
             try:
                 d = torch.load(path, map_location="cpu", weights_only=True)
                 fp = ForwardPass(d["logits"], d["log_px"], d.get("labels"), key, d["protocol"])
-                self.memory[key] = fp
-                return fp
-            except Exception:  # noqa: BLE001 - a corrupt cache entry is recomputed
+                if fp.logits.shape[0] == len(imageset):
+                    self.memory[key] = fp
+                    self.disk_hits += 1
+                    return fp
+            except Exception:  # noqa: BLE001 - a corrupt cache entry is recomputed (and rewritten)
                 pass
         fp = self._compute(model, imageset, sigma, seed, refine, batch_size, progress, key)
         self.memory[key] = fp
@@ -110,27 +146,28 @@ class ForwardCache:
         return fp
 
     def _compute(self, model: HybridModel, imageset: ImageSet, sigma: float, seed: int,
-                 refine: Optional[SGLDConfig], batch_size: int, progress: bool, key: str) -> ForwardPass:
+                 refine_cfg: Optional[SGLDConfig], batch_size: int, progress: bool, key: str) -> ForwardPass:
         device = model.device
         logits, log_px = [], []
-        gen = generator(derive_seed(seed, "refine"), device) if refine else None
         bar = tqdm(total=len(imageset), desc=f"forward {imageset.name}", unit="img", disable=not progress or None,
                    leave=False)
         start = 0
-        for x, _ in imageset.batches(batch_size, model):
-            stop = start + x.shape[0]
-            if sigma:
-                x = x + test_noise(start, stop, tuple(x.shape[1:]), sigma, seed)
-            x = x.to(device)
-            if refine is not None:
-                x = sgld_sample(model, x, refine, gen, value_range=model.info.value_range)
-            with torch.no_grad():
-                lg, lp = model.logits_and_log_px(x)
-            self.model_calls += 1
-            logits.append(lg.float().cpu())
-            log_px.append(lp.float().cpu())
-            bar.update(x.shape[0])
-            start = stop
+        with preserve_bn_stats(model):
+            model.eval()
+            for x, _ in imageset.batches(batch_size, model):
+                stop = start + x.shape[0]
+                if sigma:
+                    x = x + test_noise(start, stop, tuple(x.shape[1:]), sigma, seed)
+                x = x.to(device)
+                if refine_cfg is not None and refine_cfg.steps:
+                    x = refine_inputs(model, x, refine_cfg, start, seed)
+                with torch.no_grad():
+                    lg, lp = model.logits_and_log_px(x)
+                self.model_calls += 1
+                logits.append(lg.float().cpu())
+                log_px.append(lp.float().cpu())
+                bar.update(x.shape[0])
+                start = stop
         bar.close()
         return ForwardPass(torch.cat(logits), torch.cat(log_px), imageset.labels, key,
-                           self.protocol(imageset, sigma, seed, refine))
+                           self.protocol(imageset, sigma, seed, refine_cfg))

@@ -1,0 +1,150 @@
+"""Calibration metrics on tensors: ECE (equal-width and equal-mass bins), MCE, RMS-CE, classwise ECE,
+percentile bootstrap intervals and temperature scaling.
+
+Binning convention (recorded in every protocol): ``bins`` equal-width bins on the top-1 confidence
+max_k p_k, bin b = (b/B, (b+1)/B]; a confidence of exactly 0 lands in the first bin, exactly 1.0 in the
+last. With n_b samples in bin b, acc_b their accuracy and conf_b their mean confidence:
+
+- ECE  = sum_b (n_b / N) |acc_b - conf_b|           (Naeini et al. 2015; Guo et al. 2017)
+- MCE  = max_b over non-empty bins |acc_b - conf_b|
+- RMS  = sqrt(sum_b (n_b / N) (acc_b - conf_b)^2)   (torchmetrics' ``norm="l2"``, Hendrycks et al. 2019)
+- adaptive ECE: the same sum over B equal-mass bins of the sorted confidences (Nguyen & O'Connor 2015)
+- classwise ECE = 1/K sum_k sum_b (n_bk / N) |freq_bk - conf_bk|, binning each class's probability p_k
+  against 1[y = k] (Kull et al. 2019)
+
+torchmetrics' ``MulticlassCalibrationError`` bins [lo, hi) and gives confidence 1.0 a bin of its own; the two
+agree whenever no confidence sits exactly on a bin edge.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from ..runtime import generator
+
+
+def bin_index(conf: torch.Tensor, bins: int) -> torch.Tensor:
+    """Equal-width bin of every confidence in [0, 1]: (lo, hi] bins, 0 in the first, 1.0 in the last."""
+    inner = torch.linspace(0, 1, bins + 1, dtype=torch.float64)[1:-1]
+    return torch.bucketize(conf.double().contiguous(), inner, right=False)
+
+
+def _check(probs: torch.Tensor, labels: torch.Tensor, bins: int) -> None:
+    if probs.dim() != 2 or labels.shape != probs.shape[:1]:
+        raise ValueError(f"probs must be [N, C] and labels [N], got {tuple(probs.shape)} and {tuple(labels.shape)}")
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+
+
+def _binned(conf: torch.Tensor, hits: torch.Tensor, index: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, ...]:
+    """Per group: count, mean confidence, mean hit rate (0 for empty groups)."""
+    count = torch.bincount(index, minlength=n_groups).double()
+    conf_sum = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, index, conf.double())
+    hit_sum = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, index, hits.double())
+    safe = count.clamp(min=1)
+    return count, conf_sum / safe, hit_sum / safe
+
+
+def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> dict[str, torch.Tensor]:
+    """The reliability table: ``lo``, ``hi``, ``count``, ``confidence`` (mean), ``accuracy`` per equal-width bin."""
+    _check(probs, labels, bins)
+    conf, pred = probs.max(-1)
+    count, conf_mean, acc = _binned(conf, pred == labels, bin_index(conf, bins), bins)
+    edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
+    return {"lo": edges[:-1], "hi": edges[1:], "count": count, "confidence": conf_mean, "accuracy": acc}
+
+
+def _gaps(probs: torch.Tensor, labels: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    t = reliability_bins(probs, labels, bins)
+    return t["count"] / t["count"].sum(), (t["accuracy"] - t["confidence"]).abs()
+
+
+def ece(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """Expected calibration error, equal-width bins: ``sum_b (n_b/N) |acc_b - conf_b|``."""
+    weight, gap = _gaps(probs, labels, bins)
+    return float((weight * gap).sum())
+
+
+def mce(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """Maximum calibration error: the largest ``|acc_b - conf_b|`` over non-empty equal-width bins."""
+    weight, gap = _gaps(probs, labels, bins)
+    return float(gap[weight > 0].max())
+
+
+def rms_ce(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """Root-mean-square calibration error: ``sqrt(sum_b (n_b/N) (acc_b - conf_b)^2)``."""
+    weight, gap = _gaps(probs, labels, bins)
+    return math.sqrt(float((weight * gap ** 2).sum()))
+
+
+def adaptive_ece(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """ECE over ``bins`` equal-mass bins: the confidences sorted and cut into groups of N/B (+-1) samples."""
+    _check(probs, labels, bins)
+    conf, pred = probs.max(-1)
+    order = conf.argsort(stable=True)
+    n = conf.numel()
+    index = torch.empty(n, dtype=torch.long)
+    index[order] = torch.arange(n) * bins // n  # rank r -> group floor(r B / N)
+    count, conf_mean, acc = _binned(conf, pred == labels, index, bins)
+    return float((count / n * (acc - conf_mean).abs()).sum())
+
+
+def classwise_ece(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """Classwise ECE: ``1/K sum_k sum_b (n_bk/N) |freq_bk - conf_bk|`` on each class's own probability."""
+    _check(probs, labels, bins)
+    n, k = probs.shape
+    hits = torch.nn.functional.one_hot(labels, k)
+    index = (bin_index(probs, bins) + torch.arange(k) * bins).reshape(-1)  # class k's bins at k*B .. k*B+B-1
+    count, conf_mean, freq = _binned(probs.reshape(-1), hits.reshape(-1), index, k * bins)
+    return float((count / n * (freq - conf_mean).abs()).sum() / k)
+
+
+def calibration_errors(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> dict[str, float]:
+    """All five at once (the reliability table computed once): ``ece``, ``adaptive_ece``, ``mce``, ``rms_ce``,
+    ``classwise_ece``."""
+    weight, gap = _gaps(probs, labels, bins)
+    return {"ece": float((weight * gap).sum()), "adaptive_ece": adaptive_ece(probs, labels, bins),
+            "mce": float(gap[weight > 0].max()), "rms_ce": math.sqrt(float((weight * gap ** 2).sum())),
+            "classwise_ece": classwise_ece(probs, labels, bins)}
+
+
+def bootstrap_ci(metric: Callable[..., float | dict[str, float]], *tensors: torch.Tensor, n_boot: int = 1000,
+                 level: float = 0.95, seed: int = 0) -> tuple[float, float] | dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval of ``metric(*tensors)``: resample the rows (the first dimension, shared
+    by all tensors) with replacement ``n_boot`` times from a ``torch.Generator`` seeded ``seed``; return the
+    ``(1-level)/2`` and ``(1+level)/2`` quantiles of the replicates (Efron & Tibshirani 1993). A metric that
+    returns a dict gets a dict of intervals (all from the same resamples)."""
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    n = tensors[0].shape[0]
+    gen = generator(seed)
+    replicates: list[dict[str, float]] = []
+    for _ in range(n_boot):
+        idx = torch.randint(0, n, (n,), generator=gen)
+        value = metric(*(t[idx] for t in tensors))
+        replicates.append(value if isinstance(value, dict) else {"": value})
+    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+    out = {k: tuple(torch.quantile(torch.tensor([r[k] for r in replicates], dtype=torch.float64), q).tolist())
+           for k in replicates[0]}
+    return out[""] if list(out) == [""] else out
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 100) -> float:
+    """Temperature scaling (Guo et al. 2017): ``T = argmin_T NLL(softmax(z / T))``, fitted by LBFGS on log T
+    (so T stays positive), starting from T = 1."""
+    z = logits.detach().double()
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(z / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return float(log_t.detach().exp())
