@@ -37,7 +37,7 @@ def resize_center_crop(images: torch.Tensor, size: tuple[int, int]) -> torch.Ten
         return images
     scale = max(H / h, W / w)
     rh, rw = max(H, round(h * scale)), max(W, round(w * scale))
-    top, left = (rh - H) // 2, (rw - W) // 2
+    top, left = int(round((rh - H) / 2.0)), int(round((rw - W) / 2.0))  # torchvision center_crop's offsets
     out = torch.empty((images.shape[0], images.shape[1], H, W), dtype=torch.uint8)
     for s in range(0, images.shape[0], CHUNK):
         x = images[s:s + CHUNK].to(torch.float32)

@@ -101,9 +101,14 @@ def _read_svhn(root: Path, split: str, download: bool, stamp: tuple) -> tuple:
     return torch.from_numpy(np.ascontiguousarray(ds.data)), torch.from_numpy(ds.labels.astype(np.int64))
 
 
+def _read_rgb(pil: Any, path: Path) -> torch.Tensor:
+    with pil.open(path) as im:
+        return torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
 @lru_cache(maxsize=2)
 def _read_celeba(root: Path, split: str, download: bool, stamp: tuple) -> tuple:
-    from torchvision.io import ImageReadMode, decode_image
+    from PIL import Image
     from tqdm import tqdm
 
     ds = _construct("celeba", root, _celeba_files(root, split),
@@ -113,7 +118,7 @@ def _read_celeba(root: Path, split: str, download: bool, stamp: tuple) -> tuple:
     names = list(ds.filename)
     for s in tqdm(range(0, len(names), CELEBA_CHUNK), desc=f"celeba {split}: decode + resize to {CELEBA_SIZE}",
                   unit="chunk", leave=False):
-        chunk = [decode_image(str(folder / f), mode=ImageReadMode.RGB) for f in names[s:s + CELEBA_CHUNK]]
+        chunk = [_read_rgb(Image, folder / f) for f in names[s:s + CELEBA_CHUNK]]
         shapes = {tuple(c.shape[1:]) for c in chunk}
         sizes |= shapes
         batches = [torch.stack(chunk)] if len(shapes) == 1 else [c[None] for c in chunk]
