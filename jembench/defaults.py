@@ -48,3 +48,14 @@ CALIB_TS_FIT_FRACTION = 0.5  # seeded share of the evaluation set that fits the 
 REFINE_STEPS = 0  # JEM-K: SGLD steps on test inputs before classifying (JEM's test_clf --n_steps)
 REFINE_STEP_SIZE = 1.0  # JEM's test_clf step size
 REFINE_NOISE = 0.01  # JEM's test_clf noise
+
+# --- train: `jembench train` (issue 2; owner: samplers/trainer) -----------------------------------------
+TRAIN = {  # JEM's CIFAR settings where they transfer; digits-scale where they do not (buffer, epochs)
+    "dataset": "digits", "depth": 10, "width": 1, "norm": "none", "epochs": 10, "batch_size": 64,
+    "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 0,
+    "px_weight": 1.0,  # 0 = the plain classifier baseline
+    "sampler": "sgld", "sgld_steps": 20, "sgld_step_size": 1.0, "sgld_noise": 0.01, "grad_clamp": None,
+    "clamp_x": False, "jempp_outer": 10, "jempp_inner": 5, "jempp_step_size": 0.2,
+    "buffer_size": 10000, "reinit_freq": 0.05, "init": "uniform",
+    "labels_per_class": None, "train_sigma": 0.03, "energy_limit": 1e4, "seed": 0,
+}

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Iterator, Optional
 
 import torch.nn as nn
 
 
 @contextlib.contextmanager
-def preserve_bn_stats(module: nn.Module) -> Iterator[nn.Module]:
-    """Whatever sampling does inside (train-mode BN updates its running stats), they are restored after."""
+def preserve_bn_stats(module: Optional[nn.Module]) -> Iterator[Optional[nn.Module]]:
+    """Whatever sampling does inside (train-mode BN updates its running stats), they are restored after,
+    as is every submodule's train/eval flag. ``None`` (a bare log-density, no module) is a no-op."""
+    if module is None:
+        yield module
+        return
     bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [{k: v.clone() for k, v in m.state_dict().items()} for m in bns]
     modes = {m: m.training for m in module.modules()}

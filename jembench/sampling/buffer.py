@@ -34,4 +34,17 @@ class ReplayBuffer:
         return x, idx
 
     def update(self, idx: torch.Tensor, x: torch.Tensor) -> None:
+        """Write the advanced chains back to their slots."""
         self.data[idx.to(self.data.device)] = x.detach().to(self.data.device, self.data.dtype)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Chain labels (the chains themselves are saved as the checkpoint's ``replay_buffer``)."""
+        return {} if self.labels is None else {"labels": self.labels.cpu()}
+
+    def load(self, data: torch.Tensor, state: dict[str, torch.Tensor]) -> None:
+        """Restore chains and labels saved by :meth:`state` (resume)."""
+        if data.shape != self.data.shape:
+            raise ValueError(f"replay buffer shape {tuple(data.shape)} != expected {tuple(self.data.shape)}")
+        self.data = data.to(self.data.device, self.data.dtype).clone()
+        if "labels" in state and self.labels is not None:
+            self.labels = state["labels"].to(self.labels.device)

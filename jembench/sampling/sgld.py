@@ -2,7 +2,13 @@
 
 JEM (Grathwohl et al. 2020):  x <- x + alpha * grad_x log p~(x) + sigma * N(0, I)   (alpha 1, sigma 0.01, 20 steps)
 with an optional proximal clamp of the gradient to [-c, c] (JEM++) and optional clamping of x to the
-data range. JEM++ (Yang & Ji 2021): per outer step one gradient g = clamp(grad_x log p~(x), -c, c), then
+data range.
+
+Alpha and sigma: Langevin dynamics for a density p is x <- x + eps * grad log p + sqrt(2 eps) * N(0, I); its
+stationary law (eps -> 0) is p. With free alpha and sigma the chain targets p^(1/T) with temperature
+T = sigma^2 / (2 alpha); ``SGLDConfig.langevin(eps)`` gives the T = 1 setting. JEM's alpha = 1, sigma = 0.01
+is T = 5e-5: a near-deterministic ascent of log p~, not a sampler of p~ (its short-run chains are what the
+model is trained against, so that is the setting to use for JEM models). JEM++ (Yang & Ji 2021): per outer step one gradient g = clamp(grad_x log p~(x), -c, c), then
 ``inner`` steps x <- clamp(x + alpha * g, lo, hi) (+ optional noise); M outer steps.
 
 Gradients of ``sum_i log p~(x_i)`` give every chain's gradient in one backward pass. In eval mode the
@@ -31,6 +37,16 @@ class SGLDConfig:
     clamp_x: bool = False  # clamp chains to the data range after every step
     grad_clamp: Optional[float] = None  # proximal clamp of the gradient (JEM++ uses 1.0)
 
+    @classmethod
+    def langevin(cls, step_size: float, steps: int, **kw) -> "SGLDConfig":
+        """Unadjusted Langevin at temperature 1: noise = sqrt(2 * step_size)."""
+        return cls(steps=steps, step_size=step_size, noise=(2.0 * step_size) ** 0.5, **kw)
+
+    @property
+    def temperature(self) -> float:
+        """T = noise^2 / (2 step_size): the chain targets p~^(1/T)."""
+        return self.noise ** 2 / (2.0 * self.step_size)
+
     def to_dict(self) -> dict:
         return {"sampler": "sgld", **asdict(self)}
 
@@ -54,6 +70,17 @@ def model_log_density(model) -> LogDensity:
     return fn
 
 
+def _set_mode(model, bn_train: bool) -> None:
+    """Eval mode, except BatchNorm layers in train mode (batch statistics) when ``bn_train``."""
+    if model is None:
+        return
+    model.eval()
+    if bn_train:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.train()
+
+
 def _grad(log_density: LogDensity, x: torch.Tensor, y: Optional[torch.Tensor],
           create_graph: bool = False) -> torch.Tensor:
     with torch.enable_grad():
@@ -75,7 +102,7 @@ def sgld_sample(model, x0: torch.Tensor, cfg: SGLDConfig, gen: torch.Generator, 
     differentiable = differentiable and x0.requires_grad
     x = x0 if differentiable else x0.detach().clone()
     with preserve_bn_stats(model):
-        model.train(bn_train)
+        _set_mode(model, bn_train)
         for _ in range(cfg.steps):
             g = _grad(log_density, x, y, create_graph=differentiable)
             if cfg.grad_clamp is not None:
@@ -96,7 +123,7 @@ def jempp_sample(model, x0: torch.Tensor, cfg: JEMPPConfig, gen: torch.Generator
     lo, hi = value_range
     x = x0.detach().clone()
     with preserve_bn_stats(model):
-        model.train(bn_train)
+        _set_mode(model, bn_train)
         for _ in range(cfg.outer_steps):
             g = _grad(log_density, x, y).clamp(-cfg.grad_clamp, cfg.grad_clamp)
             for _ in range(cfg.inner_steps):
