@@ -59,3 +59,24 @@ TRAIN = {  # JEM's CIFAR settings where they transfer; digits-scale where they d
     "buffer_size": 10000, "reinit_freq": 0.05, "init": "uniform",
     "labels_per_class": None, "train_sigma": 0.03, "energy_limit": 1e4, "seed": 0,
 }
+
+# --- robust: adversarial robustness evaluator (issue 5; owner: robust) ----------------------------------
+ROBUST_NORM = "linf"
+ROBUST_EPS = {"linf": "0,2/255,4/255,8/255,16/255", "l2": "0,0.25,0.5,1.0"}  # pixel units in [0, 1]
+ROBUST_N = 300  # test images (JEM evaluated about 300)
+ROBUST_ATTACKS = ("pgd",)  # also "apgd-ce", "apgd-dlr" (torchattacks)
+ROBUST_STEPS = 40  # JEM: 40 PGD iterations; Hill et al. 2021: 50
+ROBUST_LINF_STEP = 2 / 255  # widened to 2.5 * eps / steps when that is larger (Madry et al. 2018)
+ROBUST_L2_REL_STEP = 2.5  # L2 step = 2.5 * eps / steps
+ROBUST_RESTARTS = 1
+ROBUST_PURIFY_STEPS = (0,)  # JEM-K settings; K = 0 (undefended) is always added
+ROBUST_PURIFY_STEP_SIZE = 1.0  # JEM-K (Grathwohl et al. 2020): SGLD step 1, noise 0.01, in model space
+ROBUST_PURIFY_NOISE = 0.01
+ROBUST_PURIFY_COPIES = 5  # noisy copies whose logits are averaged
+ROBUST_PURIFY_SIGMA = 0.03  # start noise of each copy, model space
+ROBUST_EOT = 5  # purifications per attack gradient (Hill et al. 2021 use 15)
+ROBUST_EVAL_PURIFICATIONS = 10  # fresh purifications averaged to decide a break (Hill et al. 2021 use 150)
+ROBUST_FULL_GRAD_MAX_K = 2  # full gradients through the SGLD chain for K <= this
+ROBUST_PROBE_N = 16  # images of the large-eps probe (accuracy must fall to about 0)
+ROBUST_PROBE_EPS = {"linf": 0.5, "l2": 0.5}  # l2: times sqrt(C * H * W), i.e. the corner of the 0.5 L-inf ball
+ROBUST_PROBE_MAX_ACC = 0.1  # probe accuracy above this raises a warning (gradient masking or a broken attack)

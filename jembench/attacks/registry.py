@@ -1,0 +1,112 @@
+"""The attacks jembench runs, built from torchattacks, and their explicit seeding.
+
+``pgd``: L-inf ``torchattacks.PGD`` (``EOTPGD`` when EOT > 1), L2 :class:`EOTPGDL2` (torchattacks' PGDL2
+with EOT; equal to it for ``eot_iter=1``). ``apgd-ce`` / ``apgd-dlr``: ``torchattacks.APGD`` (Croce & Hein
+2020) with its ``eot_iter``. Every attack runs with a fixed random start uniform in the eps-ball.
+
+Seeding: torchattacks draws random starts from torch's *global* RNG (and APGD reseeds it from its own
+``seed``). :func:`run_attack` seeds the global RNG (and APGD's ``seed``) with the given seed right before the
+call, inside ``torch.random.fork_rng`` so the caller's RNG state is left untouched; the evaluator derives
+that seed with ``derive_seed(seed, "attack", norm, eps, K, label, restart, batch)`` and records it.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torchattacks
+
+from .. import defaults
+from ..errors import JembenchError
+
+ATTACKS = ("pgd", "apgd-ce", "apgd-dlr")
+NORMS = ("linf", "l2")
+
+
+class EOTPGDL2(torchattacks.PGDL2):
+    """torchattacks' PGDL2 with the gradient summed over ``eot_iter`` forward/backward passes per step (EOT,
+    Athalye et al. 2018): the L2 counterpart of ``torchattacks.EOTPGD``. The projection is safe at eps = 0."""
+
+    def __init__(self, model: nn.Module, eps: float = 1.0, alpha: float = 0.2, steps: int = 10, eot_iter: int = 1,
+                 random_start: bool = True, eps_for_division: float = 1e-10):
+        super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start,
+                         eps_for_division=eps_for_division)
+        self.attack = "EOTPGDL2"
+        self.eot_iter = eot_iter
+        self.supported_mode = ["default"]
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        images = images.clone().detach().to(self.device)
+        labels = labels.clone().detach().to(self.device)
+        loss = nn.CrossEntropyLoss()
+        b = len(images)
+        adv = images.clone().detach()
+        if self.random_start:  # the same draws, in the same order, as PGDL2
+            delta = torch.empty_like(adv).normal_()
+            n = delta.view(b, -1).norm(p=2, dim=1).view(b, 1, 1, 1)
+            r = torch.zeros_like(n).uniform_(0, 1)
+            delta *= r / n * self.eps
+            adv = torch.clamp(adv + delta, min=0, max=1).detach()
+        for _ in range(self.steps):
+            adv.requires_grad = True
+            grad = torch.zeros_like(adv)
+            for _ in range(self.eot_iter):
+                cost = loss(self.get_logits(adv), labels)
+                grad += torch.autograd.grad(cost, adv, retain_graph=False, create_graph=False)[0]
+            grad_norms = torch.norm(grad.view(b, -1), p=2, dim=1) + self.eps_for_division
+            grad = grad / grad_norms.view(b, 1, 1, 1)
+            adv = adv.detach() + self.alpha * grad
+            delta = adv - images
+            delta_norms = torch.norm(delta.view(b, -1), p=2, dim=1).clamp_min(1e-12)
+            factor = torch.min(self.eps / delta_norms, torch.ones_like(delta_norms))
+            adv = torch.clamp(images + delta * factor.view(-1, 1, 1, 1), min=0, max=1).detach()
+        return adv
+
+
+def default_step_size(norm: str, eps: float, steps: int) -> float:
+    """L-inf: 2/255, widened to 2.5 eps / steps so the ball can be crossed; L2: 2.5 eps / steps (Madry et al.)."""
+    if norm == "linf":
+        return max(defaults.ROBUST_LINF_STEP, defaults.ROBUST_L2_REL_STEP * eps / steps)
+    return defaults.ROBUST_L2_REL_STEP * eps / steps
+
+
+def check_attack(name: str, norm: str, n_classes: int) -> None:
+    """One-line errors for unknown attacks or norms, and DLR with fewer than 3 classes."""
+    if norm not in NORMS:
+        raise JembenchError(f"unknown norm {norm!r}: use one of {', '.join(NORMS)}")
+    if name not in ATTACKS:
+        raise JembenchError(f"unknown attack {name!r}: use one of {', '.join(ATTACKS)}")
+    if name == "apgd-dlr" and n_classes < 3:
+        raise JembenchError(f"apgd-dlr needs at least 3 classes (the model has {n_classes}): use pgd or apgd-ce")
+
+
+def build_attack(name: str, model: nn.Module, *, norm: str, eps: float, steps: int,
+                 step_size: Optional[float] = None, eot: int = 1) -> torchattacks.attack.Attack:
+    """A torchattacks attack on ``model`` (pixels in [0, 1] -> logits); ``step_size`` None: the default rule."""
+    alpha = default_step_size(norm, eps, steps) if step_size is None else step_size
+    if name == "pgd":
+        if norm == "linf":
+            if eot == 1:
+                return torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
+            return torchattacks.EOTPGD(model, eps=eps, alpha=alpha, steps=steps, eot_iter=eot, random_start=True)
+        return EOTPGDL2(model, eps=eps, alpha=alpha, steps=steps, eot_iter=eot, random_start=True)
+    if name in ("apgd-ce", "apgd-dlr"):
+        return torchattacks.APGD(model, norm="Linf" if norm == "linf" else "L2", eps=eps, steps=steps, n_restarts=1,
+                                 seed=0, loss=name.split("-")[1], eot_iter=eot)
+    raise JembenchError(f"unknown attack {name!r}: use one of {', '.join(ATTACKS)}")
+
+
+def run_attack(attack: torchattacks.attack.Attack, images: torch.Tensor, labels: torch.Tensor,
+               seed: int) -> torch.Tensor:
+    """``attack(images, labels)`` with torch's global RNG (and APGD's own seed) set to ``seed`` for the call
+    only; returns detached adversarial images."""
+    device = images.device
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        if isinstance(attack, torchattacks.APGD):
+            attack.seed = seed
+        return attack(images, labels).detach()

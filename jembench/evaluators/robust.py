@@ -1,0 +1,413 @@
+"""Adversarial robustness with and without JEM-K SGLD purification, attacked adaptively.
+
+Threat models L-inf and L2 with eps in [0, 1] pixel units; the attacks (torchattacks PGD / PGD-L2 / APGD-CE /
+APGD-DLR) run on :class:`jembench.attacks.PixelClassifier`, which maps pixels to the model's input space.
+Settings: K = 0 (the undefended model, always reported) and each requested K > 0 (JEM-K purification).
+
+Attacks per setting, each a labelled row (Athalye et al. 2018; Croce et al. 2022):
+
+- K = 0: each attack (``pgd``, ``apgd-ce``, ``apgd-dlr``), white-box.
+- K > 0: ``bpda-eot`` (``<attack>-bpda-eot`` for APGD): gradients straight through the purifier, averaged over
+  ``eot`` purifications per step; ``transfer``: the K = 0 adversarial examples of every attack;
+  ``full-grad`` when K <= ``full_grad_max_k``: gradients through the unrolled SGLD chain (with EOT).
+
+A point is broken by an attack when the prediction from logits averaged over ``eval_purifications`` fresh
+purifications is wrong (K = 0: one deterministic pass). The same evaluation noise (seeded per batch) is used for
+clean and adversarial inputs. Robust accuracy (``worst``) is the per-image worst case: correct on the clean
+image and under every attack row. 95% Wilson intervals. Sanity checks (warnings): eps = 0 rows must equal clean
+accuracy; a large-eps probe must bring accuracy to about 0; transfer must not beat the white-box attacks.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import click
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .. import defaults
+from ..attacks import ATTACKS, PassCounter, PixelClassifier, PurifyConfig, build_attack, check_attack, \
+    default_step_size, run_attack
+from ..data.imageset import ImageSet
+from ..errors import JembenchError
+from ..forward import ForwardCache
+from ..metrics.classification import wilson_interval
+from ..models import HybridModel
+from ..results import Evaluation, atomic_savefig, atomic_savez
+from ..runtime import derive_seed, resolve_device
+from .common import Timer, finish, load_eval_set, load_models
+
+Checkpoints = str | Path | HybridModel | Sequence[str | Path | HybridModel]
+SEED_RECIPE = ("attack (torch global RNG, set inside fork_rng right before each call; APGD seed = same): "
+               "derive_seed(seed, 'attack', norm, eps, K, label, restart, batch); purification noise during that "
+               "attack: derive_seed(<attack seed>, 'purify'); evaluation purifications: "
+               "derive_seed(seed, 'eval-purify', K, batch)")
+
+
+@dataclass
+class RobustResult:
+    """``evaluations`` (one per checkpoint and setting K) and the results document (``to_dict()``)."""
+
+    evaluations: list[Evaluation]
+    document: dict[str, Any] = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.document
+
+    def table(self) -> str:
+        """Clean and worst-case robust accuracy per checkpoint, setting and eps (the CLI summary)."""
+        lines = [f"{'checkpoint':<20} {'K':>3} {'eps':>8} {'clean':>6} {'robust':>6}  attacks"]
+        for ev in self.evaluations:
+            rows = ev.rows
+            clean = next((r["acc"] for r in rows if r["attack"] == "clean"), math.nan)
+            for eps in sorted({r["eps"] for r in rows if r["attack"] == "worst"}):
+                at = {r["attack"]: r["acc"] for r in rows if r["eps"] == eps and r["attack"] not in ("clean", "probe")}
+                detail = " ".join(f"{a}={v:.3f}" for a, v in at.items() if a != "worst")
+                eps_txt = f"{eps * 255:.1f}/255" if ev.protocol["threat_model"] == "linf" else f"{eps:.3f}"
+                lines.append(f"{str(ev.checkpoint.get('name')):<20} {ev.protocol['K']:>3} {eps_txt:>8} {clean:>6.3f} "
+                             f"{at['worst']:>6.3f}  {detail}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RobustConfig:
+    """Everything that decides the numbers (besides model and data)."""
+
+    norm: str
+    eps: tuple[float, ...]
+    purify_steps: tuple[int, ...]
+    attacks: tuple[str, ...]
+    steps: int
+    step_size: Optional[float]
+    restarts: int
+    eot: int
+    eval_purifications: int
+    full_grad_max_k: int
+    purify: PurifyConfig
+    probe: bool
+    seed: int
+    batch_size: int
+
+    def purify_config(self, k: int) -> PurifyConfig:
+        return replace(self.purify, steps=k)
+
+    def alpha(self, eps: float) -> float:
+        return default_step_size(self.norm, eps, self.steps) if self.step_size is None else self.step_size
+
+    def probe_eps(self, shape: tuple[int, ...]) -> float:
+        base = defaults.ROBUST_PROBE_EPS[self.norm]
+        return base if self.norm == "linf" else base * math.sqrt(math.prod(shape))
+
+
+def robust(checkpoints: Checkpoints, *, norm: str = defaults.ROBUST_NORM, eps: Optional[Sequence[float] | str] = None,
+           n: Optional[int] = defaults.ROBUST_N, purify_steps: Sequence[int] = defaults.ROBUST_PURIFY_STEPS,
+           attacks: Sequence[str] = defaults.ROBUST_ATTACKS, steps: int = defaults.ROBUST_STEPS,
+           step_size: Optional[float] = None, restarts: int = defaults.ROBUST_RESTARTS, eot: int = defaults.ROBUST_EOT,
+           eval_purifications: int = defaults.ROBUST_EVAL_PURIFICATIONS,
+           full_grad_max_k: int = defaults.ROBUST_FULL_GRAD_MAX_K,
+           purify_step_size: float = defaults.ROBUST_PURIFY_STEP_SIZE, purify_noise: float = defaults.ROBUST_PURIFY_NOISE,
+           purify_copies: int = defaults.ROBUST_PURIFY_COPIES, purify_sigma: float = defaults.ROBUST_PURIFY_SIGMA,
+           probe: bool = True, dataset: Optional[str] = None, split: str = "test", seed: int = defaults.SEED,
+           device: Any = None, batch_size: int = defaults.BATCH_SIZE, data_dir: Any = None, download: bool = False,
+           head: Optional[str] = None, save_raw: bool = False, out_dir: Optional[str | Path] = None,
+           cache: Optional[ForwardCache] = None, progress: bool = True) -> RobustResult:
+    """Robust accuracy of each checkpoint under ``norm`` attacks of budgets ``eps`` (pixels in [0, 1]; a string
+    like ``"0,2/255,8/255"`` is accepted), undefended (K = 0) and with JEM-K purification for each K in
+    ``purify_steps``. Mirrors ``jembench robust``; writes results.json, curves (and raw arrays) to ``out_dir``."""
+    from ..cli.options import parse_list
+
+    eps_list = parse_list(eps if eps is not None else defaults.ROBUST_EPS.get(norm, ""), float, "eps") \
+        if eps is None or isinstance(eps, str) else [float(e) for e in eps]
+    cfg = RobustConfig(norm=norm, eps=tuple(sorted(set(eps_list))), purify_steps=tuple(sorted({0, *purify_steps})),
+                       attacks=tuple(dict.fromkeys(attacks)), steps=steps, step_size=step_size, restarts=restarts,
+                       eot=eot, eval_purifications=eval_purifications, full_grad_max_k=full_grad_max_k,
+                       purify=PurifyConfig(0, purify_step_size, purify_noise, purify_copies, purify_sigma),
+                       probe=probe, seed=seed, batch_size=batch_size)
+    _validate(cfg, n)
+    if isinstance(checkpoints, (str, Path, HybridModel)):
+        checkpoints = [checkpoints]
+    dev = resolve_device(device)
+    models = load_models(list(checkpoints), dev, head=head)
+    sets = [load_eval_set(m, dataset, split, data_dir=data_dir, download=download, n=n) for m in models]
+    for m in models:
+        for a in cfg.attacks:
+            check_attack(a, cfg.norm, m.info.n_classes)
+    cache = cache if cache is not None else ForwardCache()
+    evaluations: list[Evaluation] = []
+    used: set[str] = set()
+    for i, (model, imageset) in enumerate(zip(models, sets)):
+        slug = _unique_slug(model.info.name or f"model{i}", used)
+        evs = _ModelRun(model, imageset, cfg, cache, progress).evaluate()
+        if out_dir is not None:
+            _write_artifacts(Path(out_dir), slug, evs, cfg, save_raw, imageset.labels)
+        for ev in evs:
+            ev.rows = [{k: v for k, v in r.items() if k != "_correct"} for r in ev.rows]
+            if progress:
+                for w in ev.warnings:
+                    click.echo(f"jembench: warning: {ev.checkpoint.get('name')} K={ev.protocol['K']}: {w}", err=True)
+        evaluations.extend(evs)
+    config = {"evaluator": "robust", "norm": cfg.norm, "eps": list(cfg.eps), "purify_steps": list(cfg.purify_steps),
+              "attacks": list(cfg.attacks), "n": n, "dataset": dataset, "split": split}
+    doc = finish(out_dir, evaluations, device=dev, seed=seed, config=config)
+    return RobustResult(evaluations, doc)
+
+
+def _validate(cfg: RobustConfig, n: Optional[int]) -> None:
+    if cfg.norm not in ("linf", "l2"):
+        raise JembenchError(f"--norm must be linf or l2, got {cfg.norm!r}")
+    if not cfg.eps:
+        raise JembenchError("--eps is empty: give budgets like 0,2/255,8/255")
+    top = 1.0 if cfg.norm == "linf" else math.inf
+    if any(e < 0 or e > top for e in cfg.eps):
+        raise JembenchError(f"--eps {list(cfg.eps)}: budgets are pixel units and must lie in [0, {top}] "
+                            f"(write 8/255, not 8)")
+    checks = {"--n": (n if n is not None else 1, 1), "--steps": (cfg.steps, 1), "--restarts": (cfg.restarts, 1),
+              "--eot": (cfg.eot, 1), "--eval-purifications": (cfg.eval_purifications, 1),
+              "--purify-copies": (cfg.purify.copies, 1), "--batch-size": (cfg.batch_size, 1),
+              "--full-grad-max-k": (cfg.full_grad_max_k, 0)}
+    for name, (value, low) in checks.items():
+        if value < low:
+            raise JembenchError(f"{name} must be >= {low}, got {value}")
+    if any(k < 0 for k in cfg.purify_steps):
+        raise JembenchError(f"--purify-steps must be >= 0, got {list(cfg.purify_steps)}")
+    if cfg.step_size is not None and cfg.step_size <= 0:
+        raise JembenchError(f"--step-size must be > 0, got {cfg.step_size}")
+    if not cfg.attacks:
+        raise JembenchError(f"--attacks is empty: name at least one of {', '.join(ATTACKS)}")
+
+
+def _unique_slug(name: str, used: set[str]) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
+    base, i = slug, 1
+    while slug in used:
+        i += 1
+        slug = f"{base}-{i}"
+    used.add(slug)
+    return slug
+
+
+def attack_label(attack: str, k: int, gradient: str = "bpda") -> str:
+    """Row label: the attack's name at K = 0; ``bpda-eot`` / ``full-grad`` (prefixed by non-PGD attacks) at K > 0."""
+    if k == 0:
+        return attack
+    suffix = "bpda-eot" if gradient == "bpda" else "full-grad"
+    return suffix if attack == "pgd" else f"{attack}-{suffix}"
+
+
+def metric_name(norm: str, eps: float, k: int, label: str) -> str:
+    """``robust_acc/linf/0.0314/K=10/bpda-eot`` (eps with 4 decimals, pixel units)."""
+    return f"robust_acc/{norm}/{eps:.4f}/K={k}/{label}"
+
+
+class _ModelRun:
+    """All settings and budgets for one model and evaluation set."""
+
+    def __init__(self, model: HybridModel, imageset: ImageSet, cfg: RobustConfig, cache: ForwardCache,
+                 progress: bool):
+        self.model, self.imageset, self.cfg, self.cache = model, imageset, cfg, cache
+        self.x01 = imageset.pixels01().to(model.device)
+        self.y = imageset.labels.to(model.device)
+        self.eval_counter = PassCounter()
+        per_eps = [len(cfg.attacks) + (1 if k else 0) + (1 if 0 < k <= cfg.full_grad_max_k else 0)
+                   for k in cfg.purify_steps]
+        total = sum(per_eps) * len(cfg.eps) * cfg.restarts + (len(cfg.purify_steps) if cfg.probe else 0)
+        self.bar = tqdm(total=total, desc=f"robust {model.info.name}", unit="attack", leave=False,
+                        disable=not progress or None)
+        self.transfer: dict[float, list[torch.Tensor]] = {}  # eps -> K = 0 adversarial examples
+
+    # --- predictions under the (possibly stochastic) defense ------------------------------------------------
+    def predict(self, x01: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
+        """Correctness ``[N]`` (bool, CPU) of the prediction from logits averaged over R fresh purifications."""
+        reps = self.cfg.eval_purifications if k else 1
+        wrapper = PixelClassifier(self.model, self.cfg.purify_config(k), counter=self.eval_counter)
+        out, bs = [], self.cfg.batch_size
+        with torch.no_grad():
+            for b, start in enumerate(range(0, len(x01), bs)):
+                wrapper.reseed(derive_seed(self.cfg.seed, "eval-purify", k, b))
+                xb = x01[start:start + bs]
+                logits = sum(wrapper(xb) for _ in range(reps)) / reps
+                out.append((logits.argmax(-1) == y[start:start + bs]).cpu())
+        return torch.cat(out)
+
+    def attack(self, name: str, k: int, eps: float, gradient: str, label: str, x01: torch.Tensor,
+               y: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, dict[str, Any]]:
+        """Adversarial examples (one tensor per restart), per-image correctness after all restarts, and the
+        row's bookkeeping (passes per image, seeds)."""
+        cfg = self.cfg
+        eot = cfg.eot if k else 1
+        counter = PassCounter()
+        wrapper = PixelClassifier(self.model, cfg.purify_config(k), gradient=gradient, counter=counter)
+        atk = build_attack(name, wrapper, norm=cfg.norm, eps=eps, steps=cfg.steps, step_size=cfg.alpha(eps), eot=eot)
+        correct = torch.ones(len(x01), dtype=torch.bool)
+        advs, seeds = [], []
+        for r in range(cfg.restarts):
+            parts = []
+            for b, start in enumerate(range(0, len(x01), cfg.batch_size)):
+                s = derive_seed(cfg.seed, "attack", cfg.norm, eps, k, label, r, b)
+                wrapper.reseed(derive_seed(s, "purify"))
+                parts.append(run_attack(atk, x01[start:start + cfg.batch_size], y[start:start + cfg.batch_size], s))
+                seeds.append(s)
+            advs.append(torch.cat(parts))
+            correct &= self.predict(advs[-1], y, k)
+            self.bar.update(1)
+        info = {"attack_impl": type(atk).__name__, "gradient": gradient, "eot": eot, "steps": cfg.steps,
+                "step_size": cfg.alpha(eps), "restarts": cfg.restarts, "seeds": seeds,
+                "fwd_per_image": counter.forward / len(x01), "bwd_per_image": counter.backward / len(x01)}
+        return advs, correct, info
+
+    # --- one Evaluation per setting ------------------------------------------------------------------------
+    def evaluate(self) -> list[Evaluation]:
+        evs = []
+        for k in self.cfg.purify_steps:
+            with Timer() as t:
+                ev = self._setting(k)
+            ev.wall_time_s = t.seconds
+            evs.append(ev)
+        self.bar.close()
+        return evs
+
+    def _row(self, k: int, eps: Optional[float], attack: str, correct: torch.Tensor, **extra: Any) -> dict[str, Any]:
+        c, n = int(correct.sum()), int(correct.numel())
+        lo, hi = wilson_interval(c, n)
+        scaled = None if eps is None or self.cfg.norm != "linf" else eps * 255
+        return {"norm": self.cfg.norm, "eps": eps, "eps_x255": scaled, "K": k, "attack": attack, "n": n, "correct": c,
+                "acc": c / n, "ci95": [lo, hi], **extra, "_correct": correct}
+
+    def _setting(self, k: int) -> Evaluation:
+        cfg, n = self.cfg, len(self.x01)
+        if k == 0:  # the shared forward pass in model space: an independent path from the pixel wrapper
+            fp = self.cache.get(self.model, self.imageset, sigma=0.0, seed=cfg.seed, batch_size=cfg.batch_size,
+                                progress=False)
+            clean = fp.logits.argmax(-1) == fp.labels
+        else:
+            clean = self.predict(self.x01, self.y, k)
+        rows = [self._row(k, None, "clean", clean)]
+        metrics = {f"clean_acc/K={k}": rows[0]["acc"]}
+        intervals = {f"clean_acc/K={k}": rows[0]["ci95"]}
+        warnings: list[str] = []
+        for eps in cfg.eps:
+            eps_rows = []
+            for name in cfg.attacks:
+                label = attack_label(name, k)
+                advs, correct, info = self.attack(name, k, eps, "bpda", label, self.x01, self.y)
+                if k == 0:
+                    self.transfer.setdefault(eps, []).extend(advs)
+                eps_rows.append(self._row(k, eps, label, correct, **info))
+            if k:
+                correct = torch.ones(n, dtype=torch.bool)
+                for adv in self.transfer[eps]:
+                    correct &= self.predict(adv, self.y, k)
+                self.bar.update(cfg.restarts)
+                eps_rows.append(self._row(k, eps, "transfer", correct, gradient="transfer", source="K=0 adversarials",
+                                          n_sources=len(self.transfer[eps]), fwd_per_image=0.0, bwd_per_image=0.0))
+            if 0 < k <= cfg.full_grad_max_k:
+                label = attack_label(cfg.attacks[0], k, "full")
+                _, correct, info = self.attack(cfg.attacks[0], k, eps, "full", label, self.x01, self.y)
+                eps_rows.append(self._row(k, eps, label, correct, **info))
+            worst = clean.clone()
+            for r in eps_rows:
+                worst &= r["_correct"]
+            eps_rows.append(self._row(k, eps, "worst", worst, gradient=None,
+                                      fwd_per_image=sum(r["fwd_per_image"] for r in eps_rows),
+                                      bwd_per_image=sum(r["bwd_per_image"] for r in eps_rows)))
+            warnings += self._check(k, eps, rows[0], eps_rows)
+            rows += eps_rows
+        for r in rows[1:]:
+            name = metric_name(cfg.norm, r["eps"], k, r["attack"])
+            metrics[name], intervals[name] = r["acc"], r["ci95"]
+        probe = None
+        if cfg.probe:
+            probe, warning = self._probe(k)
+            rows.append(probe)
+            metrics[f"probe_acc/{cfg.norm}/{probe['eps']:.4f}/K={k}"] = probe["acc"]
+            warnings += [warning] if warning else []
+        return Evaluation("robust", self.model.info.to_dict(), self._protocol(k, probe), metrics, intervals, rows,
+                          warnings)
+
+    def _probe(self, k: int) -> tuple[dict[str, Any], Optional[str]]:
+        """The default attack at a very large eps on a few images: accuracy must fall to about 0."""
+        cfg = self.cfg
+        m = min(defaults.ROBUST_PROBE_N, len(self.x01))
+        eps = cfg.probe_eps(tuple(self.x01.shape[1:]))
+        name = cfg.attacks[0]
+        label = attack_label(name, k)
+        _, correct, info = self.attack(name, k, eps, "bpda", f"probe-{label}", self.x01[:m], self.y[:m])
+        row = self._row(k, eps, "probe", correct, probe_attack=label, **info)
+        warning = None
+        if row["acc"] > defaults.ROBUST_PROBE_MAX_ACC:
+            warning = (f"large-eps probe: accuracy {row['acc']:.3f} > {defaults.ROBUST_PROBE_MAX_ACC} under {label} at "
+                       f"{cfg.norm} eps={eps:.3g} on {m} images; it should be about 0 (gradient masking or a broken "
+                       "attack): raise --steps / --eot, try --attacks apgd-ce, inspect the defense")
+        return row, warning
+
+    def _check(self, k: int, eps: float, clean: dict[str, Any], eps_rows: list[dict[str, Any]]) -> list[str]:
+        out = []
+        attacks = [r for r in eps_rows if r["attack"] != "worst"]
+        if eps == 0:
+            for r in attacks:
+                if r["correct"] != clean["correct"]:
+                    out.append(f"robust accuracy at eps=0 ({r['acc']:.4f}, {r['attack']}) differs from clean accuracy "
+                               f"({clean['acc']:.4f}): the attack or the pixel wrapper changes unperturbed inputs")
+        white = [r for r in attacks if r["gradient"] in ("bpda", "full")]
+        for r in attacks:
+            if r["gradient"] == "transfer" and white and r["acc"] < min(w["acc"] for w in white):
+                out.append(f"transfer attack ({r['acc']:.4f}) beats the white-box attacks (best "
+                           f"{min(w['acc'] for w in white):.4f}) at eps={eps:.4g}: gradients through the defense "
+                           "mislead the attack (gradient masking); trust the worst case, raise --eot / --steps")
+        return out
+
+    def _protocol(self, k: int, probe: Optional[dict[str, Any]]) -> dict[str, Any]:
+        import torchattacks
+
+        cfg, iset = self.cfg, self.imageset
+        return {
+            "dataset": iset.name, "split": iset.split, "n": len(iset), "dataset_sha256": iset.fingerprint(),
+            "dataset_meta": dict(iset.meta), "threat_model": cfg.norm, "eps": list(cfg.eps),
+            "eps_units": "pixels in [0, 1]; attacks see [0, 1] images through model.to_model_space",
+            "attacks": list(cfg.attacks), "library": f"torchattacks {torchattacks.__version__}",
+            "steps": cfg.steps, "random_start": True, "restarts": cfg.restarts,
+            "step_size": cfg.step_size if cfg.step_size is not None else
+            ("max(2/255, 2.5*eps/steps)" if cfg.norm == "linf" else "2.5*eps/steps"),
+            "K": k, "purification": cfg.purify_config(k).to_dict(),
+            "eot": cfg.eot if k else 1, "eval_purifications": cfg.eval_purifications if k else 1,
+            "full_gradient": bool(0 < k <= cfg.full_grad_max_k), "full_grad_max_k": cfg.full_grad_max_k,
+            "transfer_source": "K=0 adversarial examples of every attack and restart" if k else None,
+            "break_rule": ("wrong prediction from logits averaged over eval_purifications fresh purifications"
+                           if k else "wrong prediction (deterministic model)"),
+            "worst_case": "per image: correct on the clean input and under every attack row",
+            "interval": "Wilson 95%", "test_sigma": 0.0,
+            "clean_path": "shared forward pass in model space (ForwardCache)" if k == 0 else "evaluation purifications",
+            "probe": None if probe is None else {"eps": probe["eps"], "n": probe["n"], "attack": probe["probe_attack"],
+                                                 "max_acc": defaults.ROBUST_PROBE_MAX_ACC},
+            "seed": cfg.seed, "seed_recipe": SEED_RECIPE, "batch_size": cfg.batch_size,
+            "pass_counting": "network passes per image, counted in the wrapper (SGLD step = 1 fwd + 1 bwd per copy)",
+        }
+
+
+def _write_artifacts(out_dir: Path, slug: str, evs: list[Evaluation], cfg: RobustConfig, save_raw: bool,
+                     labels: torch.Tensor) -> None:
+    """The accuracy-vs-eps figure and (``save_raw``) per-image correctness ``[rows, N]`` with row labels."""
+    from ..figures import close
+    from ..figures.robust import accuracy_vs_eps
+
+    rows = [r for ev in evs for r in ev.rows]
+    fig = accuracy_vs_eps(rows, norm=cfg.norm, title=f"{slug}: {cfg.norm} robust accuracy (n={rows[0]['n']})")
+    png = f"robust-{slug}-{cfg.norm}.png"
+    atomic_savefig(fig, out_dir / png)
+    close(fig)
+    artifacts = {"accuracy vs eps": png}
+    if save_raw:
+        raw = f"robust-{slug}-{cfg.norm}.npz"
+        rows_all = [r for r in rows if r["attack"] != "probe"]
+        row_labels = [f"K={r['K']}|eps={'' if r['eps'] is None else repr(r['eps'])}|{r['attack']}" for r in rows_all]
+        atomic_savez(out_dir / raw, correct=torch.stack([r["_correct"] for r in rows_all]).numpy(),
+                     row_labels=np.array(row_labels), labels=labels.numpy())
+        artifacts["per-image correctness (npz)"] = raw
+    for ev in evs:
+        ev.artifacts.update(artifacts)

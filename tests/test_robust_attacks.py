@@ -1,0 +1,126 @@
+"""The attack plumbing: pixel wrapper, purification wrapper, BPDA / EOT / full gradients, seeding, passes."""
+
+import pytest
+import torch
+import torch.nn as nn
+import torchattacks
+
+from jembench.attacks import EOTPGDL2, PassCounter, PixelClassifier, PurifyConfig, build_attack, run_attack
+from jembench.models import wrap
+from jembench.models.hybrid import HybridModel, ModelInfo
+from jembench.models.wrn import JEMNet
+
+
+@pytest.fixture
+def batch():
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(6, 1, 8, 8, generator=g), torch.randint(0, 10, (6,), generator=g)
+
+
+IDENTITY = PurifyConfig(steps=2, step_size=0.0, noise=0.0, copies=1, sigma=0.0)  # purifies to the input itself
+
+
+def _adv(model, purify, batch, *, gradient="bpda", name="pgd", norm="linf", eot=1, seed=7, eps=8 / 255, alpha=None):
+    wrapper = PixelClassifier(model, purify, gradient=gradient, seed=3)
+    atk = build_attack(name, wrapper, norm=norm, eps=eps, steps=5, step_size=alpha, eot=eot)
+    return run_attack(atk, *batch, seed)
+
+
+def test_pixel_wrapper_matches_torchattacks_own_normalisation(tiny_jem, batch):
+    """Independent path: torchattacks normalising inputs itself (set_normalization_used) on the raw network."""
+    batch = ((batch[0] * 256).floor() / 256, batch[1])  # dyadic pixels: the normalisation round trip is exact
+    ours = _adv(tiny_jem, None, batch, alpha=2 / 255)
+    atk = torchattacks.PGD(tiny_jem, eps=8 / 255, alpha=2 / 255, steps=5)
+    atk.set_normalization_used(mean=[0.5], std=[0.5])  # it then takes and returns model-space images
+    torch.manual_seed(7)
+    theirs = atk(2 * batch[0] - 1, batch[1]) * 0.5 + 0.5
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    assert (ours - batch[0]).abs().max() > 7 / 255
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("gradient", ["bpda", "full"])
+def test_attack_through_identity_purifier_equals_plain_attack(tiny_jem, batch, norm, gradient):
+    eps = 8 / 255 if norm == "linf" else 0.5
+    plain = _adv(tiny_jem, None, batch, norm=norm, eps=eps)
+    through = _adv(tiny_jem, IDENTITY, batch, gradient=gradient, norm=norm, eps=eps)
+    assert torch.equal(plain, through)
+
+
+@pytest.mark.parametrize("norm,name", [("linf", "pgd"), ("l2", "pgd"), ("linf", "apgd-ce")])
+def test_eot_with_zero_noise_equals_plain_attack(tiny_jem, batch, norm, name):
+    """A deterministic purifier (one real SGLD step, no noise): EOT over 3 copies changes nothing."""
+    det = PurifyConfig(steps=1, step_size=1.0, noise=0.0, copies=1, sigma=0.0)
+    eps = 0.3 if norm == "linf" else 2.0
+    batch = (batch[0], tiny_jem(2 * batch[0] - 1).argmax(-1))  # all correct: APGD only returns the points it fools
+    one = _adv(tiny_jem, det, batch, norm=norm, eps=eps, name=name)
+    three = _adv(tiny_jem, det, batch, norm=norm, eps=eps, name=name, eot=3)
+    assert torch.allclose(one, three, atol=1e-6)
+    assert not torch.equal(one, batch[0])
+
+
+def test_eotpgdl2_with_one_copy_is_torchattacks_pgdl2(tiny_jem, batch):
+    wrapper = PixelClassifier(tiny_jem)
+    theirs = torchattacks.PGDL2(wrapper, eps=0.5, alpha=0.1, steps=5)
+    ours = EOTPGDL2(wrapper, eps=0.5, alpha=0.1, steps=5, eot_iter=1)
+    assert torch.equal(run_attack(ours, *batch, 11), run_attack(theirs, *batch, 11))
+    zero = run_attack(EOTPGDL2(wrapper, eps=0.0, alpha=0.0, steps=3), *batch, 11)
+    assert torch.equal(zero, batch[0])  # torchattacks' PGDL2 returns NaN here
+
+
+def test_same_seed_same_adversarials_and_rng_untouched(tiny_jem, batch):
+    noisy = PurifyConfig(steps=1, copies=2)
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = _adv(tiny_jem, noisy, batch, eot=2)
+    after = torch.rand(1)
+    b = _adv(tiny_jem, noisy, batch, eot=2)
+    c = _adv(tiny_jem, noisy, batch, eot=2, seed=8)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(before, after)  # run_attack seeds torch's global RNG inside fork_rng only
+
+
+def test_purification_restores_bn_stats_and_is_seeded(batch):
+    torch.manual_seed(0)
+    net = JEMNet(10, 1, "batch", 1, 10)
+    info = ModelInfo(family="jembench", source_format="jembench", architecture="wrn", n_classes=10, in_channels=1,
+                     image_size=(8, 8), depth=10, width=1, norm="batch", name="bn")
+    model = HybridModel(net, info)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = PurifyConfig(steps=3, copies=2)
+    a = PixelClassifier(model, cfg, seed=5)(batch[0])
+    b = PixelClassifier(model, cfg, seed=5)(batch[0])
+    c = PixelClassifier(model, cfg, seed=6)(batch[0])
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    assert not model.training and not any(m.training for m in model.modules())
+
+
+def test_pass_counter(tiny_jem, batch):
+    """Per image and attack step: eot * copies * (K SGLD steps + 1) forwards."""
+    counter = PassCounter()
+    wrapper = PixelClassifier(tiny_jem, PurifyConfig(steps=2, copies=3), counter=counter)
+    run_attack(build_attack("pgd", wrapper, norm="linf", eps=0.1, steps=4, eot=2), *batch, 0)
+    assert counter.forward == 4 * 2 * 3 * (2 + 1) * len(batch[0])
+    assert counter.backward == 4 * 2 * 3 * (2 + 1) * len(batch[0])
+    counter.reset()
+    full = PixelClassifier(tiny_jem, PurifyConfig(steps=2, copies=3), gradient="full", counter=counter)
+    run_attack(build_attack("pgd", full, norm="linf", eps=0.1, steps=1), *batch, 0)
+    assert counter.backward == 3 * (2 + 1 + 2 * 2) * len(batch[0])
+
+
+def test_full_gradient_differs_from_bpda(tiny_jem, batch):
+    """Through a real chain the two gradients differ (so the full-gradient row is a different attack)."""
+    x = batch[0].clone().requires_grad_(True)
+    grads = []
+    for gradient in ("bpda", "full"):
+        wrapper = PixelClassifier(tiny_jem, PurifyConfig(steps=2, copies=1, noise=0.0, sigma=0.0), gradient=gradient)
+        (g,) = torch.autograd.grad(nn.functional.cross_entropy(wrapper(x), batch[1]), x)
+        grads.append(g)
+    assert not torch.allclose(*grads)
+
+
+def test_linear_wrap_forward(batch):
+    lin = wrap(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), n_classes=10, input_shape=(1, 8, 8))
+    assert torch.allclose(PixelClassifier(lin)(batch[0]), lin(2 * batch[0] - 1), atol=1e-6)
