@@ -8,7 +8,8 @@ last. With n_b samples in bin b, acc_b their accuracy and conf_b their mean conf
 - ECE  = sum_b (n_b / N) |acc_b - conf_b|           (Naeini et al. 2015; Guo et al. 2017)
 - MCE  = max_b over non-empty bins |acc_b - conf_b|
 - RMS  = sqrt(sum_b (n_b / N) (acc_b - conf_b)^2)   (torchmetrics' ``norm="l2"``, Hendrycks et al. 2019)
-- adaptive ECE: the same sum over B equal-mass bins of the sorted confidences (Nguyen & O'Connor 2015)
+- adaptive ECE: the same sum over B equal-mass bins, edges at the confidence quantiles (Nguyen & O'Connor
+  2015; Nixon et al. 2019)
 - classwise ECE = 1/K sum_k sum_b (n_bk / N) |freq_bk - conf_bk|, binning each class's probability p_k
   against 1[y = k] (Kull et al. 2019)
 
@@ -81,15 +82,16 @@ def rms_ce(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
 
 
 def adaptive_ece(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
-    """ECE over ``bins`` equal-mass bins: the confidences sorted and cut into groups of N/B (+-1) samples."""
+    """ECE over ``bins`` equal-mass bins: edges at the b/B quantiles of the confidences (linear interpolation,
+    numpy's default), bins (lo, hi] as above. Tied confidences share a bin, so a constant predictor's adaptive
+    ECE is |conf - acc| like its ECE."""
     _check(probs, labels, bins)
     conf, pred = probs.max(-1)
-    order = conf.argsort(stable=True)
-    n = conf.numel()
-    index = torch.empty(n, dtype=torch.long)
-    index[order] = torch.arange(n) * bins // n  # rank r -> group floor(r B / N)
+    conf = conf.double()
+    edges = torch.quantile(conf, torch.linspace(0, 1, bins + 1, dtype=torch.float64))
+    index = torch.bucketize(conf, edges[1:-1].contiguous(), right=False)
     count, conf_mean, acc = _binned(conf, pred == labels, index, bins)
-    return float((count / n * (acc - conf_mean).abs()).sum())
+    return float((count / conf.numel() * (acc - conf_mean).abs()).sum())
 
 
 def classwise_ece(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
