@@ -16,6 +16,7 @@ from PIL import Image
 from jembench.data import (SYNTHETIC_NAMES, ImageSet, adapt_to, get_dataset, get_spec, known_names, load_ood_set,
                            make_synthetic)
 from jembench.data import digits as digits_module
+from jembench.data import torchvision_sets as tv_sets
 from jembench.data.catalog import download_datasets, list_datasets
 from jembench.data.synthetic import interp_pairs
 from jembench.errors import DatasetError
@@ -128,7 +129,7 @@ def _write_celeba(root: Path, colours: list[tuple[int, int, int]], partition: li
         (base / f).write_text(f"{len(names)}\n{' '.join(cols)}\n" + "".join(f"{n} 1\n" for n in names))
 
 
-def test_celeba_resized_to_32_unlabelled(tmp_path, no_md5):
+def test_celeba_resized_to_32_unlabelled(tmp_path, no_md5, monkeypatch):
     colours = [(200, 10, 10), (10, 200, 10), (10, 10, 200), (120, 120, 0)]
     _write_celeba(tmp_path, colours, [0, 2, 1, 2])
     s = get_dataset("celeba", "test", data_dir=tmp_path)
@@ -136,6 +137,11 @@ def test_celeba_resized_to_32_unlabelled(tmp_path, no_md5):
     for img, c in zip(s.images, [colours[1], colours[3]]):  # the two images of torchvision's "test" partition
         assert (img.to(torch.int16) - torch.tensor(c).view(3, 1, 1)).abs().max() <= 3  # JPEG of a flat colour
     assert "26x20 -> 42x32 (shorter side to 32" in s.meta["resize"] and "center crop 32x32" in s.meta["resize"]
+    assert s.meta["decoded_cache"] == str(tmp_path / "celeba" / "jembench-test-32x32.npz")
+    tv_sets._read_celeba.cache_clear()  # a new process: the decoded split comes from the cache file
+    monkeypatch.setattr(tv_sets, "_decode_resize", lambda *a: pytest.fail("the cache must be used"))
+    again = get_dataset("celeba", "test", data_dir=tmp_path)
+    assert torch.equal(again.images, s.images) and again.meta["resize"] == s.meta["resize"]
 
 
 def test_download_failure_is_one_line(tmp_path, monkeypatch):
@@ -353,7 +359,8 @@ def test_load_ood_set_every_kind(tmp_path, small_in):
     _png(tmp_path / "f" / "a" / "0.png", np.zeros((9, 9, 3), np.uint8))
     _png(tmp_path / "f" / "a" / "1.png", np.zeros((12, 10, 3), np.uint8))
     f = load_ood_set(f"folder:{tmp_path / 'f'}", small_in, (3, 8, 8))  # mixed sizes go straight to the model's
-    assert f.shape == (3, 8, 8) and len(f) == 2 and f.meta["preprocessing"] == "none" and "9x9 -> 8x8" in f.meta["resize"]
+    assert f.shape == (3, 8, 8) and len(f) == 2 and f.meta["preprocessing"] == "none"
+    assert "9x9 -> 8x8" in f.meta["resize"]
 
 
 # ------------------------------------------------------------------------------------------------------------ errors

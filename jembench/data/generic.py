@@ -67,7 +67,8 @@ def load_npz(path: str, split: str = "test") -> ImageSet:
         with np.load(p, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise DatasetError(f"cannot read {p} as .npz ({type(exc).__name__}: {exc}); write it with numpy.savez") from None
+        raise DatasetError(f"cannot read {p} as .npz ({type(exc).__name__}: {exc}); "
+                           "write it with numpy.savez") from None
     xk, yk = (f"x_{split}", f"y_{split}") if f"x_{split}" in arrays else ("x", "y")
     split = split if xk == f"x_{split}" else "all"
     if xk not in arrays:

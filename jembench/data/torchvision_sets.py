@@ -5,7 +5,8 @@ torchvision lays them out: ``ROOT/cifar-10-batches-py/``, ``ROOT/cifar-100-pytho
 (SVHN, as in JEM's scripts), ``ROOT/celeba/``. Nothing is downloaded unless ``download=True``
 (``jembench datasets --download NAME``). A whole split is read into one uint8 tensor and kept for the process.
 CelebA (aligned 178x218) is brought to 32x32 by :mod:`jembench.data.adapt`'s rule: shorter side to 32 (bilinear,
-antialias) + center crop; its attributes are not classes, so it is unlabelled.
+antialias) + center crop; its attributes are not classes, so it is unlabelled. The resized split is kept in
+``ROOT/celeba/jembench-SPLIT-32x32.npz`` (when the root is writable), so only the first load decodes the JPEGs.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .registry import DatasetSpec, register
 
 CELEBA_SIZE = 32
 CELEBA_CHUNK = 512
+CELEBA_CACHE_VERSION = 1  # bump when the decode / resize rule changes
 
 
 def _tv(cls_name: str) -> Any:
@@ -106,28 +108,54 @@ def _read_rgb(pil: Any, path: Path) -> torch.Tensor:
         return torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
-@lru_cache(maxsize=2)
-def _read_celeba(root: Path, split: str, download: bool, stamp: tuple) -> tuple:
+def _decode_resize(files: list[Path], split: str) -> tuple[torch.Tensor, str]:
+    """Decode (PIL, RGB) and resize every file to CELEBA_SIZE; decoding runs on ``torch.get_num_threads()`` threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from PIL import Image
     from tqdm import tqdm
+
+    out, sizes = [], set()
+    with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
+        for s in tqdm(range(0, len(files), CELEBA_CHUNK), desc=f"celeba {split}: decode + resize to {CELEBA_SIZE}",
+                      unit="chunk", leave=False):
+            chunk = list(pool.map(partial(_read_rgb, Image), files[s:s + CELEBA_CHUNK]))
+            shapes = {tuple(c.shape[1:]) for c in chunk}
+            sizes |= shapes
+            batches = [torch.stack(chunk)] if len(shapes) == 1 else [c[None] for c in chunk]
+            out += [resize_center_crop(b, (CELEBA_SIZE, CELEBA_SIZE)) for b in batches]
+    return torch.cat(out), "; ".join(sorted(resize_rule(s, (CELEBA_SIZE, CELEBA_SIZE)) for s in sizes))
+
+
+@lru_cache(maxsize=2)
+def _read_celeba(root: Path, split: str, download: bool, stamp: tuple) -> tuple:
+    """Resized images and rule; kept in ``ROOT/celeba/jembench-SPLIT-32x32.npz`` (keyed by the file list) when the
+    root is writable, so only the first load decodes ~20k JPEGs."""
+    import hashlib
+
+    from ..results import atomic_savez
 
     ds = _construct("celeba", root, _celeba_files(root, split),
                     lambda dl: _tv("CelebA")(str(root), split=split, target_type=[], download=dl), download)
     folder = Path(ds.root) / ds.base_folder / "img_align_celeba"
-    out, sizes = [], set()
     names = list(ds.filename)
-    for s in tqdm(range(0, len(names), CELEBA_CHUNK), desc=f"celeba {split}: decode + resize to {CELEBA_SIZE}",
-                  unit="chunk", leave=False):
-        chunk = [_read_rgb(Image, folder / f) for f in names[s:s + CELEBA_CHUNK]]
-        shapes = {tuple(c.shape[1:]) for c in chunk}
-        sizes |= shapes
-        batches = [torch.stack(chunk)] if len(shapes) == 1 else [c[None] for c in chunk]
-        out += [resize_center_crop(b, (CELEBA_SIZE, CELEBA_SIZE)) for b in batches]
-    if not out:
+    if not names:
         raise DatasetError(f"dataset 'celeba' under {root} lists no {split} images; delete it and run: "
                            f"{_fetch_command('celeba', root)}")
-    rule = "; ".join(sorted(resize_rule(s, (CELEBA_SIZE, CELEBA_SIZE)) for s in sizes))
-    return torch.cat(out), rule
+    key = hashlib.sha256(repr((CELEBA_CACHE_VERSION, CELEBA_SIZE, names)).encode()).hexdigest()
+    cache = folder.parent / f"jembench-{split}-{CELEBA_SIZE}x{CELEBA_SIZE}.npz"
+    try:
+        with np.load(cache, allow_pickle=False) as f:
+            if str(f["key"]) == key:
+                return torch.from_numpy(f["images"]), str(f["rule"]), str(cache)
+    except (OSError, ValueError, KeyError, EOFError):
+        pass  # no usable cache: decode below
+    images, rule = _decode_resize([folder / f for f in names], split)
+    try:
+        atomic_savez(cache, images=images, key=np.array(key), rule=np.array(rule))
+    except OSError:  # read-only data root: keep going without the cache
+        return images, rule, None
+    return images, rule, str(cache)
 
 
 def _load_cifar(cls_name: str, split: str, root: Optional[Path], download: bool) -> ImageSet:
@@ -142,16 +170,17 @@ def _load_svhn(split: str, root: Optional[Path], download: bool) -> ImageSet:
     assert root is not None
     files = _svhn_files(root, split)
     images, labels = _read_svhn(root, split, download, _stamp(files))
-    meta = {"source": "torchvision.datasets.SVHN", "root": str(root), "label_rule": "digit 0 (label 10 in the .mat) -> 0"}
+    meta = {"source": "torchvision.datasets.SVHN", "root": str(root),
+            "label_rule": "digit 0 (label 10 in the .mat) -> 0"}
     return ImageSet("svhn", split, images, labels, 10, meta)
 
 
 def _load_celeba(split: str, root: Optional[Path], download: bool) -> ImageSet:
     assert root is not None
     files = _celeba_files(root, split)
-    images, rule = _read_celeba(root, split, download, _stamp(files))
+    images, rule, cache = _read_celeba(root, split, download, _stamp(files))
     meta = {"source": "torchvision.datasets.CelebA (aligned)", "root": str(root), "torchvision_split": split,
-            "resize": rule}
+            "resize": rule, "decoded_cache": cache}
     return ImageSet("celeba", split, images, None, None, meta)
 
 
