@@ -4,7 +4,7 @@
 few eps values, few sampling steps: numbers for a first look, not for a paper).
 ``paper``: the JEM protocol (REFERENCE.md): test noise sigma 0.03, the JEM OOD suite (the evaluator's preset for
 the in-distribution set), PGD with 40 iterations on 300 images in L-inf and L2 with JEM-0/1/10 purification,
-10k-sample generation.
+10k-sample generation (JEM's uncond_samples: PCD into a 10k buffer, 40 SGLD steps per draw, 1000 draws).
 
 Every field can be overridden: ``get_preset("quick").override({"robust.eps": "0,8/255", "sigma": 0.03})``
 (the CLI's ``--set FIELD=VALUE``); fields of the shared forward pass (``dataset``, ``n``, ``sigma``) are
@@ -54,10 +54,13 @@ class RobustSettings:
 
 @dataclass
 class GenSettings:
-    n: int = defaults.GEN_N
-    protocols: tuple[str, ...] = defaults.GEN_PROTOCOLS
-    steps: int = defaults.GEN_SGLD_STEPS
-    pcd_rounds: int = defaults.GEN_PCD_ROUNDS
+    n: int = defaults.GEN_N  # samples per protocol (FID is biased in N: compare equal N only)
+    protocols: tuple[str, ...] = defaults.GEN_PROTOCOLS  # jembench.generation.PRESETS names
+    steps: Optional[int] = None  # sampler steps per draw (None: the protocol's own)
+    pcd_rounds: Optional[int] = None  # PCD rounds of "pcd" protocols (None: the protocol's own)
+    metrics: tuple[str, ...] = defaults.GEN_METRICS
+    reference: str = defaults.GEN_REFERENCE_SPLIT
+    feature_extractor: str = defaults.GEN_FEATURE_EXTRACTOR
 
 
 @dataclass
@@ -107,7 +110,7 @@ def quick() -> Preset:
         ood=OODSettings(bootstrap=200),
         robust=RobustSettings(norms=("linf",), eps_linf=(0.0, 2 / 255, 8 / 255), n=64, steps=10, purify_steps=(0, 2),
                               eot=2, eval_purifications=2),
-        gen=GenSettings(n=256, steps=20, pcd_rounds=4),
+        gen=GenSettings(n=256, protocols=("sgld",), steps=20),
     )
 
 
@@ -123,7 +126,7 @@ def paper() -> Preset:
                               eps_l2=(0.0, 0.25, 0.5, 1.0, 1.5, 2.0), n=300, steps=40,
                               purify_steps=(0, 1, 10), eot=defaults.ROBUST_EOT,
                               eval_purifications=defaults.ROBUST_EVAL_PURIFICATIONS),
-        gen=GenSettings(n=10000, steps=defaults.GEN_SGLD_STEPS, pcd_rounds=defaults.GEN_PCD_ROUNDS),
+        gen=GenSettings(n=10000, protocols=("pcd",), steps=defaults.GEN_SGLD_STEPS, pcd_rounds=1000),
     )
 
 

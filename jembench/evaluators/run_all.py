@@ -85,21 +85,33 @@ def _ood_kwargs(p: Preset) -> dict[str, Any]:
             "scores": list(p.ood.scores) or None, "bootstrap": p.ood.bootstrap, "save_raw": True}
 
 
-def _robust_kwargs(p: Preset) -> dict[str, Any]:
+def _robust_kwargs(p: Preset) -> list[tuple[str, dict[str, Any]]]:
+    """One step per threat model (the evaluator attacks one norm per call)."""
     r = p.robust
-    return {"norms": list(r.norms), "eps_linf": list(r.eps_linf), "eps_l2": list(r.eps_l2), "n": r.n,
-            "attacks": list(r.attacks), "steps": r.steps, "restarts": r.restarts, "purify_steps": list(r.purify_steps),
-            "eot": r.eot, "eval_purifications": r.eval_purifications, "save_raw": True}
+    base = {"dataset": p.dataset, "n": r.n, "attacks": list(r.attacks), "steps": r.steps, "restarts": r.restarts,
+            "purify_steps": list(r.purify_steps), "eot": r.eot, "eval_purifications": r.eval_purifications,
+            "save_raw": True}
+    eps = {"linf": r.eps_linf, "l2": r.eps_l2}
+    return [(norm, {**base, "norm": norm, "eps": list(eps[norm])}) for norm in r.norms]
 
 
 def _gen_kwargs(p: Preset) -> dict[str, Any]:
     g = p.gen
-    return {"n": g.n, "protocols": list(g.protocols), "steps": g.steps, "pcd_rounds": g.pcd_rounds, "save_raw": True}
+    kwargs = {"dataset": p.dataset, "n": g.n, "protocol": list(g.protocols), "metrics": list(g.metrics),
+              "reference": g.reference, "feature_extractor": g.feature_extractor, "save_raw": True}
+    kwargs.update({k: v for k, v in (("steps", g.steps), ("pcd_rounds", g.pcd_rounds)) if v is not None})
+    return kwargs
 
 
-KWARGS: dict[str, Callable[[Preset], dict[str, Any]]] = {
-    "clf": _clf_kwargs, "calib": _calib_kwargs, "ood": _ood_kwargs, "robust": _robust_kwargs, "gen": _gen_kwargs}
-TAKES_CACHE = ("clf", "calib", "ood")  # evaluators that read the shared forward pass
+def _single(kwargs: Callable[[Preset], dict[str, Any]]) -> Callable[[Preset], list[tuple[str, dict[str, Any]]]]:
+    return lambda p: [("", kwargs(p))]
+
+
+# evaluator -> its steps for a preset: (variant label, keyword arguments); most evaluators have one step
+STEPS: dict[str, Callable[[Preset], list[tuple[str, dict[str, Any]]]]] = {
+    "clf": _single(_clf_kwargs), "calib": _single(_calib_kwargs), "ood": _single(_ood_kwargs),
+    "robust": _robust_kwargs, "gen": _single(_gen_kwargs)}
+TAKES_CACHE = ("clf", "calib", "ood", "robust")  # evaluators that accept the shared forward cache
 
 
 def evaluator_function(name: str) -> Callable[..., Any]:
@@ -148,12 +160,13 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
     evaluations: list[Evaluation] = []
     failed, resumed, wall = [], [], {}
     slugs = _checkpoint_slugs(models)
-    steps = [(name, model, slug) for model, slug in zip(models, slugs) for name in EVALUATORS if name in cfg.evaluators]
+    steps = [(name, variant, kwargs, model, slug) for model, slug in zip(models, slugs)
+             for name in EVALUATORS if name in cfg.evaluators for variant, kwargs in STEPS[name](cfg)]
     started = time.perf_counter()
-    for i, (name, model, slug) in enumerate(steps, 1):
-        label = f"{name} ({checkpoint_label(model.info.to_dict())})"
-        kwargs = KWARGS[name](cfg)
-        key = step_key(name, kwargs, checkpoint_hash(model), seed=seed, device=str(dev), batch_size=batch_size,
+    for i, (name, variant, kwargs, model, slug) in enumerate(steps, 1):
+        step = f"{name}-{variant}" if variant else name
+        label = f"{step} ({checkpoint_label(model.info.to_dict())})"
+        key = step_key(step, kwargs, checkpoint_hash(model), seed=seed, device=str(dev), batch_size=batch_size,
                        extra={"head": head, "dataset_dir": str(data_dir) if data_dir else None})
         part = out / PARTS_DIR / f"{key}.json" if out is not None else None
         done = _read_part(part, out) if (part is not None and resume) else None
@@ -164,7 +177,7 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
         else:
             log(f"[{i}/{len(steps)}] {label} ...")
             evs, seconds = _run_step(name, model, kwargs, cache if name in TAKES_CACHE else None, common,
-                                     out / name / slug if out is not None else None, out)
+                                     out / step / slug if out is not None else None, out)
             if all(e.status == "ok" for e in evs) and part is not None:
                 atomic_write_json(part, {"key": key, "evaluator": name, "checkpoint_sha256": checkpoint_hash(model),
                                          "config": kwargs, "wall_time_s": seconds,
@@ -175,13 +188,13 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
             failed.append(label)
         for e in evs:
             e.checkpoint["sha256"] = e.checkpoint.get("sha256") or checkpoint_hash(model)
-        wall[f"{name}/{slug}"] = round(seconds, 3)
+        wall[f"{step}/{slug}"] = round(seconds, 3)
         evaluations += evs
     wall["total"] = round(time.perf_counter() - started, 3)
 
     prov = provenance(device=dev, seed=seed, config={"preset": cfg.to_dict(), "overrides": dict(overrides or {}),
                                                      **common, "head": head, "cache_dir": cache_dir,
-                                                     "evaluator_kwargs": {n: KWARGS[n](cfg) for n in cfg.evaluators}})
+                                                     "evaluator_kwargs": {n: dict(STEPS[n](cfg)) for n in cfg.evaluators}})
     prov["wall_time_s"] = wall
     prov["forward_model_calls"] = cache.model_calls
     prov["resumed"] = resumed
@@ -201,7 +214,7 @@ def _run_step(name: str, model: HybridModel, kwargs: dict[str, Any], cache: Opti
     try:
         fn = evaluator_function(name)
         extra = {"cache": cache} if cache is not None else {}
-        result = fn(model, **kwargs, **common, **extra, out_dir=step_dir)
+        result = fn([model], **kwargs, **common, **extra, out_dir=step_dir)
         evs = [Evaluation.from_dict(e.to_dict()) for e in result.evaluations]
         seconds = time.perf_counter() - start
         for e in evs:

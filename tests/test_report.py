@@ -1,0 +1,118 @@
+"""The report from results files: comparison tables, reported rows, merging, escaping, self-containment."""
+
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from jembench.cli import main
+from jembench.errors import JembenchError
+from jembench.report import comparison_tables, report
+from jembench.reported import matching, published
+from jembench.results import Evaluation
+from test_report_helpers import checkpoint, write_run
+
+
+def test_report_merges_two_results_files_into_one_table(tmp_path):
+    a = write_run(tmp_path / "run-a", name="jem", accuracy=0.97)
+    b = write_run(tmp_path / "run-b", name="baseline", accuracy=0.93)
+    result = report([a, b], tmp_path / "r.html", csv_dir=tmp_path / "csv")
+    clf = [t for t in result.tables if t.evaluator == "clf"]
+    assert len(clf) == 1
+    frame = clf[0].frame().set_index("checkpoint")
+    assert frame.loc["jem", "accuracy"] == 0.97 and frame.loc["baseline", "accuracy"] == 0.93
+    assert list(frame["kind"]) == ["measured", "measured"]  # digits: no published number applies
+    csv = (tmp_path / "csv" / f"{clf[0].slug}.csv").read_text()
+    assert "jem" in csv and "baseline" in csv and "accuracy lo" in csv
+    html = (tmp_path / "r.html").read_text()
+    assert html.count("<img") == 4 and "data:image/png;base64," in html  # 2 runs x (reliability + roc)
+
+
+def test_report_cli_writes_html_and_json(tmp_path):
+    a = write_run(tmp_path / "a", name="jem")
+    b = write_run(tmp_path / "b", name="baseline", fail="gen")
+    out = tmp_path / "merged.html"
+    res = CliRunner().invoke(main, ["report", str(a), str(b.parent), "-o", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    clf = next(t for t in doc["tables"] if t["evaluator"] == "clf")
+    assert {r["checkpoint"] for r in clf["rows"]} == {"jem", "baseline"}
+    html = out.read_text()
+    assert "Failures" in html and "RuntimeError: &lt;i&gt;boom&lt;/i&gt;" in html
+
+
+def test_protocols_never_share_a_column(tmp_path):
+    a = write_run(tmp_path / "a", name="jem", sigma=0.0)
+    b = write_run(tmp_path / "b", name="jem-noisy", sigma=0.03)
+    result = report([a, b], tmp_path / "r.html")
+    clf = [t for t in result.tables if t.evaluator == "clf"]
+    assert len(clf) == 2
+    assert [len(t.rows) for t in clf] == [1, 1]
+    assert all("test_sigma" in t.title for t in clf)  # the titles say what differs
+
+
+def test_same_checkpoint_in_two_runs_gets_distinct_rows(tmp_path):
+    a = write_run(tmp_path / "a", name="jem", accuracy=0.9)
+    b = write_run(tmp_path / "b", name="jem", accuracy=0.9)
+    labels = [r.label for r in report([a, b], tmp_path / "r.html").tables[0].rows]
+    assert len(set(labels)) == 2 and all(lab.startswith("jem") for lab in labels)
+
+
+def test_hostile_names_are_escaped(tmp_path):
+    hostile = "<script>alert(1)</script>"
+    a = write_run(tmp_path / "a", name=hostile)
+    html = report([a], tmp_path / "r.html").html.read_text()
+    assert "<script" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<b>few samples</b>" not in html and "&lt;b&gt;few samples&lt;/b&gt;" in html  # warnings too
+
+
+def test_self_contained_nothing_fetched(tmp_path):
+    html = report([write_run(tmp_path / "a", name="jem")], tmp_path / "r.html").html.read_text()
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+    assert "<link" not in html and "@import" not in html and "<style>" in html
+    assert all(src.startswith("data:") for src in re.findall(r'<img src="([^"]+)"', html))
+
+
+def test_missing_artifact_is_a_note_not_a_broken_image(tmp_path):
+    a = write_run(tmp_path / "a", name="jem")
+    (tmp_path / "a" / "roc.png").unlink()
+    html = report([a], tmp_path / "r.html").html.read_text()
+    assert html.count("<img") == 1 and "is missing" in html
+
+
+def test_reported_rows_only_where_dataset_and_protocol_match():
+    ck = checkpoint("mine", "cifar10", "0" * 64)
+    ev_c10 = Evaluation("clf", ck, {"dataset": "cifar10", "split": "test", "test_sigma": 0.03}, {"accuracy": 0.91})
+    ev_digits = Evaluation("clf", {**ck, "name": "d"}, {"dataset": "digits", "split": "test"}, {"accuracy": 0.98})
+    tables = comparison_tables([(ev_c10, "r"), (ev_digits, "r")])
+    c10 = next(t for t in tables if t.protocol["dataset"] == "cifar10")
+    digits = next(t for t in tables if t.protocol["dataset"] == "digits")
+    reported = [r for r in c10.rows if r.kind == "reported"]
+    assert {r.label for r in reported} >= {"JEM", "Wide-ResNet 28-10 (classifier only)"}
+    assert next(r for r in reported if r.label == "JEM").values == {"accuracy": 0.929}
+    assert all(r.source for r in reported) and not digits.has_reported
+    # a metric the table does not have, or another evaluator, never matches
+    assert matching("clf", {"dataset": "cifar10", "split": "test"}, ["nll"]) == []
+    assert matching("gen", {"dataset": "cifar10"}, ["accuracy"]) == []
+
+
+def test_published_numbers_have_sources_and_units():
+    numbers = published()
+    assert len(numbers) >= 20
+    for n in numbers:
+        assert n.source and n.evaluator in {"clf", "calib", "ood", "gen"}
+        if n.metric in ("accuracy", "ece") or n.metric.startswith("auroc"):
+            assert 0 <= n.value <= 1, n  # fractions, as jembench measures them
+    jem = {(n.evaluator, n.metric): n.value for n in numbers if n.model == "JEM"}
+    assert jem[("clf", "accuracy")] == 0.929 and jem[("gen", "fid")] == 38.4 and jem[("gen", "is")] == 8.76
+
+
+def test_not_a_results_file_is_one_line_error(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text("{}")
+    with pytest.raises(JembenchError, match="not a jembench results file"):
+        report([bad], tmp_path / "r.html")
+    res = CliRunner().invoke(main, ["report", str(bad), "-o", str(tmp_path / "r.html")])
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "Traceback" not in res.output

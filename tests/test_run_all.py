@@ -1,0 +1,159 @@
+"""run-all: every evaluator, resume after an interruption, failures shown and signalled, presets, escaping."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import jembench.evaluators.run_all as run_all_module
+from jembench.cli import main
+from jembench.errors import JembenchError
+from jembench.evaluators.run_all import run_all
+from jembench.figures import close, new_figure
+from jembench.models import save_native
+from jembench.presets import EVALUATORS, get_preset
+from jembench.results import Evaluation, atomic_savefig, read_results
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = [ROOT / "checkpoints" / "jem-digits.pt", ROOT / "checkpoints" / "baseline-digits.pt"]
+# the quick preset, smaller still, for a test on a random tiny model
+TINY = {"n": 48, "calib.bootstrap": 20, "ood.bootstrap": 20, "ood.out": "noise,uniform", "ood.scores": "logp,msp",
+        "robust.n": 8, "robust.steps": 2, "robust.eps_linf": "0,8/255", "robust.purify_steps": "0",
+        "gen.n": 32, "gen.steps": 2, "gen.metrics": "fid"}
+
+
+def tiny_checkpoint(path: Path, name: str, model) -> Path:
+    model.info.name = name
+    save_native(model, path)
+    return path
+
+
+@dataclass
+class FakeResult:
+    evaluations: list
+
+
+def fake_evaluators(monkeypatch, calls: dict, raise_in: dict):
+    """Replace every evaluator with a fast fake that writes one figure; ``raise_in[name]`` is raised there."""
+    def make(name):
+        def fn(models, *, out_dir=None, seed=0, cache=None, **kwargs):
+            calls[name] = calls.get(name, 0) + 1
+            if name in raise_in:
+                raise raise_in[name]
+            fig, ax = new_figure(2, 2)
+            ax.plot([0, 1], [1, 0])
+            atomic_savefig(fig, Path(out_dir) / f"{name}.png")
+            close(fig)
+            ev = Evaluation(name, models[0].info.to_dict(), {"dataset": "digits", "seed": seed, "settings": kwargs},
+                            {f"{name}_metric": 0.5}, artifacts={"figure": f"{name}.png"}, wall_time_s=0.01)
+            return FakeResult([ev])
+        return fn
+    monkeypatch.setattr(run_all_module, "evaluator_function", make)
+
+
+def test_resume_after_interruption_repeats_no_work(tmp_path, tiny_jem, monkeypatch):
+    ckpt = tiny_checkpoint(tmp_path / "tiny.pt", "tiny", tiny_jem)
+    calls: dict = {}
+    fake_evaluators(monkeypatch, calls, {"ood": KeyboardInterrupt()})
+    with pytest.raises(KeyboardInterrupt):
+        run_all([ckpt], out_dir=tmp_path / "out", device="cpu", progress=False)
+    assert calls == {"clf": 1, "calib": 1, "ood": 1}
+    assert not (tmp_path / "out" / "results.json").exists()  # nothing half-written
+    assert len(list((tmp_path / "out" / ".parts").glob("*.json"))) == 2
+
+    fake_evaluators(monkeypatch, calls, {})
+    result = run_all([ckpt], out_dir=tmp_path / "out", device="cpu", progress=False)
+    assert calls == {"clf": 1, "calib": 1, "ood": 2, "robust": 1, "gen": 1}
+    assert result.resumed == ["clf (tiny)", "calib (tiny)"] and not result.failed
+    doc = read_results(tmp_path / "out" / "results.json")
+    assert [e["evaluator"] for e in doc["evaluations"]] == list(EVALUATORS)
+    assert all((tmp_path / "out" / e["artifacts"]["figure"]).is_file() for e in doc["evaluations"])
+
+    run_all([ckpt], out_dir=tmp_path / "out", device="cpu", progress=False)  # a third run: everything resumed
+    assert calls == {"clf": 1, "calib": 1, "ood": 2, "robust": 1, "gen": 1}
+    run_all([ckpt], out_dir=tmp_path / "out", device="cpu", progress=False, overrides={"calib.bins": 20})
+    assert calls["calib"] == 2 and calls["clf"] == 1  # a changed setting reruns only the evaluator it belongs to
+
+
+def test_failed_evaluator_is_reported_and_exit_code_says_so(tmp_path, tiny_jem, monkeypatch):
+    ckpt = tiny_checkpoint(tmp_path / "tiny.pt", "tiny", tiny_jem)
+    calls: dict = {}
+    fake_evaluators(monkeypatch, calls, {"robust": RuntimeError("attack <diverged>")})
+    res = CliRunner().invoke(main, ["run-all", str(ckpt), "--out-dir", str(tmp_path / "out"), "--device", "cpu"])
+    assert res.exit_code == 1
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("jembench: run-all: 1 step(s) failed: robust-linf (tiny)")
+    doc = read_results(tmp_path / "out" / "results.json")
+    failed = [e for e in doc["evaluations"] if e["status"] == "failed"]
+    assert [e["evaluator"] for e in failed] == ["robust"] and "attack <diverged>" in failed[0]["error"]
+    assert {e["evaluator"] for e in doc["evaluations"] if e["status"] == "ok"} == {"clf", "calib", "ood", "gen"}
+    html = (tmp_path / "out" / "index.html").read_text()
+    assert "attack &lt;diverged&gt;" in html and "Failures" in html
+    # the failure is not stored as done: the next run retries it, and only it
+    fake_evaluators(monkeypatch, calls, {})
+    assert not run_all([ckpt], out_dir=tmp_path / "out", device="cpu", progress=False).failed
+    assert calls == {"clf": 1, "calib": 1, "ood": 1, "robust": 2, "gen": 1}
+
+
+def test_hostile_checkpoint_name_is_escaped(tmp_path, tiny_jem, monkeypatch):
+    hostile = "<script>alert(1)</script>"
+    path = tmp_path / f"{hostile}.pt"  # a folder "<script>alert(1)<" holding "script>.pt"
+    path.parent.mkdir(parents=True)
+    tiny_checkpoint(path, hostile, tiny_jem)
+    fake_evaluators(monkeypatch, {}, {})
+    result = run_all([str(path)], out_dir=tmp_path / "out", device="cpu", progress=False)
+    html = result.html.read_text()
+    assert "<script" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert all("<" not in p.name for p in (tmp_path / "out").rglob("*"))  # file names made safe too
+
+
+def test_provenance_has_wall_times_sha256_and_preset(tmp_path, tiny_jem, monkeypatch):
+    ckpt = tiny_checkpoint(tmp_path / "tiny.pt", "tiny", tiny_jem)
+    fake_evaluators(monkeypatch, {}, {})
+    doc = run_all([ckpt], out_dir=tmp_path / "out", device="cpu", seed=7, progress=False).to_dict()
+    prov = doc["provenance"]
+    assert doc["schema"] == "jembench.results" and doc["schema_version"] >= 1
+    assert prov["seed"] == 7 and prov["config"]["preset"]["name"] == "quick"
+    assert set(prov["wall_time_s"]) == {f"{e}/0-tiny" for e in ("clf", "calib", "ood", "robust-linf", "gen")} | {"total"}
+    from jembench.models import file_sha256
+    assert {e["checkpoint"]["sha256"] for e in doc["evaluations"]} == {file_sha256(ckpt)}
+
+
+def test_presets_and_overrides():
+    quick, paper = get_preset("quick"), get_preset("paper")
+    assert paper.sigma == 0.03 and paper.robust.steps == 40 and paper.robust.n == 300 and paper.gen.n == 10000
+    assert set(paper.robust.norms) == {"linf", "l2"} and 10 in paper.robust.purify_steps
+    p = quick.override({"sigma": "0.03", "robust.eps_linf": "0,8/255", "n": "none", "evaluators": "clf,ood"})
+    assert p.sigma == 0.03 and p.robust.eps_linf == (0.0, 8 / 255) and p.n is None and p.evaluators == ("clf", "ood")
+    assert quick.sigma == 0.0 and quick.robust.eps_linf != p.robust.eps_linf  # the original is untouched
+    with pytest.raises(JembenchError, match="unknown preset field"):
+        quick.override({"robust.epsilon": "1"})
+    with pytest.raises(JembenchError, match="cannot read"):
+        quick.override({"gen.n": "many"})
+    with pytest.raises(JembenchError, match="unknown evaluator"):
+        quick.override({"evaluators": "clf,nope"})
+
+
+def test_run_all_end_to_end_with_real_evaluators(tmp_path, tiny_jem):
+    """Every real evaluator on two tiny native checkpoints (the quick preset, smaller): files and report."""
+    a = tiny_checkpoint(tmp_path / "a.pt", "jem-tiny", tiny_jem)
+    torch.manual_seed(1)
+    for p in tiny_jem.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    b = tiny_checkpoint(tmp_path / "b.pt", "other-tiny", tiny_jem)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["run-all", str(a), str(b), "--out-dir", str(out), "--device", "cpu", "--json"]
+                             + [f"--set={k}={v}" for k, v in TINY.items()])
+    doc = json.loads(res.stdout)
+    failed = {(e["evaluator"], e["error"]) for e in doc["evaluations"] if e["status"] != "ok"}
+    assert res.exit_code == 0 and not failed, (res.stderr, failed)
+    assert {e["evaluator"] for e in doc["evaluations"]} == set(EVALUATORS)
+    assert (out / "index.html").is_file() and list((out / "tables").glob("clf-*.csv"))
+    assert list(out.rglob("*.npz"))  # per-sample arrays
+    clf_csv = next((out / "tables").glob("clf-*.csv")).read_text()
+    assert "jem-tiny" in clf_csv and "other-tiny" in clf_csv
+    # accuracy, calibration and OOD share the forward pass: one pass per checkpoint over the in-distribution set
+    assert doc["provenance"]["forward_model_calls"] > 0
