@@ -75,7 +75,11 @@ def test_weighted_auroc_equals_sklearn_on_repeated_samples():
     a, b = np.round(rng.normal(0.5, 1, 60), 1), np.round(rng.normal(0, 1, 40), 1)
     w_a, w_b = rng.integers(0, 4, 60), rng.integers(0, 4, 40)
     expected = roc_auc_score(np.r_[np.ones(w_a.sum()), np.zeros(w_b.sum())], np.r_[np.repeat(a, w_a), np.repeat(b, w_b)])
-    assert PairCounter(a, b).auroc(w_a, w_b) == pytest.approx(expected)
+    counter = PairCounter(a, b)
+    assert counter.auroc(w_a, w_b) == pytest.approx(expected)
+    batch = counter.auroc(np.stack([w_a, np.ones(60)]), np.stack([w_b, np.ones(40)]))  # resamples as rows
+    assert batch[0] == pytest.approx(expected) and batch[1] == pytest.approx(roc_auc_score(np.r_[np.ones(60),
+                                                                                        np.zeros(40)], np.r_[a, b]))
 
 
 def test_bootstrap_seeded_and_sensible():

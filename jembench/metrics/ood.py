@@ -28,6 +28,7 @@ FPR_CONVENTIONS = {
     "fpr95_in_kept": "fraction of OOD accepted when 95% of in-distribution is kept (ODIN, energy-OOD)",
     "fpr95_ood_caught": "fraction of in-distribution rejected when 95% of OOD is caught (OpenOOD v1.5, pytorch-ood)",
 }
+BOOTSTRAP_BLOCK_VALUES = 1 << 21  # resample weights held at once (bounds memory: 16 MiB of float64)
 BOOTSTRAP_METHOD = "stratified percentile bootstrap of AUROC (in and OOD resampled separately with replacement)"
 
 
@@ -75,21 +76,31 @@ class PairCounter:
         self.below = np.searchsorted(sorted_out, score_in, side="left")
         self.upto = np.searchsorted(sorted_out, score_in, side="right")
 
-    def auroc(self, w_in: np.ndarray, w_out: np.ndarray) -> float:
-        cum = np.concatenate([[0.0], np.cumsum(w_out[self.order])])
-        return float(np.dot(w_in, 0.5 * (cum[self.below] + cum[self.upto])) / (w_in.sum() * w_out.sum()))
+    def auroc(self, w_in: np.ndarray, w_out: np.ndarray) -> np.ndarray:
+        """AUROC for weights ``[..., n_in]`` and ``[..., n_out]`` (leading dimensions: independent resamples)."""
+        w_out = np.asarray(w_out, dtype=np.float64)[..., self.order]
+        cum = np.concatenate([np.zeros(w_out.shape[:-1] + (1,)), np.cumsum(w_out, axis=-1)], axis=-1)
+        pairs = (np.asarray(w_in, dtype=np.float64) * 0.5 * (cum[..., self.below] + cum[..., self.upto])).sum(-1)
+        return pairs / (np.sum(w_in, axis=-1) * w_out.sum(-1))
+
+
+def _resample_counts(n: int, k: int, gen: torch.Generator) -> np.ndarray:
+    """Multiplicities ``[k, n]`` of ``k`` bootstrap resamples of ``n`` items (each drawn with replacement)."""
+    idx = torch.randint(n, (k, n), generator=gen)
+    return torch.zeros(k, n, dtype=torch.float64).scatter_add_(1, idx, torch.ones(k, n, dtype=torch.float64)).numpy()
 
 
 def bootstrap_auroc(score_in: Any, score_out: Any, *, resamples: int = 1000, seed: int = 0,
                     level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of AUROC over ``resamples`` stratified bootstrap resamples, seeded (torch generator)."""
+    """Percentile interval of AUROC over ``resamples`` stratified bootstrap resamples, seeded (torch generator).
+
+    Resamples are drawn in blocks of ``k`` (k fixed by the set sizes, so the result depends only on the inputs,
+    ``resamples`` and ``seed``); each block is evaluated at once with :class:`PairCounter`."""
     a, b = _as_array(score_in, "in-distribution"), _as_array(score_out, "OOD")
     counter, gen = PairCounter(a, b), generator(seed)
-    values = np.empty(resamples)
-    for r in range(resamples):
-        w_in = torch.bincount(torch.randint(a.size, (a.size,), generator=gen), minlength=a.size).numpy()
-        w_out = torch.bincount(torch.randint(b.size, (b.size,), generator=gen), minlength=b.size).numpy()
-        values[r] = counter.auroc(w_in, w_out)
+    block = max(1, min(resamples, BOOTSTRAP_BLOCK_VALUES // max(a.size, b.size)))
+    values = np.concatenate([counter.auroc(_resample_counts(a.size, k, gen), _resample_counts(b.size, k, gen))
+                             for k in (min(block, resamples - s) for s in range(0, resamples, block))])
     alpha = (1.0 - level) / 2.0
     return float(np.quantile(values, alpha)), float(np.quantile(values, 1.0 - alpha))
 
