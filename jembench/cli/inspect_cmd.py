@@ -40,12 +40,36 @@ def format_summary(d: dict[str, Any]) -> str:
     if d["jembench_version"]:
         rows.append(("written by", f"jembench {d['jembench_version']}"))
     if d["train_config"]:
-        rows.append(("train config", " ".join(f"{k}={v}" for k, v in sorted(d["train_config"].items()))))
+        rows += [("train config" if i == 0 else "", line) for i, line in enumerate(_wrapped_config(d["train_config"]))]
     if d["extras"]:
         rows.append(("extras", ", ".join(d["extras"])))
     lines = [f"{k:<14}{v}" for k, v in rows]
     lines += [f"{'notes' if i == 0 else '':<14}- {n}" for i, n in enumerate(d["notes"])] or [f"{'notes':<14}none"]
     return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    """A config value in one short token: long lists and dicts (e.g. the training history) are summarised."""
+    text = str(value)
+    if len(text) <= 60:
+        return text
+    if isinstance(value, (list, tuple)):
+        return f"[{len(value)} entries]"
+    if isinstance(value, dict):
+        return f"{{{len(value)} keys}}"
+    return text[:57] + "..."
+
+
+def _wrapped_config(config: dict[str, Any], width: int = 86) -> list[str]:
+    lines, line = [], ""
+    for k in sorted(config):
+        item = f"{k}={_short(config[k])}"
+        if line and len(line) + 1 + len(item) > width:
+            lines.append(line)
+            line = item
+        else:
+            line = f"{line} {item}" if line else item
+    return lines + [line]
 
 
 @click.command("inspect")
