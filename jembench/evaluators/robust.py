@@ -41,7 +41,7 @@ from ..metrics.classification import wilson_interval
 from ..models import HybridModel
 from ..results import Evaluation, atomic_savefig, atomic_savez
 from ..runtime import derive_seed, resolve_device
-from .common import Timer, finish, load_eval_set, load_models
+from .common import Timer, check_compatible, finish, load_eval_set, load_models
 
 Checkpoints = str | Path | HybridModel | Sequence[str | Path | HybridModel]
 SEED_RECIPE = ("attack (torch global RNG, set inside fork_rng right before each call; APGD seed = same): "
@@ -111,15 +111,17 @@ def robust(checkpoints: Checkpoints, *, norm: str = defaults.ROBUST_NORM, eps: O
            step_size: Optional[float] = None, restarts: int = defaults.ROBUST_RESTARTS, eot: int = defaults.ROBUST_EOT,
            eval_purifications: int = defaults.ROBUST_EVAL_PURIFICATIONS,
            full_grad_max_k: int = defaults.ROBUST_FULL_GRAD_MAX_K,
-           purify_step_size: float = defaults.ROBUST_PURIFY_STEP_SIZE, purify_noise: float = defaults.ROBUST_PURIFY_NOISE,
+           purify_step_size: float = defaults.ROBUST_PURIFY_STEP_SIZE,
+           purify_noise: float = defaults.ROBUST_PURIFY_NOISE,
            purify_copies: int = defaults.ROBUST_PURIFY_COPIES, purify_sigma: float = defaults.ROBUST_PURIFY_SIGMA,
-           probe: bool = True, dataset: Optional[str] = None, split: str = "test", seed: int = defaults.SEED,
+           probe: bool = True, dataset: Optional[str | ImageSet] = None, split: str = "test", seed: int = defaults.SEED,
            device: Any = None, batch_size: int = defaults.BATCH_SIZE, data_dir: Any = None, download: bool = False,
            head: Optional[str] = None, save_raw: bool = False, out_dir: Optional[str | Path] = None,
            cache: Optional[ForwardCache] = None, progress: bool = True) -> RobustResult:
     """Robust accuracy of each checkpoint under ``norm`` attacks of budgets ``eps`` (pixels in [0, 1]; a string
     like ``"0,2/255,8/255"`` is accepted), undefended (K = 0) and with JEM-K purification for each K in
-    ``purify_steps``. Mirrors ``jembench robust``; writes results.json, curves (and raw arrays) to ``out_dir``."""
+    ``purify_steps``. ``dataset``: a registered name or an :class:`ImageSet`. Mirrors ``jembench robust``; writes
+    results.json, curves (and raw arrays) to ``out_dir``."""
     from ..cli.options import parse_list
 
     eps_list = parse_list(eps if eps is not None else defaults.ROBUST_EPS.get(norm, ""), float, "eps") \
@@ -134,7 +136,7 @@ def robust(checkpoints: Checkpoints, *, norm: str = defaults.ROBUST_NORM, eps: O
         checkpoints = [checkpoints]
     dev = resolve_device(device)
     models = load_models(list(checkpoints), dev, head=head)
-    sets = [load_eval_set(m, dataset, split, data_dir=data_dir, download=download, n=n) for m in models]
+    sets = [_eval_set(m, dataset, split, data_dir, download, n) for m in models]
     for m in models:
         for a in cfg.attacks:
             check_attack(a, cfg.norm, m.info.n_classes)
@@ -153,9 +155,20 @@ def robust(checkpoints: Checkpoints, *, norm: str = defaults.ROBUST_NORM, eps: O
                     click.echo(f"jembench: warning: {ev.checkpoint.get('name')} K={ev.protocol['K']}: {w}", err=True)
         evaluations.extend(evs)
     config = {"evaluator": "robust", "norm": cfg.norm, "eps": list(cfg.eps), "purify_steps": list(cfg.purify_steps),
-              "attacks": list(cfg.attacks), "n": n, "dataset": dataset, "split": split}
+              "attacks": list(cfg.attacks), "n": n, "split": split,
+              "dataset": dataset.name if isinstance(dataset, ImageSet) else dataset}
     doc = finish(out_dir, evaluations, device=dev, seed=seed, config=config)
     return RobustResult(evaluations, doc)
+
+
+def _eval_set(model: HybridModel, dataset: Optional[str | ImageSet], split: str, data_dir: Any, download: bool,
+              n: Optional[int]) -> ImageSet:
+    """A registered dataset by name (the checkpoint's own when None), or an ImageSet given directly."""
+    if isinstance(dataset, ImageSet):
+        imageset = dataset.first(n)
+        check_compatible(model, imageset)
+        return imageset
+    return load_eval_set(model, dataset, split, data_dir=data_dir, download=download, n=n)
 
 
 def _validate(cfg: RobustConfig, n: Optional[int]) -> None:

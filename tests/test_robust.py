@@ -1,0 +1,163 @@
+"""The robust evaluator: analytic answers on a linear model, eps = 0, seeds, worst case, warnings, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from click.testing import CliRunner
+
+import jembench.evaluators.robust as robust_mod
+from jembench.cli import main
+from jembench.data.imageset import ImageSet
+from jembench.evaluators.robust import metric_name, robust
+from jembench.models import save_native, wrap
+
+QUICK = dict(steps=3, eot=2, eval_purifications=2, purify_copies=2, progress=False, batch_size=8)
+
+
+def linear_problem(norm, seed=0, n=40):
+    """A 2-class linear model over 1x4x4 pixels in [0.3, 0.7] and each point's analytic robustness radius.
+
+    In pixel space logits = W' p + b' with W' = 2W, b' = b - W 1 (the model takes 2p - 1). A point survives
+    every attack of budget eps iff its margin (w'_y - w'_j) p + b'_y - b'_j over the dual norm of
+    w'_y - w'_j exceeds eps (L1 dual for L-inf, L2 for L2); the box [0, 1] never binds for eps <= 0.25 here.
+    The first 4 labels are flipped (wrong on clean inputs: radius < 0).
+    """
+    g = torch.Generator().manual_seed(seed)
+    lin = nn.Linear(16, 2)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(2, 16, generator=g))
+        lin.bias.zero_()
+    model = wrap(nn.Sequential(nn.Flatten(), lin), n_classes=2, input_shape=(1, 4, 4), name="linear")
+    images = torch.randint(77, 179, (400, 1, 4, 4), generator=g).to(torch.uint8)
+    p = images.flatten(1).double() / 255
+    w, b = 2 * lin.weight.detach().double(), lin.bias.detach().double() - lin.weight.detach().double().sum(1)
+    logits = p @ w.T + b
+    labels = logits.argmax(1)
+    labels[:4] = 1 - labels[:4]
+    idx = torch.arange(len(labels))
+    dw = w[labels] - w[1 - labels]
+    dual = dw.abs().sum(1) if norm == "linf" else dw.norm(dim=1)
+    radius = (logits[idx, labels] - logits[idx, 1 - labels]) / dual
+    pos = radius[radius > 0]
+    eps = [0.0, float(pos.quantile(0.3)), float(pos.quantile(0.7))]
+    far = torch.stack([(radius - e).abs() > 0.05 * e for e in eps[1:]]).all(0)  # no point within 5% of a budget
+    keep = torch.nonzero(far).squeeze(1)[:n]
+    iset = ImageSet("linear", "test", images[keep].contiguous(), labels[keep].contiguous(), 2)
+    return model, iset, eps, radius[keep]
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_linear_model_matches_analytic_robust_accuracy(norm, tmp_path):
+    model, iset, eps, radius = linear_problem(norm)
+    assert max(eps) <= 0.25
+    res = robust(model, dataset=iset, norm=norm, eps=eps, n=None, steps=40, probe=False, progress=False,
+                 out_dir=tmp_path, save_raw=True)
+    (ev,) = res.evaluations
+    raw = np.load(tmp_path / ev.artifacts["per-image correctness (npz)"])
+    labels = list(raw["row_labels"])
+    for e in eps:
+        expected = (radius > e).numpy()
+        got = raw["correct"][labels.index(f"K=0|eps={e!r}|pgd")]
+        assert (got == expected).all(), (e, np.nonzero(got != expected))
+        assert ev.metrics[metric_name(norm, e, 0, "worst")] == pytest.approx(expected.mean())
+    assert 0 < ev.metrics[metric_name(norm, eps[2], 0, "pgd")] < ev.metrics[metric_name(norm, eps[1], 0, "pgd")] < 1
+    assert (tmp_path / ev.artifacts["accuracy vs eps"]).stat().st_size > 0
+    assert not ev.warnings
+
+
+def test_eps_zero_reproduces_clean_and_robust_never_exceeds_clean(tiny_jem):
+    res = robust(tiny_jem, eps="0,32/255", n=10, purify_steps=(1,), seed=3, **QUICK)
+    assert [ev.protocol["K"] for ev in res.evaluations] == [0, 1]  # K = 0 added next to the defended setting
+    for ev in res.evaluations:
+        k = ev.protocol["K"]
+        clean = ev.metrics[f"clean_acc/K={k}"]
+        assert clean > 0
+        zero = [r for r in ev.rows if r["eps"] == 0.0]
+        assert {r["attack"] for r in zero} == ({"pgd", "worst"} if k == 0 else
+                                               {"bpda-eot", "transfer", "full-grad", "worst"})
+        assert all(r["acc"] == clean for r in zero)
+        for r in ev.rows:
+            if r["attack"] != "clean":
+                assert r["acc"] <= clean, r
+            lo, hi = r["ci95"]
+            assert lo <= r["acc"] <= hi
+        worst = [r for r in ev.rows if r["attack"] == "worst"]
+        assert worst[-1]["acc"] < clean  # 32/255 breaks something even on a random net
+        assert not any("eps=0" in w for w in ev.warnings)
+    assert res.evaluations[1].protocol["eval_purifications"] == 2
+    assert res.evaluations[0].protocol_key != res.evaluations[1].protocol_key
+
+
+def test_same_seed_same_numbers(tiny_jem):
+    kw = dict(eps=[0.05], n=8, purify_steps=(2,), probe=False, **QUICK)
+    a = robust(tiny_jem, seed=1, **kw).evaluations
+    b = robust(tiny_jem, seed=1, **kw).evaluations
+    assert [e.metrics for e in a] == [e.metrics for e in b]
+    assert [[r.get("seeds") for r in e.rows] for e in a] == [[r.get("seeds") for r in e.rows] for e in b]
+
+
+def test_worst_case_is_per_image(tiny_jem, monkeypatch):
+    """Two attacks that each break a different half: each row reports 1/2, the worst case 0."""
+    def fake(attack, images, labels, seed):
+        half = torch.arange(len(images)) % 2 == (0 if type(attack).__name__ == "PGD" else 1)
+        return torch.where(half.view(-1, 1, 1, 1), 1 - images, images)
+
+    monkeypatch.setattr(robust_mod, "run_attack", fake)
+    model = wrap(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), n_classes=10, input_shape=(1, 8, 8), name="lin")
+    with torch.no_grad():
+        model.net[1].weight.copy_(torch.eye(10, 64))
+    images = torch.zeros(8, 1, 8, 8, dtype=torch.uint8)
+    labels = torch.arange(8) % 10
+    images.view(8, -1)[torch.arange(8), labels] = 255  # pixel y lit: the clean prediction is y; inverted it is not
+    iset = ImageSet("lit", "test", images, labels, 10)
+    res = robust(model, dataset=iset, eps=[0.1], n=None, attacks=("pgd", "apgd-ce"), probe=False, progress=False)
+    rows = {r["attack"]: r["acc"] for r in res.evaluations[0].rows}
+    assert rows == {"clean": 1.0, "pgd": 0.5, "apgd-ce": 0.5, "worst": 0.0}
+
+
+def test_sanity_warnings_fire(monkeypatch):
+    model, iset, eps, _ = linear_problem("linf")
+    monkeypatch.setattr(robust_mod, "run_attack", lambda attack, images, labels, seed: 1 - images)
+    (ev,) = robust(model, dataset=iset, eps=[0.0], n=None, steps=2, progress=False).evaluations
+    assert any("eps=0" in w for w in ev.warnings)
+    monkeypatch.setattr(robust_mod, "run_attack", lambda attack, images, labels, seed: images)  # a no-op "attack"
+    (ev,) = robust(model, dataset=iset, eps=[0.0], n=None, steps=2, progress=False).evaluations
+    assert any("large-eps probe" in w for w in ev.warnings)
+    assert ev.protocol["probe"]["eps"] == 0.5
+    rows = [{"attack": "bpda-eot", "gradient": "bpda", "acc": 0.6, "correct": 6},
+            {"attack": "transfer", "gradient": "transfer", "acc": 0.4, "correct": 4}]
+    run = robust_mod._ModelRun.__new__(robust_mod._ModelRun)
+    assert any("transfer attack" in w for w in run._check(1, 0.03, {"correct": 8, "acc": 0.8}, rows))
+    rows[1]["acc"] = 0.7
+    assert not run._check(1, 0.03, {"correct": 8, "acc": 0.8}, rows)
+
+
+def test_bad_input_is_one_line_error(tiny_jem):
+    from jembench.errors import JembenchError
+
+    for kw in (dict(eps=[8.0]), dict(eps=[0.1], attacks=("fgsm",)), dict(eps=[0.1], purify_steps=(-1,)),
+               dict(eps=[0.1], norm="l1"), dict(eps=[0.1], eot=0)):
+        with pytest.raises(JembenchError):
+            robust(tiny_jem, n=2, progress=False, **kw)
+
+
+def test_cli(tiny_jem, tmp_path):
+    ckpt = tmp_path / "tiny.pt"
+    save_native(tiny_jem, ckpt)
+    out = tmp_path / "out"
+    args = ["robust", str(ckpt), "--n", "6", "--eps", "0,8/255", "--purify-steps", "0,1", "--steps", "2", "--eot", "1",
+            "--eval-purifications", "1", "--purify-copies", "1", "--no-probe", "--out-dir", str(out), "--json",
+            "--save-raw", "--device", "cpu"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert [e["protocol"]["K"] for e in doc["evaluations"]] == [0, 1]
+    assert "robust_acc/linf/0.0314/K=1/bpda-eot" in doc["evaluations"][1]["metrics"]
+    assert json.loads((out / "results.json").read_text())["evaluations"][0]["metrics"] == doc["evaluations"][0]["metrics"]
+    for rel in doc["evaluations"][1]["artifacts"].values():
+        assert (out / rel).exists()
+    bad = CliRunner().invoke(main, ["robust", str(ckpt), "--eps", "8", "--out-dir", str(out)])
+    assert bad.exit_code == 2 and "jembench: error: --eps" in bad.output
