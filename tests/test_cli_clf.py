@@ -1,0 +1,136 @@
+"""``jembench clf`` / ``jembench calib`` end to end on a tiny WRN and digits, and the Python API they mirror."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import jembench
+from jembench.cli import main
+from jembench.models.hybrid import HybridModel, ModelInfo
+from jembench.models.wrn import JEMNet
+
+
+@pytest.fixture
+def ckpt(tiny_jem, tmp_path):
+    path = tmp_path / "tiny.pt"
+    jembench.save_native(tiny_jem, path)
+    return path
+
+
+def _run(*args, env=None):
+    result = CliRunner().invoke(main, [str(a) for a in args], env=env)
+    return result
+
+
+def test_clf_writes_metrics_protocol_and_raw(ckpt, tmp_path):
+    out = tmp_path / "clf"
+    r = _run("clf", ckpt, "--dataset", "digits", "--n", 40, "--sigma", 0.03, "--seed", 3, "--device", "cpu",
+             "--save-raw", "--out-dir", out)
+    assert r.exit_code == 0, r.output
+    assert "accuracy" in r.output and "tiny" in r.output
+    doc = json.loads((out / "results.json").read_text())
+    ev = doc["evaluations"][0]
+    assert ev["evaluator"] == "clf"
+    assert set(ev["metrics"]) >= {"accuracy", "nll", "brier", "error", "n"}
+    lo, hi = ev["intervals"]["accuracy"]
+    assert lo <= ev["metrics"]["accuracy"] <= hi
+    p = ev["protocol"]
+    assert (p["dataset"], p["split"], p["n"], p["test_sigma"], p["seed"]) == ("digits", "test", 40, 0.03, 3)
+    assert len(ev["checkpoint"]["sha256"]) == 64 and doc["provenance"]["versions"]["torch"]
+    assert len(ev["rows"]) == 10 and sum(row["n"] for row in ev["rows"]) == 40
+    assert sum(sum(row["confusion"]) for row in ev["rows"]) == 40
+    raw = np.load(out / ev["artifacts"]["raw"])
+    assert raw["probs"].shape == (40, 10) and raw["labels"].shape == (40,)
+    acc = float((raw["probs"].argmax(1) == raw["labels"]).mean())
+    assert acc == pytest.approx(ev["metrics"]["accuracy"])
+
+
+def test_same_command_twice_gives_the_same_numbers(ckpt, tmp_path):
+    docs = []
+    for i in range(2):
+        r = _run("calib", ckpt, "--dataset", "digits", "--n", 30, "--sigma", 0.1, "--bootstrap", 20, "--device",
+                 "cpu", "--out-dir", tmp_path / f"run{i}", "--json")
+        assert r.exit_code == 0, r.output
+        docs.append(json.loads(r.stdout[r.stdout.index("{"):]))
+    a, b = (d["evaluations"][0] for d in docs)
+    assert a["metrics"] == b["metrics"] and a["intervals"] == b["intervals"]
+
+
+def test_calib_bins_figure_and_temperature_reference(ckpt, tmp_path):
+    out = tmp_path / "calib"
+    r = _run("calib", ckpt, "--dataset", "digits", "--n", 60, "--bins", 20, "--bootstrap", 30, "--device", "cpu",
+             "--save-raw", "--out-dir", out)
+    assert r.exit_code == 0, r.output
+    ev = json.loads((out / "results.json").read_text())["evaluations"][0]
+    assert ev["protocol"]["bins"] == 20 and len(ev["rows"]) == 20
+    assert ev["protocol"]["bootstrap"]["resamples"] == 30
+    assert ev["protocol"]["temperature_scaling"]["applied"] is False
+    for name in ("ece", "adaptive_ece", "mce", "rms_ce", "classwise_ece"):
+        assert name in ev["metrics"] and len(ev["intervals"][name]) == 2
+    assert ev["metrics"]["temperature_scaling/n_fit"] + ev["metrics"]["temperature_scaling/n_eval"] == 60
+    png = (out / ev["artifacts"]["reliability"]).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    raw = np.load(out / ev["artifacts"]["raw"])
+    assert raw["probs"].shape == (60, 10)
+
+
+def test_checkpoint_from_env_and_comparison_table(ckpt, tiny_jem, tmp_path):
+    other = tmp_path / "other.pt"
+    tiny_jem.info.name = "other"
+    jembench.save_native(tiny_jem, other)
+    r = _run("clf", "--n", 20, "--device", "cpu", "--out-dir", tmp_path / "env", env={"JEMBENCH_CKPT": str(ckpt)})
+    assert r.exit_code == 0, r.output
+    ev = json.loads((tmp_path / "env" / "results.json").read_text())["evaluations"][0]
+    assert ev["protocol"]["dataset"] == "digits"  # the checkpoint's own dataset
+    r = _run("clf", ckpt, other, "--n", 20, "--device", "cpu", "--out-dir", tmp_path / "two")
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
+    assert lines[0].startswith("checkpoint") and lines[1].startswith("tiny") and lines[2].startswith("other")
+
+
+def test_api_mirrors_the_cli_json(tiny_jem, tmp_path):
+    result = jembench.clf([tiny_jem], "digits", n=20, sigma=0.0, seed=0, device="cpu", out_dir=tmp_path)
+    assert [e.evaluator for e in result.evaluations] == ["clf"]
+    assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(result.to_dict()))
+    cal = jembench.calib(tiny_jem, "digits", n=20, device="cpu", bootstrap=5)
+    assert cal.to_dict()["evaluations"][0]["evaluator"] == "calib"
+
+
+def _error(r):
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("jembench: error: ")
+    return lines[0]
+
+
+def test_unknown_dataset_lists_the_known_ones(ckpt, tmp_path):
+    line = _error(_run("clf", ckpt, "--dataset", "cifar11", "--device", "cpu", "--out-dir", tmp_path))
+    assert "cifar11" in line and "digits" in line and "cifar10" in line
+
+
+def test_absent_dataset_says_where_and_how(ckpt, tmp_path):
+    root = tmp_path / "data"
+    line = _error(_run("calib", ckpt, "--dataset", "cifar10", "--data-dir", root, "--device", "cpu",
+                       "--out-dir", tmp_path / "o"))
+    assert str(root) in line and "--download" in line
+    assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_class_count_mismatch(tmp_path):
+    torch.manual_seed(0)
+    info = ModelInfo(family="jembench", source_format="jembench", architecture="wrn", n_classes=5, in_channels=1,
+                     image_size=(8, 8), depth=10, width=1, norm="none", dataset="digits", name="five")
+    path = tmp_path / "five.pt"
+    jembench.save_native(HybridModel(JEMNet(10, 1, "none", 1, 5), info), path)
+    line = _error(_run("clf", path, "--dataset", "digits", "--device", "cpu", "--out-dir", tmp_path / "o"))
+    assert "5 classes" in line and "10" in line
+
+
+def test_bad_options_are_one_line_errors(ckpt, tmp_path):
+    _error(_run("calib", ckpt, "--bins", 0, "--device", "cpu", "--out-dir", tmp_path))
+    _error(_run("clf", ckpt, "--n", 0, "--device", "cpu", "--out-dir", tmp_path))
+    _error(_run("clf", "--device", "cpu", "--out-dir", tmp_path, env={"JEMBENCH_CKPT": ""}))
