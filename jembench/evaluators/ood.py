@@ -19,7 +19,7 @@ from .. import defaults
 from ..data.imageset import ImageSet
 from ..errors import JembenchError
 from ..figures import close
-from ..figures.ood import roc_curves, score_histograms
+from ..figures.ood import SAVE_KW, roc_curves, score_histograms
 from ..forward import ForwardCache
 from ..metrics.ood import AUPR_METHOD, BOOTSTRAP_METHOD, FPR_CONVENTIONS, ood_metrics, sanitize
 from ..models import HybridModel
@@ -200,7 +200,7 @@ def _evaluate(model: HybridModel, tag: str, in_dataset: Optional[str], out: Opti
                 for label, fig in ((f"hist/{s}", score_histograms(s, in_set.name, score_in[s], outs)),
                                    (f"roc/{s}", roc_curves(s, {o: finite[s, o][:2] for o in out_sets}, auroc))):
                     rel = Path("figures") / "ood" / tag / f"{label.replace('/', '_')}.png"
-                    atomic_savefig(fig, out_dir / rel)
+                    atomic_savefig(fig, out_dir / rel, **SAVE_KW)
                     close(fig)
                     artifacts[label] = rel.as_posix()
         timings["figures_s"] += t.seconds

@@ -1,4 +1,8 @@
-"""OOD figures: per-score histograms of in- vs out-of-distribution scores (the JEM paper's figure) and ROC curves."""
+"""OOD figures: per-score histograms of in- vs out-of-distribution scores (the JEM paper's figure) and ROC curves.
+
+Layouts are fixed (no tight bounding box): save with ``bbox_inches=None`` (:data:`SAVE_KW`), which halves the
+drawing time of these many-panel figures.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from . import new_figure
+
+SAVE_KW = {"bbox_inches": None}
 
 
 def _grid(n: int) -> tuple[int, int]:
@@ -36,7 +42,8 @@ def score_histograms(score: str, in_name: str, score_in: np.ndarray, score_out: 
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(score_out):]:
         ax.axis("off")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.6 / (3.0 * rows), top=1 - 0.3 / (3.0 * rows), hspace=0.5,
+                        wspace=0.25)  # margins in inches / figure height
     return fig
 
 
@@ -53,5 +60,5 @@ def roc_curves(score: str, pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], a
     ax.set_ylabel("TPR (in-distribution kept)")
     ax.set_title(f"ROC, score {score}", fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.14, right=0.97, bottom=0.12, top=0.92)
     return fig
