@@ -252,6 +252,9 @@ def test_bare_state_dict_and_dataparallel(tmp_path):
     bare = jembench.load(tmp_path / "bare.pt")
     assert bare.info.source_format == "bare-state-dict" and bare.replay_buffer is None
     assert_same(bare, ref, inputs())
+    old = {k: v for k, v in ref.state_dict().items() if not k.endswith("num_batches_tracked")}  # torch < 0.4.1
+    torch.save(old, tmp_path / "old.pt")
+    assert_same(jembench.load(tmp_path / "old.pt"), ref, inputs())
     dp = nn.DataParallel(ref)  # on CPU DataParallel only wraps; its state dict has the module. prefix
     assert all(k.startswith("module.") for k in dp.state_dict())
     torch.save({"model_state_dict": dp.state_dict(), "replay_buffer": None}, tmp_path / "dp.pt")
@@ -413,3 +416,16 @@ def test_wrap_any_classifier():
     assert not model.training and describe(model)["replay_buffer_shape"] is None
     with pytest.raises(ValueError, match="mean"):
         jembench.wrap(net, n_classes=5, input_shape=(3, 8, 8), mean=(0.5, 0.5))
+
+
+def test_uninitialised_actnorm_initialises_like_jem(tmp_path):
+    """A file saved before ActNorm saw data: both networks initialise from the same first batch."""
+    torch.manual_seed(0)
+    ref = CCF(10, 1, norm="act", n_classes=10, input_channels=3)
+    model = jembench.load(save_jem(ref, tmp_path / "fresh.pt"))
+    assert any("ActNorm" in n for n in model.info.notes)
+    x = inputs(n=8)
+    with torch.no_grad():
+        first = model.logits(x)
+        assert torch.allclose(first, ref.classify(x), atol=TOL, rtol=0)
+        assert_same(model, ref.eval(), inputs(seed=2))

@@ -165,10 +165,16 @@ def infer_wrn(sd: dict[str, torch.Tensor], path: Path) -> dict[str, Any]:
 
 
 def _build(arch: dict[str, Any], sd: dict[str, torch.Tensor], path: Path) -> JEMNet:
-    net = JEMNet(arch["depth"], arch["width"], arch["norm"], arch["in_channels"], arch["n_classes"])
+    """The network for ``arch`` holding ``sd``'s tensors, after checking keys and shapes.
+
+    Built on the meta device and filled with ``assign=True``: no random initialisation and no copy, which
+    makes loading a WRN-28-10 several times faster and halves its peak memory.
+    """
+    with torch.device("meta"):
+        net = JEMNet(arch["depth"], arch["width"], arch["norm"], arch["in_channels"], arch["n_classes"])
     expected = net.state_dict()
     if arch["norm"] == "batch":  # files from torch < 0.4.1 lack the BN batch counters; they are unused in eval
-        sd = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked")}, **sd}
+        sd = {**{k: torch.tensor(0) for k in expected if k.endswith("num_batches_tracked")}, **sd}
     if set(sd) != set(expected):
         raise _unexplained(sd, set(expected), path)
     bad = [f"{k} is {tuple(sd[k].shape)}, expected {tuple(v.shape)}" for k, v in expected.items()
@@ -177,7 +183,8 @@ def _build(arch: dict[str, Any], sd: dict[str, torch.Tensor], path: Path) -> JEM
         raise CheckpointError(f"{path}: tensor shapes do not fit WRN-{arch['depth']}-{arch['width']} "
                               f"(norm {arch['norm']}, {arch['n_classes']} classes): {'; '.join(bad[:3])}"
                               f"{f' (+{len(bad) - 3} more)' if len(bad) > 3 else ''}")
-    net.load_state_dict(sd, strict=True)
+    sd = {k: v.to(expected[k].dtype) for k, v in sd.items()}  # e.g. half-precision files -> float32
+    net.load_state_dict(sd, strict=True, assign=True)
     return net
 
 
@@ -275,7 +282,7 @@ def load(path: str | os.PathLike, device: Optional[str | torch.device] = None, *
     info.name = info.name or path.stem
     net = _build(arch, sd, path)
     if arch["norm"] == "act" and any(not m.initialized.item() for m in net.modules() if hasattr(m, "initialized")):
-        info.notes.append("ActNorm layers were never initialised: they initialise on the first batch, as JEM's code does")
+        info.notes.append("ActNorm layers were never initialised: they initialise on the first batch (as in JEM's code)")
     if buffer is not None and not (isinstance(buffer, torch.Tensor) and buffer.dim() == 4
                                    and buffer.shape[1] == info.in_channels):
         shape = tuple(buffer.shape) if isinstance(buffer, torch.Tensor) else type(buffer).__name__
