@@ -74,7 +74,8 @@ def test_weighted_auroc_equals_sklearn_on_repeated_samples():
     rng = np.random.default_rng(3)
     a, b = np.round(rng.normal(0.5, 1, 60), 1), np.round(rng.normal(0, 1, 40), 1)
     w_a, w_b = rng.integers(0, 4, 60), rng.integers(0, 4, 40)
-    expected = roc_auc_score(np.r_[np.ones(w_a.sum()), np.zeros(w_b.sum())], np.r_[np.repeat(a, w_a), np.repeat(b, w_b)])
+    y = np.r_[np.ones(w_a.sum()), np.zeros(w_b.sum())]
+    expected = roc_auc_score(y, np.r_[np.repeat(a, w_a), np.repeat(b, w_b)])
     counter = PairCounter(a, b)
     assert counter.auroc(w_a, w_b) == pytest.approx(expected)
     batch = counter.auroc(np.stack([w_a, np.ones(60)]), np.stack([w_b, np.ones(40)]))  # resamples as rows

@@ -18,7 +18,8 @@ _PRESETS = "; ".join(f"{k} = {', '.join(v)}" for k, v in defaults.OOD_PRESETS.it
               help="In-distribution dataset (its test split); default: the checkpoint's dataset.")
 @click.option("--out", "out_sets", multiple=True, metavar="NAME",
               help=f"OOD set or preset, repeatable or comma list: a registry name (jembench datasets), npz:PATH, "
-                   f"folder:PATH, a synthetic set (noise, uniform, constant, interp, rotated) or a preset ({_PRESETS}). "
+                   "folder:PATH, a synthetic set (noise, uniform, constant, interp, rotated) or a preset "
+                   f"({_PRESETS}). "
                    "Default: 'digits' for digits, 'jem' for cifar10, else 'synthetic'.")
 @click.option("--score", "scores", multiple=True, metavar="NAME",
               help=f"Score(s), repeatable or comma list: {', '.join(SCORES)}; default all. Higher = more in-dist.")

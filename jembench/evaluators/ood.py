@@ -96,7 +96,8 @@ def _tag(model: HybridModel, index: int, taken: set[str]) -> str:
 
 
 def _score_sets(model: HybridModel, imageset: ImageSet, names: Sequence[str], cache: ForwardCache, timings: dict,
-                *, sigma: float, seed: int, temperature: float, batch_size: int, progress: bool) -> dict[str, np.ndarray]:
+                *, sigma: float, seed: int, temperature: float, batch_size: int,
+                progress: bool) -> dict[str, np.ndarray]:
     """Every score of ``names`` on ``imageset``: one (cached) forward pass + a gradient pass for gradnorm."""
     out: dict[str, np.ndarray] = {}
     if any(s in LOGIT_SCORES for s in names):
