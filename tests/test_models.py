@@ -324,6 +324,10 @@ def test_dataset_contradicting_class_count_or_channels(tmp_path):
         jembench.load(path3, dataset="digits")
     with pytest.raises(CheckpointError, match="unknown dataset"):
         jembench.load(path3, dataset="no-such-set")
+    c100 = save_jem(make_reference(10, 1, None, 100, 3), tmp_path / "cifar100.pt")
+    with pytest.raises(CheckpointError, match="100 classes but dataset 'cifar10' has 10"):
+        jembench.load(c100, dataset="cifar10")
+    assert jembench.load(c100, dataset="cifar100").info.image_size == (32, 32)
 
 
 def test_overrides_are_checked(tmp_path):
