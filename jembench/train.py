@@ -18,7 +18,9 @@ good (end-of-epoch) checkpoint is left as it was.
 from __future__ import annotations
 
 import math
+import sys
 import time
+import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -214,6 +216,8 @@ def train(dataset: Optional[str] = None, *, out: Optional[str | Path] = None, re
     start_epoch, step, history = 0, 0, []
     if state is not None:
         opt.load_state_dict(state["optimizer"])
+        for group in opt.param_groups:  # the (possibly overridden) config wins over the saved hyper-parameters
+            group["lr"], group["weight_decay"] = config["lr"], config["weight_decay"]
         start_epoch, step, history = int(state["epoch"]), int(state["step"]), list(state["history"])
         gen_data.set_state(state["rng"]["data"])
         gen_chain.set_state(state["rng"]["chains"])
@@ -256,6 +260,10 @@ def train(dataset: Optional[str] = None, *, out: Optional[str | Path] = None, re
             if config["warmup_steps"]:
                 for group in opt.param_groups:
                     group["lr"] = config["lr"] * min(1.0, (step + 1) / config["warmup_steps"])
+            if buffer is not None:  # chains first (as JEM): the sampler's own passes build no training graph
+                x0, slots = buffer.sample(len(idx))
+                xq = run_sampler(model, x0, sampler, gen_chain, value_range=(lo, hi), bn_train=bn_train)
+                buffer.update(slots, xq)
             if labelled is None:
                 logits, lp_data = model.logits_and_log_px(x)
                 y = labels[idx]
@@ -266,9 +274,6 @@ def train(dataset: Optional[str] = None, *, out: Optional[str | Path] = None, re
             ce = F.cross_entropy(logits, y)
             loss, worst = ce, 0.0
             if buffer is not None:
-                x0, slots = buffer.sample(len(idx))
-                xq = run_sampler(model, x0, sampler, gen_chain, value_range=(lo, hi), bn_train=bn_train)
-                buffer.update(slots, xq)
                 lp_q = model.log_px(xq)
                 loss = ce + config["px_weight"] * (lp_q.mean() - lp_data.mean())  # E(x_data) - E(x_sampled)
                 worst = float(torch.cat([lp_data.detach().abs(), lp_q.detach().abs()]).max())
@@ -309,3 +314,14 @@ def train(dataset: Optional[str] = None, *, out: Optional[str | Path] = None, re
     return TrainResult(path=str(out), config=config, epochs_done=history[-1]["epoch"] if history else 0,
                        test_accuracy=history[-1]["test_acc"] if history else None, history=history,
                        wall_time_s=time.perf_counter() - t_start)
+
+
+class _CallableModule(types.ModuleType):
+    """Importing ``jembench.train`` (the module) sets the attribute ``jembench.train`` to it, shadowing the API
+    function of the same name; calling the module calls :func:`train`, so ``jembench.train(...)`` always works."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> TrainResult:
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

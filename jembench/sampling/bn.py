@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator, Optional
 
+import torch
 import torch.nn as nn
 
 
@@ -16,12 +17,14 @@ def preserve_bn_stats(module: Optional[nn.Module]) -> Iterator[Optional[nn.Modul
         yield module
         return
     bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [{k: v.clone() for k, v in m.state_dict().items()} for m in bns]
+    saved = [[(b, b.clone()) for b in m.buffers()] for m in bns]  # running_mean/var, num_batches_tracked
     modes = {m: m.training for m in module.modules()}
     try:
         yield module
     finally:
-        for m, state in zip(bns, saved):
-            m.load_state_dict(state)
+        with torch.no_grad():  # buffers only: parameters are untouched by sampling and may sit in a live graph
+            for pairs in saved:
+                for buf, value in pairs:
+                    buf.copy_(value)
         for m, mode in modes.items():
             m.training = mode
