@@ -24,6 +24,11 @@ class ActNorm(nn.Module):
         self.loc = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.scale = nn.Parameter(torch.ones(1, channels, 1, 1))
         self.register_buffer("initialized", torch.tensor(0, dtype=torch.uint8))
+        self._seen_initialized = False  # a host-side copy, so forward does not sync with the GPU every call
+        self._register_load_state_dict_pre_hook(self._forget_initialized)
+
+    def _forget_initialized(self, *args: object, **kwargs: object) -> None:
+        self._seen_initialized = False
 
     @torch.no_grad()
     def _initialize(self, x: torch.Tensor) -> None:
@@ -33,8 +38,10 @@ class ActNorm(nn.Module):
         self.initialized.fill_(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.initialized.item() == 0:
-            self._initialize(x)
+        if not self._seen_initialized:
+            if self.initialized.item() == 0:
+                self._initialize(x)
+            self._seen_initialized = True
         return self.scale * (x + self.loc)
 
 
