@@ -136,7 +136,10 @@ class HybridModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        """Where the weights live (CPU for a wrapped module without parameters or buffers)."""
+        t = next(self.parameters(), None)
+        t = t if t is not None else next(self.buffers(), None)
+        return t.device if t is not None else torch.device("cpu")
 
     def __repr__(self) -> str:  # short: the nn.Module repr of a WRN fills a screen
         i = self.info
