@@ -13,8 +13,8 @@ import torch
 from scipy.optimize import minimize_scalar
 from torchmetrics.classification import BinaryCalibrationError, MulticlassCalibrationError
 
-from jembench.metrics import (adaptive_ece, bin_index, bootstrap_ci, calibration_errors, classwise_ece, ece,
-                              fit_temperature, mce, nll, reliability_bins, rms_ce)
+from jembench.metrics import (adaptive_ece, bin_index, bootstrap_calibration_errors, bootstrap_ci, calibration_errors,
+                              classwise_ece, ece, fit_temperature, mce, nll, reliability_bins, rms_ce)
 
 
 def _dirichlet(n, k, seed, concentration=0.5):
@@ -113,6 +113,17 @@ def test_bootstrap_ci_is_seeded_and_has_the_normal_width():
     assert bootstrap_ci(mean, x, n_boot=400, seed=2) != (lo, hi)
     both = bootstrap_ci(lambda t: {"mean": float(t.mean()), "max": float(t.max())}, x, n_boot=50, seed=1)
     assert set(both) == {"mean", "max"} and both["mean"] == bootstrap_ci(mean, x, n_boot=50, seed=1)
+
+
+@pytest.mark.parametrize("n,k,bins", [(257, 10, 15), (400, 3, 20)])
+def test_vectorised_bootstrap_equals_the_resampling_loop(n, k, bins):
+    probs, labels = _miscalibrated(n, k, seed=n)
+    probs = probs.float()
+    loop = bootstrap_ci(lambda p, y: calibration_errors(p, y, bins), probs, labels, n_boot=60, level=0.9, seed=11)
+    fast = bootstrap_calibration_errors(probs, labels, bins, n_boot=60, level=0.9, seed=11, chunk=16)
+    assert set(fast) == set(loop)
+    for name in loop:
+        assert fast[name] == pytest.approx(loop[name], abs=1e-12), name
 
 
 def test_fit_temperature_recovers_the_true_temperature_and_minimises_nll():

@@ -18,7 +18,8 @@ from .. import defaults
 from ..data.imageset import ImageSet
 from ..errors import JembenchError
 from ..forward import ForwardCache, ForwardPass
-from ..metrics import accuracy_wilson, bootstrap_ci, calibration_errors, ece, fit_temperature, nll, reliability_bins
+from ..metrics import (accuracy_wilson, bootstrap_calibration_errors, calibration_errors, ece, fit_temperature, nll,
+                       reliability_bins)
 from ..models import HybridModel
 from ..results import Evaluation, atomic_savefig
 from ..runtime import derive_seed, generator, resolve_device
@@ -64,8 +65,7 @@ def calib_evaluation(fp: ForwardPass, model: HybridModel, imageset: ImageSet, *,
     boot_seed = derive_seed(seed, "calib-bootstrap")
     metrics.update(calibration_errors(probs, labels, bins))
     if bootstrap:  # one set of resamples for all five
-        cis = bootstrap_ci(lambda p, y: calibration_errors(p, y, bins), probs, labels, n_boot=bootstrap, level=level,
-                           seed=boot_seed)
+        cis = bootstrap_calibration_errors(probs, labels, bins, n_boot=bootstrap, level=level, seed=boot_seed)
         intervals.update({k: list(v) for k, v in cis.items()})
     warnings = []
     if n < 2 * bins * 10:
@@ -83,7 +83,8 @@ def calib_evaluation(fp: ForwardPass, model: HybridModel, imageset: ImageSet, *,
     protocol = {**base_protocol(fp, imageset, seed), "bins": bins, "binning": BINNING,
                 "bootstrap": {"resamples": bootstrap, "level": level, "method": "percentile",
                               "seed": boot_seed} if bootstrap else None,
-                "temperature_scaling": {"fit_fraction": ts_fraction, "split_seed": derive_seed(seed, "temperature-split"),
+                "temperature_scaling": {"fit_fraction": ts_fraction,
+                                        "split_seed": derive_seed(seed, "temperature-split"),
                                         "fit": "LBFGS on log T minimising NLL", "applied": False}}
     return Evaluation("calib", model.info.to_dict(), protocol, metrics=metrics, intervals=intervals, rows=rows,
                       warnings=warnings)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
-import torch
 
 from .. import defaults
 from ..data.imageset import ImageSet
