@@ -313,6 +313,10 @@ def test_image_size_from_dataset_buffer_or_default(tmp_path):
     save_jem(ref, tmp_path / "b.pt", torch.zeros(3, 1, 28, 28))
     assert jembench.load(tmp_path / "b.pt").info.image_size == (28, 28)
     assert jembench.load(path, image_size=(16, 16)).info.image_size == (16, 16)
+    save_jem(ref, tmp_path / "flat.pt", torch.zeros(3, 64))  # not [N, C, H, W]: ignored, said so, size not taken
+    flat = jembench.load(tmp_path / "flat.pt")
+    assert flat.replay_buffer is None and flat.info.image_size == (32, 32)
+    assert any("ignored replay_buffer (3, 64)" in n for n in flat.info.notes)
 
 
 def test_dataset_contradicting_class_count_or_channels(tmp_path):

@@ -277,17 +277,17 @@ def load(path: str | os.PathLike, device: Optional[str | torch.device] = None, *
         buffer, extras = obj.get("replay_buffer"), dict(obj.get("extras") or {})
     else:
         sd, arch, info, buffer, extras = _jem(obj, path)
+    if buffer is not None and not (isinstance(buffer, torch.Tensor) and buffer.dim() == 4
+                                   and buffer.shape[1] == info.in_channels):
+        shape = tuple(buffer.shape) if isinstance(buffer, torch.Tensor) else type(buffer).__name__
+        info.notes.append(f"ignored replay_buffer {shape} (expected [N, {info.in_channels}, H, W])")
+        buffer = None
     _apply_overrides(info, arch, overrides, native, buffer, path)
     info.path, info.sha256 = str(path), file_sha256(path)
     info.name = info.name or path.stem
     net = _build(arch, sd, path)
     if arch["norm"] == "act" and any(not m.initialized.item() for m in net.modules() if hasattr(m, "initialized")):
         info.notes.append("ActNorm layers were never initialised: they initialise on the first batch (as in JEM's code)")
-    if buffer is not None and not (isinstance(buffer, torch.Tensor) and buffer.dim() == 4
-                                   and buffer.shape[1] == info.in_channels):
-        shape = tuple(buffer.shape) if isinstance(buffer, torch.Tensor) else type(buffer).__name__
-        info.notes.append(f"ignored replay_buffer {shape} (expected [N, {info.in_channels}, H, W])")
-        buffer = None
     model = HybridModel(net, info, replay_buffer=buffer, extras=extras)
     if device is not None:
         from ..runtime import resolve_device
@@ -297,7 +297,7 @@ def load(path: str | os.PathLike, device: Optional[str | torch.device] = None, *
 
 
 def _apply_overrides(info: ModelInfo, arch: dict[str, Any], overrides: dict[str, Any], native: bool,
-                     buffer: Any, path: Path) -> None:
+                     buffer: Optional[torch.Tensor], path: Path) -> None:
     """Set what the caller knows; fill the image size of JEM files; check dataset, head, norm, mean/std."""
     if "norm" in overrides:
         if overrides["norm"] not in NORMS:
@@ -324,7 +324,7 @@ def _apply_overrides(info: ModelInfo, arch: dict[str, Any], overrides: dict[str,
     elif shape is not None:
         info.image_size = tuple(shape[1:])
         info.notes.append(f"image size {info.image_size} from dataset {info.dataset!r} (JEM files do not record it)")
-    elif isinstance(buffer, torch.Tensor) and buffer.dim() == 4:
+    elif buffer is not None:
         info.image_size = tuple(buffer.shape[2:])
         info.notes.append(f"image size {info.image_size} from the replay buffer (JEM files do not record it)")
     else:
