@@ -9,6 +9,7 @@ Temperature scaling (Guo et al. 2017): a seeded permutation splits the evaluatio
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -124,7 +125,7 @@ def calib(checkpoints: Checkpoints, dataset: Optional[str] = None, *, split: str
         raise JembenchError(f"the temperature-scaling fit fraction must be in (0, 1), got {ts_fraction}")
     refine = refine_config(refine_steps, refine_step_size, refine_noise)
     evaluations = []
-    for i, (model, imageset, fp, timer) in enumerate(forward_passes(
+    for i, (model, imageset, fp, start) in enumerate(forward_passes(
             checkpoints, dataset, split=split, sigma=sigma, seed=seed, refine=refine, cache=cache, device=device,
             batch_size=batch_size, data_dir=data_dir, download=download, n=n, head=head)):
         ev = calib_evaluation(fp, model, imageset, seed=seed, bins=bins, bootstrap=bootstrap, level=level,
@@ -133,8 +134,7 @@ def calib(checkpoints: Checkpoints, dataset: Optional[str] = None, *, split: str
             ev.artifacts["reliability"] = write_reliability_figure(ev, fp, bins, out_dir, i, model)
             if save_raw_arrays:
                 ev.artifacts["raw"] = save_raw(out_dir, "calib", i, model, probs=fp.probs, labels=fp.labels)
-        timer.__exit__()
-        ev.wall_time_s = timer.seconds
+        ev.wall_time_s = time.perf_counter() - start
         evaluations.append(ev)
     config = {"evaluator": "calib", "dataset": dataset, "split": split, "sigma": sigma, "n": n, "head": head,
               "batch_size": batch_size, "bins": bins, "bootstrap": bootstrap, "level": level,

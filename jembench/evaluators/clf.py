@@ -8,10 +8,10 @@ with the calibration evaluator (:mod:`jembench.evaluators.calib`).
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
-
 
 from .. import defaults
 from ..data.imageset import ImageSet
@@ -22,7 +22,7 @@ from ..models import HybridModel
 from ..results import Evaluation, atomic_savez
 from ..runtime import resolve_device
 from ..sampling.sgld import SGLDConfig
-from .common import Timer, finish, load_eval_set, load_models, summary_table
+from .common import finish, load_eval_set, load_models, summary_table
 
 Checkpoints = str | Path | HybridModel | Sequence[str | Path | HybridModel]
 
@@ -54,8 +54,8 @@ def refine_config(steps: int = defaults.REFINE_STEPS, step_size: float = default
 def forward_passes(checkpoints: Checkpoints, dataset: Optional[str], *, split: str, sigma: float, seed: int,
                    refine: Optional[SGLDConfig], cache: Optional[ForwardCache], device: Any, batch_size: int,
                    data_dir: Any, download: bool, n: Optional[int], head: Optional[str],
-                   ) -> Iterator[tuple[HybridModel, ImageSet, ForwardPass, Timer]]:
-    """For each checkpoint: (model, evaluation set, its forward pass, a running Timer to stop after the metrics).
+                   ) -> Iterator[tuple[HybridModel, ImageSet, ForwardPass, float]]:
+    """For each checkpoint: (model, evaluation set, its forward pass, ``time.perf_counter()`` before the pass).
 
     The dataset defaults to each checkpoint's own (JEM / JEM++ files: CIFAR-10); all checks raise one-line errors
     before any pass runs."""
@@ -67,9 +67,9 @@ def forward_passes(checkpoints: Checkpoints, dataset: Optional[str], *, split: s
     models = load_models(list(checkpoints), resolve_device(device), head=head)
     sets = [load_eval_set(m, dataset, split, data_dir=data_dir, download=download, n=n) for m in models]
     for model, imageset in zip(models, sets):
-        timer = Timer().__enter__()
+        start = time.perf_counter()
         fp = cache.get(model, imageset, sigma=sigma, seed=seed, refine=refine, batch_size=batch_size)
-        yield model, imageset, fp, timer
+        yield model, imageset, fp, start
 
 
 def base_protocol(fp: ForwardPass, imageset: ImageSet, seed: int) -> dict[str, Any]:
@@ -121,15 +121,14 @@ def clf(checkpoints: Checkpoints, dataset: Optional[str] = None, *, split: str =
     ``out_dir/results.json`` when ``out_dir`` is given (and ``raw/*.npz`` with ``save_raw_arrays``)."""
     refine = refine_config(refine_steps, refine_step_size, refine_noise)
     evaluations = []
-    for i, (model, imageset, fp, timer) in enumerate(forward_passes(
+    for i, (model, imageset, fp, start) in enumerate(forward_passes(
             checkpoints, dataset, split=split, sigma=sigma, seed=seed, refine=refine, cache=cache, device=device,
             batch_size=batch_size, data_dir=data_dir, download=download, n=n, head=head)):
         ev = clf_evaluation(fp, model, imageset, seed=seed, level=level)
         if save_raw_arrays and out_dir is not None:
             ev.artifacts["raw"] = save_raw(out_dir, "clf", i, model, probs=fp.probs, logits=fp.logits,
                                            log_px=fp.log_px, labels=fp.labels)
-        timer.__exit__()
-        ev.wall_time_s = timer.seconds
+        ev.wall_time_s = time.perf_counter() - start
         evaluations.append(ev)
     config = {"evaluator": "clf", "dataset": dataset, "split": split, "sigma": sigma, "n": n, "head": head,
               "batch_size": batch_size, "refine": refine.to_dict() if refine else None, "level": level}
