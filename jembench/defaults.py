@@ -55,7 +55,7 @@ TRAIN = {  # JEM's CIFAR settings where they transfer; digits-scale where they d
     "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 0,
     "px_weight": 1.0,  # 0 = the plain classifier baseline
     "sampler": "sgld", "sgld_steps": 20, "sgld_step_size": 1.0, "sgld_noise": 0.01, "grad_clamp": None,
-    "clamp_x": False, "jempp_outer": 10, "jempp_inner": 5, "jempp_step_size": 0.2,
+    "clamp_x": False, "jempp_outer": 10, "jempp_inner": 5, "jempp_step_size": 0.2, "jempp_noise": 0.0,
     "buffer_size": 10000, "reinit_freq": 0.05, "init": "uniform",
     "labels_per_class": None, "train_sigma": 0.03, "energy_limit": 1e4, "seed": 0,
 }

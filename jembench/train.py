@@ -72,7 +72,7 @@ def sampler_config(config: dict[str, Any]) -> SGLDConfig | JEMPPConfig:
     if config["sampler"] == "jem++":
         return JEMPPConfig(outer_steps=config["jempp_outer"], inner_steps=config["jempp_inner"],
                            step_size=config["jempp_step_size"], grad_clamp=config["grad_clamp"] or 1.0,
-                           noise=config["sgld_noise"] if config["sgld_noise"] is not None else 0.0)
+                           noise=config["jempp_noise"])
     return SGLDConfig(steps=config["sgld_steps"], step_size=config["sgld_step_size"], noise=config["sgld_noise"],
                       clamp_x=config["clamp_x"], grad_clamp=config["grad_clamp"])
 

@@ -3,7 +3,7 @@
 from .bn import preserve_bn_stats
 from .buffer import ReplayBuffer
 from .init import GaussianInit, UniformInit
-from .sgld import JEMPPConfig, SGLDConfig, jempp_sample, sgld_sample
+from .sgld import JEMPPConfig, SGLDConfig, jempp_sample, model_log_density, run_sampler, sgld_sample
 
 __all__ = ["GaussianInit", "JEMPPConfig", "ReplayBuffer", "SGLDConfig", "UniformInit", "jempp_sample",
-           "preserve_bn_stats", "sgld_sample"]
+           "model_log_density", "preserve_bn_stats", "run_sampler", "sgld_sample"]
