@@ -131,6 +131,8 @@ def ood(checkpoints: str | Path | HybridModel | Sequence[str | Path | HybridMode
         out = [out]
     if isinstance(scores, str):
         scores = [scores]
+    if not checkpoints:
+        raise JembenchError("no checkpoint given: pass one or more checkpoint files (or HybridModels)")
     names = parse_scores(scores)
     if not temperature > 0:
         raise JembenchError(f"--temperature must be > 0, got {temperature}")

@@ -78,10 +78,15 @@ class PairCounter:
 
     def auroc(self, w_in: np.ndarray, w_out: np.ndarray) -> np.ndarray:
         """AUROC for weights ``[..., n_in]`` and ``[..., n_out]`` (leading dimensions: independent resamples)."""
-        w_out = np.asarray(w_out, dtype=np.float64)[..., self.order]
-        cum = np.concatenate([np.zeros(w_out.shape[:-1] + (1,)), np.cumsum(w_out, axis=-1)], axis=-1)
+        return self.auroc_sorted(w_in, np.asarray(w_out, dtype=np.float64)[..., self.order])
+
+    def auroc_sorted(self, w_in: np.ndarray, w_out_sorted: np.ndarray) -> np.ndarray:
+        """As :meth:`auroc`, with the OOD weights given in ascending-score order."""
+        w_out_sorted = np.asarray(w_out_sorted, dtype=np.float64)
+        cum = np.zeros(w_out_sorted.shape[:-1] + (w_out_sorted.shape[-1] + 1,))
+        np.cumsum(w_out_sorted, axis=-1, out=cum[..., 1:])
         pairs = (np.asarray(w_in, dtype=np.float64) * 0.5 * (cum[..., self.below] + cum[..., self.upto])).sum(-1)
-        return pairs / (np.sum(w_in, axis=-1) * w_out.sum(-1))
+        return pairs / (np.sum(w_in, axis=-1) * w_out_sorted.sum(-1))
 
 
 def _resample_counts(n: int, k: int, gen: torch.Generator) -> np.ndarray:
@@ -95,11 +100,12 @@ def bootstrap_auroc(score_in: Any, score_out: Any, *, resamples: int = 1000, see
     """Percentile interval of AUROC over ``resamples`` stratified bootstrap resamples, seeded (torch generator).
 
     Resamples are drawn in blocks of ``k`` (k fixed by the set sizes, so the result depends only on the inputs,
-    ``resamples`` and ``seed``); each block is evaluated at once with :class:`PairCounter`."""
+    ``resamples`` and ``seed``); each block is evaluated at once with :class:`PairCounter`. OOD draws are taken
+    directly as positions in the sorted OOD scores (a uniform draw of an item is a uniform draw of its rank)."""
     a, b = _as_array(score_in, "in-distribution"), _as_array(score_out, "OOD")
     counter, gen = PairCounter(a, b), generator(seed)
     block = max(1, min(resamples, BOOTSTRAP_BLOCK_VALUES // max(a.size, b.size)))
-    values = np.concatenate([counter.auroc(_resample_counts(a.size, k, gen), _resample_counts(b.size, k, gen))
+    values = np.concatenate([counter.auroc_sorted(_resample_counts(a.size, k, gen), _resample_counts(b.size, k, gen))
                              for k in (min(block, resamples - s) for s in range(0, resamples, block))])
     alpha = (1.0 - level) / 2.0
     return float(np.quantile(values, alpha)), float(np.quantile(values, 1.0 - alpha))
