@@ -100,3 +100,14 @@ def test_non_finite_scores():
     assert bad == 3 and np.isfinite(a).all() and a[1] > a[0] and b[0] < b[1] and b[2] < b[1]
     with pytest.raises(JembenchError, match="empty"):
         ood_metrics([], [1.0])
+
+
+def test_bootstrap_width_matches_delong_standard_error():
+    """Independent check of the interval: DeLong's (1988) variance of the Mann-Whitney AUROC."""
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(1, 1, 300), rng.normal(0, 1.3, 250)
+    psi = (a[:, None] > b[None, :]) + 0.5 * (a[:, None] == b[None, :])
+    se = np.sqrt(psi.mean(1).var(ddof=1) / a.size + psi.mean(0).var(ddof=1) / b.size)
+    lo, hi = bootstrap_auroc(a, b, resamples=2000, seed=0)
+    assert (hi - lo) / (2 * 1.959964) == pytest.approx(se, rel=0.12)
+    assert (lo + hi) / 2 == pytest.approx(psi.mean(), abs=0.25 * se)
