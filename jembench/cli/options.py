@@ -22,7 +22,7 @@ def _compose(*decorators: Callable) -> Callable:
     return apply
 
 
-checkpoints_argument = click.argument("checkpoints", nargs=-1, type=click.Path(dir_okay=False))
+checkpoints_argument = click.argument("checkpoints", nargs=-1, type=click.Path())  # jembench.load explains bad paths
 device_option = click.option("--device", default=defaults.DEVICE, show_default=True,
                              help="cpu, cuda, cuda:1, mps, or auto (CUDA when available).")
 seed_option = click.option("--seed", type=int, default=defaults.SEED, show_default=True,
