@@ -160,7 +160,8 @@ def train(dataset: Optional[str] = None, *, out: Optional[str | Path] = None, re
         state = saved["train_state"]
     config = _resolve_config(saved["train_config"] if saved else None, {"dataset": dataset, **options})
     objective = objective_name(config)
-    out = Path(out if out is not None else (resume if resume is not None else f"runs/{objective}-{config['dataset']}.pt"))
+    default_out = resume if resume is not None else f"runs/{objective}-{config['dataset']}.pt"
+    out = Path(out if out is not None else default_out)
     if out.exists() and resume is None and not overwrite:
         raise JembenchError(f"{out} exists; pass --resume {out} to continue it, --overwrite to replace it, "
                             "or another --out")

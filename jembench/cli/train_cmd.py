@@ -42,7 +42,8 @@ def _opt(name: str, help: str, **kw):
 @_opt("--sgld-step-size", "SGLD step size alpha on grad log p(x) (JEM: 1).", type=float)
 @_opt("--sgld-noise", "SGLD noise sigma (JEM: 0.01).", type=float)
 @_opt("--grad-clamp", "Proximal clamp of the sampler gradient to [-c, c] (JEM++: 1).", type=float)
-@click.option("--clamp-x/--no-clamp-x", default=None, help="Clamp SGLD chains to the data range. [default: off, as JEM]")
+@click.option("--clamp-x/--no-clamp-x", default=None, 
+              help="Clamp SGLD chains to the data range. [default: off, as JEM]")
 @_opt("--jempp-outer", "JEM++ sampler outer steps M.", type=int)
 @_opt("--jempp-inner", "JEM++ sampler inner steps per gradient.", type=int)
 @_opt("--jempp-step-size", "JEM++ sampler inner step size.", type=float)

@@ -8,7 +8,9 @@ Alpha and sigma: Langevin dynamics for a density p is x <- x + eps * grad log p 
 stationary law (eps -> 0) is p. With free alpha and sigma the chain targets p^(1/T) with temperature
 T = sigma^2 / (2 alpha); ``SGLDConfig.langevin(eps)`` gives the T = 1 setting. JEM's alpha = 1, sigma = 0.01
 is T = 5e-5: a near-deterministic ascent of log p~, not a sampler of p~ (its short-run chains are what the
-model is trained against, so that is the setting to use for JEM models). JEM++ (Yang & Ji 2021): per outer step one gradient g = clamp(grad_x log p~(x), -c, c), then
+model is trained against, so that is the setting to use for JEM models).
+
+JEM++ (Yang & Ji 2021): per outer step one gradient g = clamp(grad_x log p~(x), -c, c), then
 ``inner`` steps x <- clamp(x + alpha * g, lo, hi) (+ optional noise); M outer steps.
 
 Gradients of ``sum_i log p~(x_i)`` give every chain's gradient in one backward pass. In eval mode the
