@@ -29,8 +29,11 @@ def load_models(checkpoints: Sequence[str | Path | HybridModel], device: Any = N
 
 
 def default_dataset(model: HybridModel) -> str:
-    """The dataset recorded in the checkpoint; JEM / JEM++ files record none and mean CIFAR-10."""
-    return model.info.dataset or defaults.DEFAULT_DATASET_JEM_FILES
+    """The dataset recorded in the checkpoint; JEM / JEM++ files record none and mean CIFAR-10
+    (CIFAR-100 for 100-class files)."""
+    if model.info.dataset:
+        return model.info.dataset
+    return "cifar100" if model.info.n_classes == 100 else defaults.DEFAULT_DATASET_JEM_FILES
 
 
 def check_compatible(model: HybridModel, imageset: ImageSet, *, need_labels: bool = True) -> None:
