@@ -1,6 +1,7 @@
 """The shared forward cache: one pass over a dataset feeds accuracy, calibration and logit OOD scores.
 
-A pass is keyed by (model parameters and head, dataset content, test noise sigma, seed, refinement).
+A pass is keyed by content hashes of (model parameters, head and input normalisation; dataset images and
+labels) plus the test noise sigma, seed and refinement.
 Inside a process passes live in memory; with ``cache_dir`` they persist as ``<key>.pt`` files and a
 second run reuses them. ``ForwardCache.model_calls`` counts batches sent through a model.
 
@@ -113,7 +114,7 @@ class ForwardCache:
     @staticmethod
     def protocol(imageset: ImageSet, sigma: float, seed: int, refine: Optional[SGLDConfig]) -> dict[str, Any]:
         return {"dataset": imageset.name, "split": imageset.split, "n": len(imageset), "test_sigma": float(sigma),
-                "noise_seed": int(seed), "refine": refine.to_dict() if refine else None,
+                "sigma_space": "model", "noise_seed": int(seed), "refine": refine.to_dict() if refine else None,
                 "dataset_sha256": imageset.fingerprint()}
 
     def key(self, model: HybridModel, imageset: ImageSet, sigma: float, seed: int,
