@@ -54,7 +54,7 @@ def test_same_command_twice_gives_the_same_numbers(ckpt, tmp_path):
         r = _run("calib", ckpt, "--dataset", "digits", "--n", 30, "--sigma", 0.1, "--bootstrap", 20, "--device",
                  "cpu", "--out-dir", tmp_path / f"run{i}", "--json")
         assert r.exit_code == 0, r.output
-        docs.append(json.loads(r.stdout[r.stdout.index("{"):]))
+        docs.append(json.loads(r.stdout))  # --json: nothing but the document on stdout
     a, b = (d["evaluations"][0] for d in docs)
     assert a["metrics"] == b["metrics"] and a["intervals"] == b["intervals"]
 
@@ -118,6 +118,13 @@ def test_absent_dataset_says_where_and_how(ckpt, tmp_path):
                        "--out-dir", tmp_path / "o"))
     assert str(root) in line and "--download" in line
     assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_jem_files_default_to_cifar10(tiny_jem, tmp_path):
+    path = tmp_path / "jem.pt"
+    torch.save({"model_state_dict": tiny_jem.net.state_dict(), "replay_buffer": torch.zeros(4, 1, 8, 8)}, path)
+    line = _error(_run("clf", path, "--data-dir", tmp_path / "data", "--device", "cpu", "--out-dir", tmp_path / "o"))
+    assert "'cifar10' not found" in line
 
 
 def test_class_count_mismatch(tmp_path):
