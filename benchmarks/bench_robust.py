@@ -1,0 +1,100 @@
+"""Speed of the robust evaluator's attacks: images per second of the default attack (PGD L-inf, eps 8/255,
+default steps) undefended (K = 0) and with JEM-10 purification (BPDA + EOT), and how the cost grows with K and
+with the number of EOT copies.
+
+    .venv/bin/python benchmarks/bench_robust.py [--ckpt checkpoints/jem-digits.pt] [--device cpu] [--threads 1]
+
+Without the demo checkpoint a random WRN-10-2 for 1x8x8 digits is used. Each row times one attack call on
+``--n`` test images (best of ``--repeats``) and reports images/s and network passes per image (the wrapper's
+counters). The evaluation purifications (R per point) are not included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from jembench import defaults
+from jembench.attacks import PassCounter, PixelClassifier, PurifyConfig, build_attack, run_attack
+from jembench.data import get_dataset
+from jembench.models import load
+from jembench.models.hybrid import HybridModel, ModelInfo
+from jembench.models.wrn import JEMNet
+from jembench.runtime import resolve_device
+
+DEMO = Path("checkpoints/jem-digits.pt")
+
+
+def demo_model(path: str | None, device: torch.device) -> HybridModel:
+    p = Path(path) if path else DEMO
+    if p.exists():
+        return load(p).to(device).eval()
+    torch.manual_seed(0)
+    info = ModelInfo(family="jembench", source_format="jembench", architecture="wrn", n_classes=10, in_channels=1,
+                     image_size=(8, 8), depth=10, width=2, norm="none", dataset="digits", name="random-wrn-10-2")
+    return HybridModel(JEMNet(10, 2, "none", 1, 10), info).to(device).eval()
+
+
+def time_attack(model: HybridModel, x: torch.Tensor, y: torch.Tensor, *, k: int, eot: int, steps: int,
+                repeats: int, gradient: str = "bpda") -> dict:
+    purify = PurifyConfig(k, defaults.ROBUST_PURIFY_STEP_SIZE, defaults.ROBUST_PURIFY_NOISE,
+                          defaults.ROBUST_PURIFY_COPIES, defaults.ROBUST_PURIFY_SIGMA)
+    counter = PassCounter()
+    wrapper = PixelClassifier(model, purify, gradient=gradient, counter=counter)
+    atk = build_attack("pgd", wrapper, norm="linf", eps=8 / 255, steps=steps, eot=eot if k else 1)
+    best = float("inf")
+    for r in range(repeats):
+        counter.reset()
+        if x.is_cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        run_attack(atk, x, y, r)
+        if x.is_cuda:
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    n = len(x)
+    return {"K": k, "eot": eot if k else 1, "copies": purify.copies if k else 1, "gradient": gradient,
+            "steps": steps, "n": n, "seconds": round(best, 3), "images_per_s": round(n / best, 3),
+            "fwd_per_image": counter.forward / n, "bwd_per_image": counter.backward / n}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ckpt", default=None)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--n", type=int, default=32, help="images per timed attack")
+    ap.add_argument("--steps", type=int, default=defaults.ROBUST_STEPS)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--scaling-steps", type=int, default=5, help="attack steps of the K / EOT scaling rows")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    model = demo_model(args.ckpt, device)
+    data = get_dataset("digits", "test").first(args.n)
+    x, y = data.pixels01().to(device), data.labels.to(device)
+    rows = {"model": model.info.name, "device": str(device), "threads": args.threads, "default": [], "by_K": [],
+            "by_eot": [], "full_grad": []}
+    for k in (0, 10):  # the default attack, undefended and JEM-10 (default copies and EOT)
+        rows["default"].append(time_attack(model, x, y, k=k, eot=defaults.ROBUST_EOT, steps=args.steps,
+                                           repeats=args.repeats))
+        print(json.dumps(rows["default"][-1]), flush=True)
+    for k in (0, 1, 2, 5, 10):
+        rows["by_K"].append(time_attack(model, x, y, k=k, eot=1, steps=args.scaling_steps, repeats=args.repeats))
+        print(json.dumps(rows["by_K"][-1]), flush=True)
+    for eot in (1, 5, 15):
+        rows["by_eot"].append(time_attack(model, x, y, k=1, eot=eot, steps=args.scaling_steps, repeats=args.repeats))
+        print(json.dumps(rows["by_eot"][-1]), flush=True)
+    for k in (1, 2):
+        rows["full_grad"].append(time_attack(model, x, y, k=k, eot=1, steps=args.scaling_steps, repeats=args.repeats,
+                                             gradient="full"))
+        print(json.dumps(rows["full_grad"][-1]), flush=True)
+    print(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
