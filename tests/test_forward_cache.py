@@ -109,3 +109,17 @@ def test_calib_after_clf_on_a_shared_cache_calls_the_model_no_more(tiny_jem):
     assert (cache.model_calls, calls["n"]) == after_clf
     assert r1.evaluations[0].protocol["dataset_sha256"] == r2.evaluations[0].protocol["dataset_sha256"]
     assert r2.evaluations[0].metrics["accuracy"] == r1.evaluations[0].metrics["accuracy"]
+
+
+def test_refinement_is_jems_test_clf_loop(tiny_jem):
+    """JEM's eval_wrn_ebm.py test_clf: x_k += grad_x f(x_k).sum() + 0.01 * noise, f = logsumexp of logits."""
+    x0 = tiny_jem.to_model_space(_digits(6).pixels01())
+    cfg = SGLDConfig(steps=3, step_size=1.0, noise=0.0)  # noise-free, so the loop is deterministic
+    x = x0.clone()
+    for _ in range(3):
+        x_k = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(tiny_jem.logits(x_k).logsumexp(1).sum(), [x_k])
+        x = x + g
+    torch.testing.assert_close(forward.refine_inputs(tiny_jem, x0, cfg, 0, 0), x)
+    noisy = forward.refine_inputs(tiny_jem, x0, SGLDConfig(steps=3, step_size=1.0, noise=0.01), 0, 0)
+    assert 0.005 < float((noisy - x).std()) < 0.05  # three steps of 0.01 noise (pushed through the gradients)
