@@ -65,7 +65,7 @@ def model_fingerprint(model: HybridModel) -> str:
     h = hashlib.sha256(header.encode())
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     fp = h.hexdigest()
     object.__setattr__(model, "_jembench_fingerprint", (stamp, fp))
     return fp

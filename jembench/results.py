@@ -15,6 +15,7 @@ Two evaluations share a comparison column only when their ``protocol_key`` is eq
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import io
 import json
 import math
@@ -107,11 +108,11 @@ def provenance(device: Any = None, seed: Optional[int] = None, config: Optional[
 
     versions = {"jembench": __version__, "python": platform.python_version(), "torch": torch.__version__,
                 "numpy": np.__version__}
-    for mod in ("torchvision", "torch_fidelity", "torchattacks", "sklearn", "pandas"):
-        try:
-            versions[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001 - optional at provenance time
-            versions[mod] = None
+    for dist in ("torchvision", "torch-fidelity", "torchattacks", "scikit-learn", "pandas"):
+        try:  # package metadata: no import (torchvision alone pulls in torch._dynamo, seconds)
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = None
     return to_jsonable({
         "versions": versions,
         "git_commit": _git_commit(),
