@@ -13,9 +13,9 @@ Every file is read with ``torch.load(weights_only=True)``: a pickle that would r
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Optional
@@ -23,6 +23,7 @@ from typing import Any, Optional
 import torch
 
 from ..errors import CheckpointError, DatasetError, JembenchError
+from ..results import atomic_write_bytes
 from .hybrid import HybridModel, ModelInfo, describe
 from .wrn import NORMS, JEMNet
 
@@ -374,17 +375,10 @@ def save_native(model: HybridModel, path: str | os.PathLike, *, replay_buffer: O
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """``torch.save`` through :func:`jembench.results.atomic_write_bytes`: readers never see half a file."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def inspect_checkpoint(path: str | os.PathLike, **overrides: Any) -> dict[str, Any]:
