@@ -53,6 +53,7 @@ REFINE_NOISE = 0.01  # JEM's test_clf noise
 TRAIN = {  # JEM's CIFAR settings where they transfer; digits-scale where they do not (buffer, epochs)
     "dataset": "digits", "depth": 10, "width": 1, "norm": "none", "epochs": 10, "batch_size": 64,
     "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 0,
+    "decay_epochs": None, "decay_rate": 0.3,  # lr x 0.3 after each listed epoch (JEM: 160, 180)
     "px_weight": 1.0,  # 0 = the plain classifier baseline
     "sampler": "sgld", "sgld_steps": 20, "sgld_step_size": 1.0, "sgld_noise": 0.01, "grad_clamp": None,
     "clamp_x": False, "jempp_outer": 10, "jempp_inner": 5, "jempp_step_size": 0.2, "jempp_noise": 0.0,

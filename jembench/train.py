@@ -77,6 +77,14 @@ def sampler_config(config: dict[str, Any]) -> SGLDConfig | JEMPPConfig:
                       clamp_x=config["clamp_x"], grad_clamp=config["grad_clamp"])
 
 
+def learning_rate(config: dict[str, Any], epoch: int, step: int) -> float:
+    """lr x decay_rate^(decay epochs passed) x min(1, (step + 1) / warmup_steps): JEM's schedule, stateless
+    (a resumed run gets the same rates)."""
+    passed = sum(1 for e in config["decay_epochs"] or () if epoch > e)
+    warm = min(1.0, (step + 1) / config["warmup_steps"]) if config["warmup_steps"] else 1.0
+    return config["lr"] * config["decay_rate"] ** passed * warm
+
+
 def select_labelled(labels: torch.Tensor, per_class: int, n_classes: int, gen: torch.Generator) -> torch.Tensor:
     """Sorted indices of ``per_class`` images of each class, drawn without replacement with ``gen``."""
     chosen = []
@@ -218,7 +226,7 @@ def train(dataset: Optional[str] = None, *, out: Optional[str | Path] = None, re
     if state is not None:
         opt.load_state_dict(state["optimizer"])
         for group in opt.param_groups:  # the (possibly overridden) config wins over the saved hyper-parameters
-            group["lr"], group["weight_decay"] = config["lr"], config["weight_decay"]
+            group["weight_decay"] = config["weight_decay"]
         start_epoch, step, history = int(state["epoch"]), int(state["step"]), list(state["history"])
         gen_data.set_state(state["rng"]["data"])
         gen_chain.set_state(state["rng"]["chains"])
@@ -258,9 +266,8 @@ def train(dataset: Optional[str] = None, *, out: Optional[str | Path] = None, re
             model.train()
             idx = perm[b * bs:(b + 1) * bs]
             x = to_input(idx)
-            if config["warmup_steps"]:
-                for group in opt.param_groups:
-                    group["lr"] = config["lr"] * min(1.0, (step + 1) / config["warmup_steps"])
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(config, epoch, step)
             if buffer is not None:  # chains first (as JEM): the sampler's own passes build no training graph
                 x0, slots = buffer.sample(len(idx))
                 xq = run_sampler(model, x0, sampler, gen_chain, value_range=(lo, hi), bn_train=bn_train)

@@ -105,10 +105,20 @@ def test_semi_supervised_selects_n_per_class(tmp_path):
 def test_cli_train_json_and_refuses_to_overwrite(tmp_path):
     out = tmp_path / "cli.pt"
     args = ["train", "--dataset", SMALL, "--out", str(out), "--epochs", "1", "--sgld-steps", "2", "--buffer-size",
-            "100", "--batch-size", "100", "--quiet", "--json"]
+            "100", "--batch-size", "100", "--decay-epochs", "0", "--quiet", "--json"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
     assert doc["epochs_done"] == 1 and doc["config"]["sgld_steps"] == 2 and doc["path"] == str(out)
+    assert doc["config"]["decay_epochs"] == [0]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 2 and "exists; pass --resume" in res.output and "Traceback" not in res.output
+
+
+def test_learning_rate_schedule_is_stateless():
+    from jembench.train import learning_rate
+
+    cfg = {"lr": 1.0, "decay_epochs": [2, 4], "decay_rate": 0.5, "warmup_steps": 4}
+    assert [learning_rate(cfg, e, 100) for e in (1, 2, 3, 4, 5)] == [1.0, 1.0, 0.5, 0.5, 0.25]
+    assert learning_rate(cfg, 1, 0) == 0.25 and learning_rate(cfg, 1, 3) == 1.0  # linear warm-up
+    assert learning_rate({**cfg, "decay_epochs": None, "warmup_steps": 0}, 9, 0) == 1.0

@@ -7,7 +7,7 @@ import json
 import click
 
 from .. import defaults
-from .options import data_dir_option, device_option, download_option, json_option
+from .options import data_dir_option, device_option, download_option, json_option, parse_list
 
 D = defaults.TRAIN
 
@@ -36,6 +36,8 @@ def _opt(name: str, help: str, **kw):
 @_opt("--lr", "Learning rate.", type=float)
 @_opt("--weight-decay", "Weight decay.", type=float)
 @_opt("--warmup-steps", "Linear learning-rate warm-up steps (JEM: 1000 on CIFAR).", type=int)
+@_opt("--decay-epochs", "Comma-separated epochs after which the lr is multiplied by --decay-rate (JEM: 160,180).")
+@_opt("--decay-rate", "Learning-rate decay factor.", type=float)
 @_opt("--px-weight", "Weight of the p(x) term E(x_data) - E(x_sampled); 0 = plain classifier baseline.", type=float)
 @_opt("--sampler", "sgld (JEM) or jem++ (one clipped gradient per outer step).", type=click.Choice(["sgld", "jem++"]))
 @_opt("--sgld-steps", "SGLD steps per training step (JEM: 20).", type=int)
@@ -81,6 +83,8 @@ def train_cmd(dataset, out, resume, overwrite, device, data_dir, download, quiet
     """
     from ..train import train
 
+    if options["decay_epochs"] is not None:
+        options["decay_epochs"] = parse_list(options["decay_epochs"], int, "--decay-epochs")
     result = train(dataset, out=out, resume=resume, overwrite=overwrite, device=device, data_dir=data_dir,
                    download=download, progress=not quiet, **options)
     if as_json:
