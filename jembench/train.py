@@ -309,8 +309,9 @@ def train(dataset: Optional[str] = None, *, out: Optional[str | Path] = None, re
         bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_acc']:.3f}", test_acc=f"{row['test_acc']:.3f}")
         bar.close()
         model.info.train_config = {**config, "objective": objective, "augmentation": "none",
-                                   "sampler_config": sampler.to_dict(), "init_config": init.describe(),
-                                   "bn_train_sampling": bn_train, "epochs_done": epoch,
+                                   "sampler_config": sampler.to_dict() if buffer is not None else None,
+                                   "init_config": init.describe() if buffer is not None else None,
+                                   "bn_train_sampling": bn_train if buffer is not None else None, "epochs_done": epoch,
                                    "test_accuracy": row["test_acc"], "history": history}
         train_state = {"epoch": epoch, "step": step, "optimizer": opt.state_dict(), "history": history,
                        "rng": {"data": gen_data.get_state(), "chains": gen_chain.get_state()},
