@@ -50,6 +50,8 @@ class RobustSettings:
     purify_steps: tuple[int, ...] = defaults.ROBUST_PURIFY_STEPS
     eot: int = defaults.ROBUST_EOT
     eval_purifications: int = defaults.ROBUST_EVAL_PURIFICATIONS
+    purify_copies: int = defaults.ROBUST_PURIFY_COPIES
+    full_grad_max_k: int = defaults.ROBUST_FULL_GRAD_MAX_K
 
 
 @dataclass
@@ -108,8 +110,8 @@ def quick() -> Preset:
         n=200, sigma=0.0,
         calib=CalibSettings(bootstrap=200),
         ood=OODSettings(bootstrap=200),
-        robust=RobustSettings(norms=("linf",), eps_linf=(0.0, 2 / 255, 8 / 255), n=64, steps=10, purify_steps=(0, 2),
-                              eot=2, eval_purifications=2),
+        robust=RobustSettings(norms=("linf",), eps_linf=(0.0, 2 / 255, 8 / 255), n=32, steps=10,
+                              purify_steps=(0, 1), eot=2, eval_purifications=2, purify_copies=2, full_grad_max_k=0),
         gen=GenSettings(n=256, protocols=("sgld",), steps=20),
     )
 

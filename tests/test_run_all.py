@@ -137,8 +137,16 @@ def test_presets_and_overrides():
         quick.override({"evaluators": "clf,nope"})
 
 
-def test_run_all_end_to_end_with_real_evaluators(tmp_path, tiny_jem):
+def test_run_all_end_to_end_with_real_evaluators(tmp_path, tiny_jem, monkeypatch):
     """Every real evaluator on two tiny native checkpoints (the quick preset, smaller): files and report."""
+    caches = []
+
+    class RecordingCache(run_all_module.ForwardCache):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            caches.append(self)
+
+    monkeypatch.setattr(run_all_module, "ForwardCache", RecordingCache)
     a = tiny_checkpoint(tmp_path / "a.pt", "jem-tiny", tiny_jem)
     torch.manual_seed(1)
     for p in tiny_jem.parameters():
@@ -155,5 +163,8 @@ def test_run_all_end_to_end_with_real_evaluators(tmp_path, tiny_jem):
     assert list(out.rglob("*.npz"))  # per-sample arrays
     clf_csv = next((out / "tables").glob("clf-*.csv")).read_text()
     assert "jem-tiny" in clf_csv and "other-tiny" in clf_csv
-    # accuracy, calibration and OOD share the forward pass: one pass per checkpoint over the in-distribution set
-    assert doc["provenance"]["forward_model_calls"] > 0
+    # accuracy, calibration and OOD share one cache: one pass per checkpoint over the N test images
+    (cache,) = caches
+    test_passes = [fp for fp in cache.memory.values() if fp.protocol["dataset"] == "digits"
+                   and fp.protocol["split"] == "test" and fp.protocol["n"] == TINY["n"]]
+    assert len(test_passes) == 2 and doc["provenance"]["forward_model_calls"] == cache.model_calls

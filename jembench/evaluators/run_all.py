@@ -90,7 +90,7 @@ def _robust_kwargs(p: Preset) -> list[tuple[str, dict[str, Any]]]:
     r = p.robust
     base = {"dataset": p.dataset, "n": r.n, "attacks": list(r.attacks), "steps": r.steps, "restarts": r.restarts,
             "purify_steps": list(r.purify_steps), "eot": r.eot, "eval_purifications": r.eval_purifications,
-            "save_raw": True}
+            "purify_copies": r.purify_copies, "full_grad_max_k": r.full_grad_max_k, "save_raw": True}
     eps = {"linf": r.eps_linf, "l2": r.eps_l2}
     return [(norm, {**base, "norm": norm, "eps": list(eps[norm])}) for norm in r.norms]
 

@@ -24,8 +24,7 @@ IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
 FIGURE_TITLES = {"clf": "Accuracy figures", "calib": "Reliability diagrams", "ood": "OOD score histograms and ROC curves",
                  "robust": "Robustness curves", "gen": "Sample grids"}
 # metrics shown on each checkpoint's summary card (the first present of each evaluator; else its first metric)
-HEADLINE = {"clf": ("accuracy", "nll"), "calib": ("ece", "ece_adaptive"), "ood": (), "robust": (),
-            "gen": ("fid", "is", "kid")}
+HEADLINE = {"clf": ("accuracy", "nll"), "calib": ("ece", "ece_adaptive"), "gen": ("fid", "is", "kid")}
 
 
 @dataclass
@@ -113,10 +112,12 @@ def _checkpoint_cards(runs: list[Run]) -> list[dict[str, Any]]:
 
 
 def _headline(ev: Evaluation) -> list[str]:
-    wanted = [m for m in HEADLINE.get(ev.evaluator, ()) if ev.metrics.get(m) is not None]
-    if wanted:
-        return wanted[:2]
-    return [m for m, v in ev.metrics.items() if v is not None][:1]
+    """Up to two named metrics; robustness: the worst case at the largest budget; else the first metric."""
+    present = [m for m, v in ev.metrics.items() if v is not None]
+    wanted = [m for m in HEADLINE.get(ev.evaluator, ()) if m in present]
+    if ev.evaluator == "robust":
+        wanted = [m for m in present if m.endswith("/worst")][-1:]
+    return wanted[:2] or present[:1]
 
 
 def _checkpoint_facts(ck: dict[str, Any]) -> list[tuple[str, str]]:
@@ -149,10 +150,14 @@ def _protocol_items(protocol: dict[str, Any]) -> list[tuple[str, str]]:
 def _figure_sections(runs: list[Run], notes: list[str]) -> list[dict[str, Any]]:
     """Images from every evaluation's artifacts, embedded; other artifacts listed by path; missing ones noted."""
     sections: dict[str, dict[str, Any]] = {}
+    shown: set[Path] = set()  # one file listed by several evaluations (e.g. per K) is shown once
     for run in runs:
         for ev in run.evaluations:
             for label, rel in ev.artifacts.items():
                 path = Path(rel) if Path(rel).is_absolute() else run.base_dir / rel
+                if path.resolve() in shown:
+                    continue
+                shown.add(path.resolve())
                 sec = sections.setdefault(ev.evaluator, {
                     "evaluator": ev.evaluator, "title": FIGURE_TITLES.get(ev.evaluator, ev.evaluator),
                     "images": [], "files": []})

@@ -155,13 +155,14 @@ def _mark_distinguishing(tables: list[ComparisonTable]) -> None:
         keys = sorted(set().union(*flats))
         differing = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flats}) > 1
                      and not k.endswith("sha256")]
+        differing.sort(key=lambda k: max(len(_short(f.get(k))) for f in flats))  # short values first
         for t, f in zip(siblings, flats):
-            t.distinguishing = {k: f.get(k) for k in differing[:4]} or {"protocol": t.protocol_key}
+            t.distinguishing = {k.rsplit(".", 1)[-1]: f.get(k) for k in differing[:3]} or {"protocol": t.protocol_key}
 
 
 def _short(v: Any) -> str:
     text = v if isinstance(v, str) else json.dumps(v, default=str)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return text if len(text) <= 28 else text[:25] + "..."
 
 
 def evaluator_rank(evaluator: str) -> int:
