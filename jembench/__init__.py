@@ -16,7 +16,7 @@ from .models import HybridModel, ModelInfo, load, save_native, wrap  # noqa: E40
 # Python API name -> module that defines it (imported on first use, so `import jembench` stays light)
 _LAZY = {
     "get_dataset": "jembench.data",
-    "train": "jembench.train",
+    "train": "jembench.training",
     "clf": "jembench.evaluators.clf",
     "calib": "jembench.evaluators.calib",
     "ood": "jembench.evaluators.ood",

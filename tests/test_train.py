@@ -13,7 +13,7 @@ from jembench.data.registry import REGISTRY, DatasetSpec, register
 from jembench.errors import JembenchError
 from jembench.models.checkpoints import file_sha256
 from jembench.runtime import generator
-from jembench.train import TrainingDiverged, select_labelled
+from jembench.training import TrainingDiverged, select_labelled
 
 SMALL = "digits-small-train-test"
 FAST = dict(depth=10, width=1, batch_size=50, sgld_steps=5, buffer_size=200, lr=3e-3)
@@ -116,7 +116,7 @@ def test_cli_train_json_and_refuses_to_overwrite(tmp_path):
 
 
 def test_learning_rate_schedule_is_stateless():
-    from jembench.train import learning_rate
+    from jembench.training import learning_rate
 
     cfg = {"lr": 1.0, "decay_epochs": [2, 4], "decay_rate": 0.5, "warmup_steps": 4}
     assert [learning_rate(cfg, e, 100) for e in (1, 2, 3, 4, 5)] == [1.0, 1.0, 0.5, 0.5, 0.25]

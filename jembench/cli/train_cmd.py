@@ -81,7 +81,7 @@ def train_cmd(dataset, out, resume, overwrite, device, data_dir, download, quiet
     A checkpoint is written after every epoch; if the loss or energies blow up, training stops with
     one line and the last good checkpoint stays.
     """
-    from ..train import train
+    from ..training import train
 
     if options["decay_epochs"] is not None:
         options["decay_epochs"] = parse_list(options["decay_epochs"], int, "--decay-epochs")

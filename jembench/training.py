@@ -18,9 +18,7 @@ good (end-of-epoch) checkpoint is left as it was.
 from __future__ import annotations
 
 import math
-import sys
 import time
-import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -323,14 +321,3 @@ def train(dataset: Optional[str] = None, *, out: Optional[str | Path] = None, re
     return TrainResult(path=str(out), config=config, epochs_done=history[-1]["epoch"] if history else 0,
                        test_accuracy=history[-1]["test_acc"] if history else None, history=history,
                        wall_time_s=time.perf_counter() - t_start)
-
-
-class _CallableModule(types.ModuleType):
-    """Importing ``jembench.train`` (the module) sets the attribute ``jembench.train`` to it, shadowing the API
-    function of the same name; calling the module calls :func:`train`, so ``jembench.train(...)`` always works."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> TrainResult:
-        return train(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
