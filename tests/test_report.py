@@ -116,3 +116,9 @@ def test_not_a_results_file_is_one_line_error(tmp_path):
         report([bad], tmp_path / "r.html")
     res = CliRunner().invoke(main, ["report", str(bad), "-o", str(tmp_path / "r.html")])
     assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "Traceback" not in res.output
+
+
+def test_metric_names_are_escaped_and_wrap_at_separators():
+    from jembench.report.render import breakable
+
+    assert str(breakable("<x>/robust_acc")) == "&lt;x&gt;/<wbr>robust_<wbr>acc"

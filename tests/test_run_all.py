@@ -138,7 +138,8 @@ def test_presets_and_overrides():
 
 
 def test_run_all_end_to_end_with_real_evaluators(tmp_path, tiny_jem, monkeypatch):
-    """Every real evaluator on two tiny native checkpoints (the quick preset, smaller): files and report."""
+    """Every real evaluator on the bundled demo checkpoints (tiny native ones when absent), the quick preset made
+    smaller still: results, CSV tables, per-sample arrays, report."""
     caches = []
 
     class RecordingCache(run_all_module.ForwardCache):
@@ -147,11 +148,14 @@ def test_run_all_end_to_end_with_real_evaluators(tmp_path, tiny_jem, monkeypatch
             caches.append(self)
 
     monkeypatch.setattr(run_all_module, "ForwardCache", RecordingCache)
-    a = tiny_checkpoint(tmp_path / "a.pt", "jem-tiny", tiny_jem)
-    torch.manual_seed(1)
-    for p in tiny_jem.parameters():
-        p.data.add_(0.05 * torch.randn_like(p))
-    b = tiny_checkpoint(tmp_path / "b.pt", "other-tiny", tiny_jem)
+    if all(p.exists() for p in DEMO):
+        a, b = DEMO
+    else:
+        a = tiny_checkpoint(tmp_path / "jem-digits.pt", "jem-digits", tiny_jem)
+        torch.manual_seed(1)
+        for p in tiny_jem.parameters():
+            p.data.add_(0.05 * torch.randn_like(p))
+        b = tiny_checkpoint(tmp_path / "baseline-digits.pt", "baseline-digits", tiny_jem)
     out = tmp_path / "out"
     res = CliRunner().invoke(main, ["run-all", str(a), str(b), "--out-dir", str(out), "--device", "cpu", "--json"]
                              + [f"--set={k}={v}" for k, v in TINY.items()])
@@ -162,7 +166,7 @@ def test_run_all_end_to_end_with_real_evaluators(tmp_path, tiny_jem, monkeypatch
     assert (out / "index.html").is_file() and list((out / "tables").glob("clf-*.csv"))
     assert list(out.rglob("*.npz"))  # per-sample arrays
     clf_csv = next((out / "tables").glob("clf-*.csv")).read_text()
-    assert "jem-tiny" in clf_csv and "other-tiny" in clf_csv
+    assert "jem-digits" in clf_csv and "baseline-digits" in clf_csv
     # accuracy, calibration and OOD share one cache: one pass per checkpoint over the N test images
     (cache,) = caches
     test_passes = [fp for fp in cache.memory.values() if fp.protocol["dataset"] == "digits"

@@ -48,6 +48,7 @@ class RunAllResult:
     out_dir: Optional[Path] = None
     failed: list[str] = field(default_factory=list)  # "evaluator (checkpoint)" of each failed step
     resumed: list[str] = field(default_factory=list)  # steps read back from .parts instead of run
+    steps: list[dict[str, Any]] = field(default_factory=list)  # step, checkpoint, status, seconds, resumed
 
     @property
     def html(self) -> Optional[Path]:
@@ -57,15 +58,18 @@ class RunAllResult:
         return self.document
 
     def table(self) -> str:
-        """One line per checkpoint: headline numbers and each evaluator's status and wall time."""
+        """One line per checkpoint: headline numbers and each step's status and wall time."""
         by_ckpt: dict[str, dict[str, str]] = {}
         for e in self.evaluations:
-            row = by_ckpt.setdefault(checkpoint_label(e.checkpoint), {})
-            row.update({m: f"{e.metrics[m]:.4f}" for m in SUMMARY_METRICS if e.metrics.get(m) is not None
-                        and e.evaluator in ("clf", "calib")})
-            wall = f" {e.wall_time_s:.0f}s" if e.wall_time_s is not None else ""
-            row[e.evaluator] = ("ok" if e.status == "ok" else "FAILED") + wall
-        columns = ["checkpoint", *SUMMARY_METRICS, *EVALUATORS]
+            if e.evaluator in ("clf", "calib"):
+                by_ckpt.setdefault(checkpoint_label(e.checkpoint), {}).update(
+                    {m: f"{e.metrics[m]:.4f}" for m in SUMMARY_METRICS if e.metrics.get(m) is not None})
+        names: list[str] = []
+        for s in self.steps:
+            names += [s["step"]] if s["step"] not in names else []
+            by_ckpt.setdefault(s["checkpoint"], {})[s["step"]] = (
+                ("ok" if s["status"] == "ok" else "FAILED") + (" (resumed)" if s["resumed"] else f" {s['seconds']:.0f}s"))
+        columns = ["checkpoint", *SUMMARY_METRICS, *names]
         rows = [[name] + [row.get(c, "-") for c in columns[1:]] for name, row in by_ckpt.items()]
         widths = [max(len(str(r[i])) for r in [columns, *rows]) for i in range(len(columns))]
         return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [columns, *rows])
@@ -158,7 +162,7 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
 
     evaluations: list[Evaluation] = []
-    failed, resumed, wall = [], [], {}
+    failed, resumed, wall, records = [], [], {}, []
     slugs = _checkpoint_slugs(models)
     steps = [(name, variant, kwargs, model, slug) for model, slug in zip(models, slugs)
              for name in EVALUATORS if name in cfg.evaluators for variant, kwargs in STEPS[name](cfg)]
@@ -189,6 +193,8 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
         for e in evs:
             e.checkpoint["sha256"] = e.checkpoint.get("sha256") or checkpoint_hash(model)
         wall[f"{step}/{slug}"] = round(seconds, 3)
+        records.append({"step": step, "checkpoint": checkpoint_label(model.info.to_dict()), "seconds": seconds,
+                        "status": "ok" if all(e.status == "ok" for e in evs) else "failed", "resumed": done is not None})
         evaluations += evs
     wall["total"] = round(time.perf_counter() - started, 3)
 
@@ -204,7 +210,7 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
             run = Run(out.name or "run-all", out, prov, evaluations, out / "results.json")
             build_report([run], out / "index.html", csv_dir=out / "tables",
                          title=f"jembench run-all ({cfg.name} preset)")
-    return RunAllResult(evaluations, results_document(evaluations, prov), out, failed, resumed)
+    return RunAllResult(evaluations, results_document(evaluations, prov), out, failed, resumed, records)
 
 
 def _run_step(name: str, model: HybridModel, kwargs: dict[str, Any], cache: Optional[ForwardCache],

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import jinja2
+from markupsafe import Markup, escape
+from PIL import Image
 
 from ..reported import flatten
 from ..results import Evaluation
@@ -43,6 +46,7 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("jembench.report", "templates"), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
     env.filters["num"] = format_number
+    env.filters["breakable"] = breakable
     return env
 
 
@@ -165,10 +169,28 @@ def _figure_sections(runs: list[Run], notes: list[str]) -> list[dict[str, Any]]:
                 if not path.is_file():
                     notes.append(f"artifact {label!r} of {ev.evaluator} / {item['checkpoint']} is missing: {path}")
                 elif path.suffix.lower() in IMAGE_TYPES:
-                    sec["images"].append({**item, "src": data_uri(path)})
+                    sec["images"].append({**item, "src": data_uri(path), "wide": _is_wide(path)})
                 else:
                     sec["files"].append(item)
-    return sorted((s for s in sections.values() if s["images"] or s["files"]), key=lambda s: evaluator_rank(s["evaluator"]))
+    for sec in sections.values():
+        sec["images"].sort(key=lambda f: f["label"])  # the same figure of each checkpoint side by side
+        if not sec["images"]:
+            sec["title"] = EVALUATOR_TITLES.get(sec["evaluator"], sec["evaluator"]) + ": files"
+    return sorted(sections.values(), key=lambda s: evaluator_rank(s["evaluator"]))
+
+
+def _is_wide(path: Path) -> bool:
+    """Images much wider than tall (histogram panels) span two grid columns."""
+    try:
+        with Image.open(path) as im:
+            return im.width > 1.5 * im.height
+    except Exception:  # noqa: BLE001 - an unreadable size only changes the layout
+        return False
+
+
+def breakable(name: str) -> Markup:
+    """A metric name, escaped, that may wrap after '/' and '_' (table headers stay narrow)."""
+    return Markup(re.sub(r"([/_])", r"\1<wbr>", str(escape(name))))
 
 
 def _detail_views(runs: list[Run]) -> list[dict[str, Any]]:

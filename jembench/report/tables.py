@@ -92,7 +92,7 @@ def comparison_tables(evaluations: Iterable[tuple[Evaluation, str]]) -> list[Com
                     sha256=ev.checkpoint.get("sha256")) for (ev, _), label in zip(members, labels)]
         rows += _reported_rows(matching(evaluator, members[0][0].protocol, metrics))
         tables.append(ComparisonTable(evaluator, key, members[0][0].protocol, metrics, rows))
-    tables.sort(key=lambda t: (evaluator_rank(t.evaluator), t.protocol_key))
+    tables.sort(key=lambda t: evaluator_rank(t.evaluator))  # stable: first-seen order within an evaluator
     _mark_distinguishing(tables)
     return tables
 
