@@ -85,7 +85,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"{out['model']} on {out['device']} ({out['threads']} threads): {args.n} fresh SGLD chains x {args.steps} steps")
+    print(f"{out['model']} on {out['device']} ({out['threads']} threads): {args.n} fresh SGLD chains x "
+          f"{args.steps} steps")
     for row in out["throughput"]:
         print(f"  chain batch {row['batch_size']:>5}: {row['sampling_s']:7.2f} s  "
               f"{row['chain_steps_per_s']:9.0f} samples/s per SGLD step")

@@ -81,9 +81,11 @@ def register_classifier(name: str, checkpoint: str | Path) -> str:
     cls = FEATURE_EXTRACTORS_REGISTRY.get(name)
     if cls is not None:
         if getattr(cls, "checkpoint", None) != checkpoint:
-            raise JembenchError(f"feature extractor name {name!r} is already taken by another file; rename {checkpoint}")
+            raise JembenchError(f"feature extractor name {name!r} is already taken by another file; "
+                                f"rename {checkpoint}")
         return name
-    register_feature_extractor(name, type(f"Extractor_{name}", (ClassifierFeatureExtractor,), {"checkpoint": checkpoint}))
+    cls = type(f"Extractor_{name}", (ClassifierFeatureExtractor,), {"checkpoint": checkpoint})
+    register_feature_extractor(name, cls)
     return name
 
 

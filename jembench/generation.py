@@ -185,7 +185,8 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
     labels = (torch.arange(n, device=gen.device) % k) if proto.conditional else None
     kw = {"value_range": model.info.value_range, "bn_train": bn_train}
     dev = model.device
-    record.update(n=n, bn_train=bn_train, init=_describe_init(init, train_set), batch_size=batch_size if not proto.pcd_rounds else None)
+    record.update(n=n, bn_train=bn_train, init=_describe_init(init, train_set),
+                  batch_size=None if proto.pcd_rounds else batch_size)
     warnings: list[str] = []
     observed: dict[str, float] = {}
     steps = _gradient_steps(proto.sampler)
@@ -226,7 +227,8 @@ def _from_buffer(model: Any, proto: GenProtocol, n: Optional[int], gen: torch.Ge
     buf = model.replay_buffer
     name = model.info.name
     if buf is None:
-        raise JembenchError(f"checkpoint {name!r} has no replay buffer; use a fresh-chain protocol (e.g. --protocol sgld)")
+        raise JembenchError(f"checkpoint {name!r} has no replay buffer; use a fresh-chain protocol "
+                            "(e.g. --protocol sgld)")
     want = (model.info.in_channels, *model.info.image_size)
     if tuple(buf.shape[1:]) != want:
         raise JembenchError(f"checkpoint {name!r}: replay buffer of shape {tuple(buf.shape[1:])}, model takes {want}")

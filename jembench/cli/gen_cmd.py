@@ -26,7 +26,8 @@ from .options import (cache_dir_option, checkpoints_argument, common_options, em
 @click.option("--step-size", type=float, default=None, help="SGLD step size [default: 1.0; JEM++ 0.2].")
 @click.option("--noise", type=float, default=None, help="SGLD noise std [default: 0.01; JEM++ 0].")
 @click.option("--init", type=click.Choice(["uniform", "gaussian"]), default=None,
-              help="Chain init: U(-1,1) or the per-class Gaussians fitted on the training split [default: per protocol].")
+              help="Chain init: U(-1,1) or the per-class Gaussians fitted on the training split "
+                   "[default: per protocol].")
 @click.option("--conditional", is_flag=True, default=None, help="Class-conditional chains for every fresh protocol.")
 @click.option("--pcd-rounds", type=int, default=None,
               help=f"PCD rounds: batches drawn from the buffer, advanced, written back (0 = each chain runs once) "
@@ -35,8 +36,8 @@ from .options import (cache_dir_option, checkpoints_argument, common_options, em
 @click.option("--reinit-freq", type=float, default=None,
               help=f"Fraction of each PCD draw restarted from the init [default: {defaults.GEN_REINIT_FREQ}].")
 @click.option("--buffer-top", type=float, default=None,
-              help=f"buffer-top: fraction kept per predicted class, by max softmax [default: {defaults.GEN_BUFFER_TOP}; "
-                   "SADA-JEM: 0.1 for IS, 0.9 for FID].")
+              help=f"buffer-top: fraction kept per predicted class, by max softmax "
+                   f"[default: {defaults.GEN_BUFFER_TOP}; SADA-JEM: 0.1 for IS, 0.9 for FID].")
 @click.option("--metrics", "metric_list", default=",".join(defaults.GEN_METRICS), show_default=True,
               help="Comma list of is, fid, kid, prc (precision/recall).")
 @click.option("--reference", type=click.Choice(["train", "test", "train+test"]), default=defaults.GEN_REFERENCE_SPLIT,
@@ -48,7 +49,8 @@ from .options import (cache_dir_option, checkpoints_argument, common_options, em
 @click.option("--fid-weights", type=click.Path(dir_okay=False), default=None,
               help="torch-fidelity's Inception weights file (weights-inception-2015-12-05-6726825d.pth), for "
                    "machines without internet.")
-@click.option("--offline", is_flag=True, help="Never download; fail at once if Inception weights are needed and absent.")
+@click.option("--offline", is_flag=True,
+              help="Never download; fail at once if Inception weights are needed and absent.")
 @click.option("--kid-subset-size", type=int, default=defaults.GEN_KID_SUBSET_SIZE, show_default=True,
               help="KID subset size (capped at the smaller set; recorded).")
 @click.option("--kid-subsets", type=int, default=defaults.GEN_KID_SUBSETS, show_default=True)

@@ -88,7 +88,8 @@ def gen(checkpoints: Sequence[str | Path | HybridModel], *, n: Optional[int] = N
         raise JembenchError(f"unknown metric(s) {', '.join(sorted(bad))}; choose from {', '.join(fidelity.METRICS)}")
     models = load_models(checkpoints, device, head=head, norm=norm)
     dev = models[0].device if models else torch.device("cpu")
-    fid_cache = Path(cache_dir).expanduser() / "fidelity" if cache_dir else Path(defaults.GEN_FIDELITY_CACHE).expanduser()
+    fid_cache = Path(cache_dir) / "fidelity" if cache_dir else Path(defaults.GEN_FIDELITY_CACHE)
+    fid_cache = fid_cache.expanduser()
     extractors: dict[str, fidelity.Extractor] = {}
     for m in models:  # resolve every extractor (and its weights) before any sampling: fail at once
         ds = dataset or default_dataset(m)
@@ -247,7 +248,8 @@ def _write_artifacts(out_dir: Optional[str | Path], stem: str, model: HybridMode
 def _slugs(models: list[HybridModel]) -> list[str]:
     """File-name-safe checkpoint names, made unique with the sha256 prefix where names collide."""
     base = [re.sub(r"[^A-Za-z0-9._-]+", "_", m.info.name or "model") for m in models]
-    return [b if base.count(b) == 1 else f"{b}-{(m.info.sha256 or str(i))[:8]}" for i, (b, m) in enumerate(zip(base, models))]
+    return [b if base.count(b) == 1 else f"{b}-{(m.info.sha256 or str(i))[:8]}"
+            for i, (b, m) in enumerate(zip(base, models))]
 
 
 def _tf_version() -> str:

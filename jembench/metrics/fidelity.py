@@ -139,7 +139,8 @@ def resolve_extractor(choice: str, dataset: str, *, fid_weights: Optional[str | 
         name = fx.register_classifier(f"{path.stem}-{sha[:8]}", path)
     else:
         known = ", ".join(["auto", "inception", *sorted(by_name)])
-        raise JembenchError(f"--feature-extractor {choice!r}: neither a known extractor ({known}) nor a checkpoint file")
+        raise JembenchError(f"--feature-extractor {choice!r}: neither a known extractor ({known}) nor a "
+                            "checkpoint file")
     from ..models import load
 
     model = load(path)
@@ -167,7 +168,7 @@ def _torch_fidelity_extractor(ext: Extractor, device: torch.device) -> Any:
 
 
 def _check_weights_only(path: Optional[str]) -> None:
-    """torch-fidelity reads ``--fid-weights`` with ``weights_only=False``: refuse a file that holds more than tensors."""
+    """torch-fidelity reads weights with ``weights_only=False``: refuse a file that holds more than tensors."""
     try:
         torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
@@ -206,7 +207,8 @@ def reference_features(imageset: ImageSet, ext: Extractor, *, cache_dir: Optiona
                        ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Features of the reference images (and FID statistics as ``fid_mu`` / ``fid_sigma``), with cache info."""
     key = reference_key(imageset, ext)
-    path = Path(cache_dir).expanduser() / f"{imageset.name}-{imageset.split}-{ext.name}-{key}.npz" if cache_dir else None
+    name = f"{imageset.name}-{imageset.split}-{ext.name}-{key}.npz"
+    path = Path(cache_dir).expanduser() / name if cache_dir else None
     info = {"key": key, "path": str(path) if path else None, "hit": False}
     if path is not None and path.is_file():
         try:
@@ -266,7 +268,8 @@ def fidelity_metrics(fake: dict[str, torch.Tensor], real: Optional[dict[str, tor
     if "fid" in metrics:
         s_real = {"mu": real["fid_mu"].numpy(), "sigma": real["fid_sigma"].numpy()} if "fid_mu" in real \
             else _fid_statistics(real[layer["fid"]])
-        out["fid"] = fid_statistics_to_metric(_fid_statistics(fake[layer["fid"]]), s_real, False)["frechet_inception_distance"]
+        s_fake = _fid_statistics(fake[layer["fid"]])
+        out["fid"] = fid_statistics_to_metric(s_fake, s_real, False)["frechet_inception_distance"]
     if "kid" in metrics:
         size = min(kid_subset_size, len(fake[layer["kid"]]), len(real[layer["kid"]]))
         r = kid_features_to_metric(fake[layer["kid"]], real[layer["kid"]], kid_subsets=kid_subsets,
