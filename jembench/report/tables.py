@@ -21,6 +21,8 @@ from ..results import Evaluation, atomic_write_text
 EVALUATOR_TITLES = {"clf": "Accuracy", "calib": "Calibration", "ood": "OOD detection", "robust": "Robustness",
                     "gen": "Generation"}
 EVALUATOR_ORDER = list(EVALUATOR_TITLES)
+# protocol fields named first in a table title when they tell same-evaluator tables apart
+SALIENT = {"dataset", "in_dataset", "threat_model", "K", "test_sigma", "bins", "n", "n_in", "name", "extractor"}
 
 
 @dataclass
@@ -155,9 +157,16 @@ def _mark_distinguishing(tables: list[ComparisonTable]) -> None:
         keys = sorted(set().union(*flats))
         differing = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flats}) > 1
                      and not k.endswith("sha256")]
-        differing.sort(key=lambda k: max(len(_short(f.get(k))) for f in flats))  # short values first
+        chosen = [k for k in differing if k in SALIENT][:3]
+        differing = [k for k in differing if k not in chosen]
+        signature = lambda keys: {tuple(_short(f.get(k)) for k in keys) for f in flats}  # noqa: E731
+        while differing and len(signature(chosen)) < len(flats) and len(chosen) < 5:
+            best = max(differing, key=lambda k: (len(signature(chosen + [k])),
+                                                 -max(len(_short(f.get(k))) for f in flats)))
+            chosen.append(best)
+            differing.remove(best)
         for t, f in zip(siblings, flats):
-            t.distinguishing = {k.rsplit(".", 1)[-1]: f.get(k) for k in differing[:3]} or {"protocol": t.protocol_key}
+            t.distinguishing = {k.rsplit(".", 1)[-1]: f.get(k) for k in chosen} or {"protocol": t.protocol_key}
 
 
 def _short(v: Any) -> str:
