@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from test_report_helpers import write_run
+from test_run_all import DEMO, TINY
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -67,3 +68,20 @@ def test_report_in_headless_chromium(tmp_path):
     assert hostile in seen["first_column"] and "baseline" in seen["first_column"]
     assert "JEMreported" in seen["first_column"]  # the published row, tagged
     assert (ARTIFACTS / "report-browser.png").stat().st_size > 0
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium); .ci/run installs it")
+@pytest.mark.skipif(not all(p.exists() for p in DEMO), reason="bundled demo checkpoints absent")
+def test_real_run_all_report_in_headless_chromium(tmp_path):
+    """The figures the evaluators really write (reliability, OOD, robustness, sample grids) all decode."""
+    from jembench.evaluators.run_all import run_all
+
+    result = run_all(DEMO, overrides=TINY, out_dir=tmp_path / "out", device="cpu", progress=False)
+    assert not result.failed
+    seen = open_report(result.html, ARTIFACTS / "report-run-all.png")
+    assert seen["console_errors"] == [] and seen["page_errors"] == [], seen
+    assert all(u.startswith(("file:", "data:")) for u in seen["requests"]), seen["requests"]
+    alts = " ".join(i["alt"] for i in seen["images"])
+    assert all(word in alts for word in ("reliability", "roc", "samples")), alts
+    assert all(i["complete"] and i["width"] > 0 for i in seen["images"]), seen["images"]
+    assert {t.split("-")[0] for t in seen["tables"]} == {"clf", "calib", "ood", "robust", "gen"}
