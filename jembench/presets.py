@@ -107,12 +107,12 @@ def quick() -> Preset:
     """Small N, few eps values and sampling steps: the demo in minutes on 2 CPU cores."""
     return Preset(
         name="quick", description="first look: small N, few eps values, short sampling (not for publication)",
-        n=200, sigma=0.0,
+        n=None, sigma=0.0,
         calib=CalibSettings(bootstrap=200),
         ood=OODSettings(bootstrap=200),
-        robust=RobustSettings(norms=("linf",), eps_linf=(0.0, 2 / 255, 8 / 255), n=32, steps=10,
+        robust=RobustSettings(norms=("linf",), eps_linf=(0.0, 2 / 255, 8 / 255), n=64, steps=10,
                               purify_steps=(0, 1), eot=2, eval_purifications=2, purify_copies=2, full_grad_max_k=0),
-        gen=GenSettings(n=256, protocols=("sgld",), steps=20),
+        gen=GenSettings(n=500, protocols=("sgld",), steps=20),
     )
 
 
