@@ -23,7 +23,7 @@ _LAZY = {
     "robust": "jembench.evaluators.robust",
     "gen": "jembench.evaluators.gen",
     "run_all": "jembench.evaluators.run_all",
-    "report": "jembench.report",
+    "report": "jembench.reporting",
 }
 
 

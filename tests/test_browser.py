@@ -49,7 +49,7 @@ def open_report(html: Path, screenshot: Path) -> dict:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium); .ci/run installs it")
 def test_report_in_headless_chromium(tmp_path):
-    from jembench.report import report
+    from jembench.reporting import report
 
     hostile = "<script>alert(1)</script>"
     run_a = write_run(tmp_path / "a", name=hostile, dataset="cifar10")

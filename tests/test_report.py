@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from jembench.cli import main
 from jembench.errors import JembenchError
-from jembench.report import comparison_tables, report
+from jembench.reporting import comparison_tables, report
 from jembench.reported import matching, published
 from jembench.results import Evaluation
 from test_report_helpers import checkpoint, write_run
@@ -119,6 +119,6 @@ def test_not_a_results_file_is_one_line_error(tmp_path):
 
 
 def test_metric_names_are_escaped_and_wrap_at_separators():
-    from jembench.report.render import breakable
+    from jembench.reporting.render import breakable
 
     assert str(breakable("<x>/robust_acc")) == "&lt;x&gt;/<wbr>robust_<wbr>acc"

@@ -3,7 +3,7 @@
 Layout of ``out_dir``::
 
     results.json              every Evaluation, provenance (versions, seed, preset, wall time per evaluator)
-    index.html                the self-contained report (jembench.report)
+    index.html                the self-contained report (jembench.reporting)
     tables/<table>.csv        one CSV per comparison table
     <evaluator>/<checkpoint>/ what each evaluator wrote: figures, raw/*.npz per-sample arrays, its results.json
     .parts/<key>.json         finished (evaluator, checkpoint) steps, keyed by configuration and checkpoint hash
@@ -30,8 +30,8 @@ from ..errors import JembenchError
 from ..forward import ForwardCache, model_fingerprint
 from ..models import HybridModel
 from ..presets import EVALUATORS, Preset, get_preset
-from ..report import Run, build_report
-from ..report.tables import checkpoint_label, slugify
+from ..reporting import Run, build_report
+from ..reporting.tables import checkpoint_label, slugify
 from ..results import (Evaluation, atomic_write_json, atomic_write_text, provenance, results_document, to_jsonable,
                        write_results)
 from ..runtime import resolve_device

@@ -1,0 +1,77 @@
+"""Reports from results files: comparison tables (pandas, CSV) and one self-contained HTML page.
+
+``report(["a/results.json", "b/results.json"], out="report.html")`` merges earlier runs without
+recomputing anything; artifact paths are resolved relative to each results.json.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from ..errors import JembenchError
+from ..results import Evaluation, atomic_write_text, read_results, to_jsonable
+from .render import Run, render_html
+from .tables import ComparisonTable, comparison_tables, write_csvs
+
+__all__ = ["ComparisonTable", "ReportResult", "Run", "build_report", "comparison_tables", "load_run", "render_html",
+           "report"]
+
+
+@dataclass
+class ReportResult:
+    html: Path
+    tables: list[ComparisonTable]
+    runs: list[Run]
+    csvs: list[Path] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable({"html": str(self.html), "csv": [str(p) for p in self.csvs],
+                "runs": [str(r.path) for r in self.runs],
+                "tables": [{"evaluator": t.evaluator, "protocol_key": t.protocol_key, "title": t.title,
+                            "rows": t.frame().to_dict(orient="records")} for t in self.tables]})
+
+
+def load_run(path: str | os.PathLike, label: Optional[str] = None) -> Run:
+    """Read one results.json (or the folder holding it) as a :class:`Run`."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    doc = read_results(path)
+    try:
+        evaluations = [Evaluation.from_dict(e) for e in doc.get("evaluations", [])]
+    except TypeError as exc:
+        raise JembenchError(f"{path}: an evaluation does not follow the results schema ({exc})") from None
+    return Run(label or path.parent.name or str(path), path.parent, doc.get("provenance") or {}, evaluations, path)
+
+
+def build_report(runs: Sequence[Run], out: str | os.PathLike, *, csv_dir: Optional[str | os.PathLike] = None,
+                 title: str = "jembench report") -> ReportResult:
+    """Tables and HTML for ``runs``; the HTML (and, with ``csv_dir``, one CSV per table) written atomically."""
+    runs = _unique_labels(list(runs))
+    tables = comparison_tables((ev, run.label) for run in runs for ev in run.evaluations)
+    out = Path(out)
+    atomic_write_text(out, render_html(runs, tables, title=title))
+    csvs = write_csvs(tables, csv_dir) if csv_dir is not None else []
+    return ReportResult(out, tables, runs, csvs)
+
+
+def report(results: str | os.PathLike | Sequence[str | os.PathLike], out: str | os.PathLike = "report.html", *,
+           csv_dir: Optional[str | os.PathLike] = None, title: str = "jembench report") -> ReportResult:
+    """Merge results.json files of earlier runs into one comparison report (nothing is recomputed)."""
+    paths = [results] if isinstance(results, (str, os.PathLike)) else list(results)
+    if not paths:
+        raise JembenchError("no results file given: pass one or more results.json files (or their folders)")
+    return build_report([load_run(p) for p in paths], out, csv_dir=csv_dir, title=title)
+
+
+def _unique_labels(runs: list[Run]) -> list[Run]:
+    seen: dict[str, int] = {}
+    for run in runs:
+        n = seen.get(run.label, 0)
+        seen[run.label] = n + 1
+        if n:
+            run.label = f"{run.label} ({n + 1})"
+    return runs

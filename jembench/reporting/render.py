@@ -1,0 +1,217 @@
+"""The HTML report: one self-contained file (inline CSS, figures as base64 data URIs, nothing fetched).
+
+Rendered with jinja2 with autoescaping on, so every string that comes from a file or a user (checkpoint
+names and paths, metadata, warnings, errors) is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import jinja2
+from markupsafe import Markup, escape
+from PIL import Image
+
+from ..reported import flatten
+from ..results import Evaluation
+from .tables import EVALUATOR_TITLES, ComparisonTable, checkpoint_label, evaluator_rank, format_number
+
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+               ".svg": "image/svg+xml", ".webp": "image/webp"}
+FIGURE_TITLES = {"clf": "Accuracy figures", "calib": "Reliability diagrams", "ood": "OOD score histograms and ROC curves",
+                 "robust": "Robustness curves", "gen": "Sample grids"}
+# metrics shown on each checkpoint's summary card (the first present of each evaluator; else its first metric)
+HEADLINE = {"clf": ("accuracy", "nll"), "calib": ("ece", "ece_adaptive"), "gen": ("fid", "is", "kid")}
+
+
+@dataclass
+class Run:
+    """One results.json: its evaluations, provenance, and the folder its artifact paths are relative to."""
+
+    label: str
+    base_dir: Path
+    provenance: dict[str, Any]
+    evaluations: list[Evaluation]
+    path: Optional[Path] = None
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. wall times of a run-all
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("jembench.reporting", "templates"), autoescape=True,
+                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    env.filters["num"] = format_number
+    env.filters["breakable"] = breakable
+    return env
+
+
+def render_html(runs: list[Run], tables: list[ComparisonTable], *, title: str = "jembench report") -> str:
+    """The report as one HTML string."""
+    notes: list[str] = []
+    context = {
+        "title": title,
+        "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "runs": [_run_view(r) for r in runs],
+        "checkpoints": _checkpoint_cards(runs),
+        "tables": [_table_view(t) for t in tables],
+        "figures": _figure_sections(runs, notes),
+        "details": _detail_views(runs),
+        "failures": [{"evaluator": e.evaluator, "checkpoint": checkpoint_label(e.checkpoint), "run": r.label,
+                      "error": e.error or "failed (no message)"} for r in runs for e in r.evaluations
+                     if e.status != "ok"],
+        "warnings": [{"evaluator": e.evaluator, "checkpoint": checkpoint_label(e.checkpoint), "text": w}
+                     for r in runs for e in r.evaluations for w in e.warnings],
+        "report_notes": notes,
+        "titles": EVALUATOR_TITLES,
+    }
+    from .. import __version__
+
+    context["version"] = __version__
+    return _environment().get_template("report.html.j2").render(**context)
+
+
+def data_uri(path: Path) -> str:
+    mime = IMAGE_TYPES[path.suffix.lower()]
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _run_view(run: Run) -> dict[str, Any]:
+    prov = run.provenance or {}
+    versions = prov.get("versions") or {}
+    return {
+        "label": run.label, "path": str(run.path) if run.path else "", "created": prov.get("created"),
+        "versions": ", ".join(f"{k} {v}" for k, v in versions.items() if v),
+        "git_commit": prov.get("git_commit"), "cuda": prov.get("cuda"), "device": prov.get("device"),
+        "device_name": prov.get("device_name"), "seed": prov.get("seed"), "command": prov.get("command"),
+        "wall_time": prov.get("wall_time_s") or {},
+        "config": json.dumps(prov.get("config") or {}, indent=2, sort_keys=True, default=str),
+    }
+
+
+def _checkpoint_cards(runs: list[Run]) -> list[dict[str, Any]]:
+    """One card per checkpoint (by sha256, else name): what it is, its headline numbers, each evaluator's status."""
+    cards: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        for ev in run.evaluations:
+            ck = ev.checkpoint
+            key = str(ck.get("sha256") or checkpoint_label(ck))
+            card = cards.setdefault(key, {
+                "name": checkpoint_label(ck), "sha256": ck.get("sha256") or "", "path": ck.get("path") or "",
+                "facts": _checkpoint_facts(ck), "headline": [], "statuses": []})
+            card["statuses"].append({"evaluator": ev.evaluator, "title": EVALUATOR_TITLES.get(ev.evaluator, ev.evaluator),
+                                     "status": ev.status, "wall": ev.wall_time_s, "run": run.label,
+                                     "n_warnings": len(ev.warnings)})
+            if ev.status == "ok":
+                card["headline"] += [{"name": m, "value": ev.metrics[m], "evaluator": ev.evaluator}
+                                     for m in _headline(ev) if m not in {h["name"] for h in card["headline"]}]
+    for card in cards.values():
+        card["statuses"].sort(key=lambda s: evaluator_rank(s["evaluator"]))
+        card["headline"].sort(key=lambda h: evaluator_rank(h["evaluator"]))
+    return list(cards.values())
+
+
+def _headline(ev: Evaluation) -> list[str]:
+    """Up to two named metrics; robustness: the worst case at the largest budget; else the first metric."""
+    present = [m for m, v in ev.metrics.items() if v is not None]
+    wanted = [m for m in HEADLINE.get(ev.evaluator, ()) if m in present]
+    if ev.evaluator == "robust":
+        wanted = [m for m in present if m.endswith("/worst")][-1:]
+    return wanted[:2] or present[:1]
+
+
+def _checkpoint_facts(ck: dict[str, Any]) -> list[tuple[str, str]]:
+    arch = ck.get("architecture")
+    if arch == "wrn" and ck.get("depth"):
+        arch = f"WRN-{ck.get('depth')}-{ck.get('width')} (norm {ck.get('norm')})"
+    facts = [("family", ck.get("family")), ("architecture", arch), ("dataset", ck.get("dataset")),
+             ("classes", ck.get("n_classes")), ("head", ck.get("head")), ("format", ck.get("source_format"))]
+    return [(k, str(v)) for k, v in facts if v not in (None, "")]
+
+
+def _table_view(t: ComparisonTable) -> dict[str, Any]:
+    rows = []
+    for r in t.rows:
+        cells = []
+        for m in t.metrics:
+            iv = r.intervals.get(m)
+            cells.append({"value": format_number(r.values.get(m)),
+                          "interval": f"[{format_number(iv[0])}, {format_number(iv[1])}]" if iv else ""})
+        rows.append({"label": r.label, "kind": r.kind, "cells": cells, "source": r.source, "note": r.note,
+                     "sha256": r.sha256 or ""})
+    return {"title": t.title, "slug": t.slug, "key": t.protocol_key, "metrics": t.metrics, "rows": rows,
+            "protocol": _protocol_items(t.protocol), "has_reported": t.has_reported}
+
+
+def _protocol_items(protocol: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(k, v if isinstance(v, str) else json.dumps(v, default=str)) for k, v in flatten(protocol).items()]
+
+
+def _figure_sections(runs: list[Run], notes: list[str]) -> list[dict[str, Any]]:
+    """Images from every evaluation's artifacts, embedded; other artifacts listed by path; missing ones noted."""
+    sections: dict[str, dict[str, Any]] = {}
+    shown: set[Path] = set()  # one file listed by several evaluations (e.g. per K) is shown once
+    for run in runs:
+        for ev in run.evaluations:
+            for label, rel in ev.artifacts.items():
+                path = Path(rel) if Path(rel).is_absolute() else run.base_dir / rel
+                if path.resolve() in shown:
+                    continue
+                shown.add(path.resolve())
+                sec = sections.setdefault(ev.evaluator, {
+                    "evaluator": ev.evaluator, "title": FIGURE_TITLES.get(ev.evaluator, ev.evaluator),
+                    "images": [], "files": []})
+                item = {"checkpoint": checkpoint_label(ev.checkpoint), "label": label, "path": str(rel)}
+                if not path.is_file():
+                    notes.append(f"artifact {label!r} of {ev.evaluator} / {item['checkpoint']} is missing: {path}")
+                elif path.suffix.lower() in IMAGE_TYPES:
+                    sec["images"].append({**item, "src": data_uri(path), "wide": _is_wide(path)})
+                else:
+                    sec["files"].append(item)
+    for sec in sections.values():
+        sec["images"].sort(key=lambda f: f["label"])  # the same figure of each checkpoint side by side
+        if not sec["images"]:
+            sec["title"] = EVALUATOR_TITLES.get(sec["evaluator"], sec["evaluator"]) + ": files"
+    return sorted(sections.values(), key=lambda s: evaluator_rank(s["evaluator"]))
+
+
+def _is_wide(path: Path) -> bool:
+    """Images much wider than tall (histogram panels) span two grid columns."""
+    try:
+        with Image.open(path) as im:
+            return im.width > 1.5 * im.height
+    except Exception:  # noqa: BLE001 - an unreadable size only changes the layout
+        return False
+
+
+def breakable(name: str) -> Markup:
+    """A metric name, escaped, that may wrap after '/' and '_' (table headers stay narrow)."""
+    return Markup(re.sub(r"([/_])", r"\1<wbr>", str(escape(name))))
+
+
+def _detail_views(runs: list[Run]) -> list[dict[str, Any]]:
+    """Each evaluation's detailed rows (per-class accuracy, per-eps results, ...) as a collapsible table."""
+    out = []
+    for run in runs:
+        for ev in run.evaluations:
+            if not ev.rows:
+                continue
+            columns: list[str] = []
+            for row in ev.rows:
+                columns += [c for c in row if c not in columns]
+            out.append({"evaluator": ev.evaluator, "title": EVALUATOR_TITLES.get(ev.evaluator, ev.evaluator),
+                        "checkpoint": checkpoint_label(ev.checkpoint), "key": ev.protocol_key, "columns": columns,
+                        "rows": [[_cell(row.get(c)) for c in columns] for row in ev.rows]})
+    out.sort(key=lambda d: evaluator_rank(d["evaluator"]))
+    return out
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, default=str)
+    return format_number(v)
+

@@ -1,0 +1,183 @@
+"""Comparison tables: one per (evaluator, protocol), one row per checkpoint, one column per metric.
+
+Evaluations share a table only when their ``protocol_key`` is equal, so numbers measured under different
+protocols never share a column. Published numbers whose evaluator, metric and protocol conditions match a
+table are added as separate rows labelled "reported" (:mod:`jembench.reported`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import pandas as pd
+
+from ..reported import ReportedNumber, flatten, matching
+from ..results import Evaluation, atomic_write_text
+
+EVALUATOR_TITLES = {"clf": "Accuracy", "calib": "Calibration", "ood": "OOD detection", "robust": "Robustness",
+                    "gen": "Generation"}
+EVALUATOR_ORDER = list(EVALUATOR_TITLES)
+# protocol fields named first in a table title when they tell same-evaluator tables apart
+SALIENT = {"dataset", "in_dataset", "threat_model", "K", "test_sigma", "bins", "n", "n_in", "name", "extractor"}
+
+
+@dataclass
+class Row:
+    """One table row: a measured checkpoint or a published number."""
+
+    label: str
+    kind: str  # "measured" or "reported"
+    values: dict[str, Optional[float]]
+    intervals: dict[str, list[float]] = field(default_factory=dict)
+    sha256: Optional[str] = None
+    source: Optional[str] = None  # reported rows: where the numbers were published
+    note: Optional[str] = None  # reported rows: the published protocol in words
+
+
+@dataclass
+class ComparisonTable:
+    evaluator: str
+    protocol_key: str
+    protocol: dict[str, Any]
+    metrics: list[str]
+    rows: list[Row]
+    distinguishing: dict[str, Any] = field(default_factory=dict)  # protocol fields that differ from sibling tables
+
+    @property
+    def slug(self) -> str:
+        return f"{self.evaluator}-{self.protocol_key}"
+
+    @property
+    def title(self) -> str:
+        base = EVALUATOR_TITLES.get(self.evaluator, self.evaluator)
+        if not self.distinguishing:
+            return base
+        return base + " (" + ", ".join(f"{k}={_short(v)}" for k, v in self.distinguishing.items()) + ")"
+
+    @property
+    def has_reported(self) -> bool:
+        return any(r.kind == "reported" for r in self.rows)
+
+    def frame(self) -> pd.DataFrame:
+        """The table as a DataFrame: identifying columns, then metrics, then 95% interval bounds."""
+        records = []
+        for r in self.rows:
+            rec: dict[str, Any] = {"checkpoint": r.label, "kind": r.kind, "sha256": r.sha256, "source": r.source}
+            rec.update({m: r.values.get(m) for m in self.metrics})
+            for m in self.metrics:
+                if m in r.intervals:
+                    rec[f"{m} lo"], rec[f"{m} hi"] = r.intervals[m]
+            records.append(rec)
+        return pd.DataFrame.from_records(records)
+
+
+def comparison_tables(evaluations: Iterable[tuple[Evaluation, str]]) -> list[ComparisonTable]:
+    """Tables from ``(evaluation, run_label)`` pairs (the run label tells duplicate checkpoints apart).
+
+    Failed evaluations have no numbers and are left out (the report lists them with their errors).
+    """
+    groups: dict[tuple[str, str], list[tuple[Evaluation, str]]] = {}
+    for ev, run in evaluations:
+        if ev.status == "ok" and ev.metrics:
+            groups.setdefault((ev.evaluator, ev.protocol_key), []).append((ev, run))
+    tables = []
+    for (evaluator, key), members in groups.items():
+        metrics: list[str] = []
+        for ev, _ in members:
+            metrics += [m for m in ev.metrics if m not in metrics]
+        labels = _row_labels(members)
+        rows = [Row(label, "measured", {m: ev.metrics.get(m) for m in metrics}, dict(ev.intervals),
+                    sha256=ev.checkpoint.get("sha256")) for (ev, _), label in zip(members, labels)]
+        rows += _reported_rows(matching(evaluator, members[0][0].protocol, metrics))
+        tables.append(ComparisonTable(evaluator, key, members[0][0].protocol, metrics, rows))
+    tables.sort(key=lambda t: evaluator_rank(t.evaluator))  # stable: first-seen order within an evaluator
+    _mark_distinguishing(tables)
+    return tables
+
+
+def write_csvs(tables: list[ComparisonTable], folder: str | Path) -> list[Path]:
+    """One CSV per comparison table, ``folder/<evaluator>-<protocol_key>.csv``, written atomically."""
+    paths = []
+    for t in tables:
+        path = Path(folder) / f"{t.slug}.csv"
+        atomic_write_text(path, t.frame().to_csv(index=False))
+        paths.append(path)
+    return paths
+
+
+def format_number(v: Any) -> str:
+    """Four significant decimals for small numbers, fewer for large ones; '-' for missing."""
+    if v is None or (isinstance(v, float) and v != v):
+        return "-"
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, int):
+        return str(v)
+    a = abs(v)
+    return f"{v:.1f}" if a >= 100 else f"{v:.2f}" if a >= 10 else f"{v:.4f}"
+
+
+def checkpoint_label(checkpoint: dict[str, Any]) -> str:
+    return str(checkpoint.get("name") or Path(str(checkpoint.get("path") or "?")).stem)
+
+
+def _row_labels(members: list[tuple[Evaluation, str]]) -> list[str]:
+    """Checkpoint names; a short sha256 where names collide, then the run label where that collides too."""
+    labels = [checkpoint_label(ev.checkpoint) for ev, _ in members]
+    if len(set(labels)) < len(labels):
+        labels = [f"{lab} · {str(ev.checkpoint.get('sha256') or '')[:8]}" if labels.count(lab) > 1 else lab
+                  for lab, (ev, _) in zip(labels, members)]
+    if len(set(labels)) < len(labels):
+        labels = [f"{lab} · {run}" if labels.count(lab) > 1 else lab for lab, (_, run) in zip(labels, members)]
+    return labels
+
+
+def _reported_rows(numbers: list[ReportedNumber]) -> list[Row]:
+    rows: dict[tuple[str, str], Row] = {}
+    for n in numbers:
+        row = rows.setdefault((n.model, n.source), Row(n.model, "reported", {}, source=n.source,
+                                                       note=n.protocol))
+        row.values[n.metric] = n.value
+    return list(rows.values())
+
+
+def _mark_distinguishing(tables: list[ComparisonTable]) -> None:
+    """Name the protocol fields that tell tables of the same evaluator apart (shown in their titles)."""
+    by_eval: dict[str, list[ComparisonTable]] = {}
+    for t in tables:
+        by_eval.setdefault(t.evaluator, []).append(t)
+    for siblings in by_eval.values():
+        if len(siblings) < 2:
+            continue
+        flats = [flatten(t.protocol) for t in siblings]
+        keys = sorted(set().union(*flats))
+        differing = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flats}) > 1
+                     and not k.endswith("sha256")]
+        chosen = [k for k in differing if k in SALIENT][:3]
+        differing = [k for k in differing if k not in chosen]
+        signature = lambda keys: {tuple(_short(f.get(k)) for k in keys) for f in flats}  # noqa: E731
+        while differing and len(signature(chosen)) < len(flats) and len(chosen) < 5:
+            best = max(differing, key=lambda k: (len(signature(chosen + [k])),
+                                                 -max(len(_short(f.get(k))) for f in flats)))
+            chosen.append(best)
+            differing.remove(best)
+        for t, f in zip(siblings, flats):
+            t.distinguishing = {k.rsplit(".", 1)[-1]: f.get(k) for k in chosen} or {"protocol": t.protocol_key}
+
+
+def _short(v: Any) -> str:
+    text = v if isinstance(v, str) else json.dumps(v, default=str)
+    return text if len(text) <= 28 else text[:25] + "..."
+
+
+def evaluator_rank(evaluator: str) -> int:
+    return EVALUATOR_ORDER.index(evaluator) if evaluator in EVALUATOR_ORDER else len(EVALUATOR_ORDER)
+
+
+def slugify(text: str) -> str:
+    """A file-name-safe version of ``text`` (letters, digits, dot, dash, underscore)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "x"
