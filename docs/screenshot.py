@@ -15,7 +15,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-sync", "--no-first-run"]
 
 
-def screenshot(html: Path, png: Path, width: int = 1280, height: int = 1500, chromium: str = "/usr/bin/chromium") -> int:
+def screenshot(html: Path, png: Path, width: int = 1280, height: int = 1500,
+               chromium: str = "/usr/bin/chromium") -> int:
     """The top ``height`` pixels of the page at a laptop width, as an optimised palette PNG; returns its size."""
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=ARGS)

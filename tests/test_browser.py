@@ -19,6 +19,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 pytestmark = pytest.mark.browser
+NEEDS_CHROMIUM = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium; "
+                                    ".ci/run installs it)")
 
 
 def open_report(html: Path, screenshot: Path) -> dict:
@@ -47,7 +49,7 @@ def open_report(html: Path, screenshot: Path) -> dict:
     return seen
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium); .ci/run installs it")
+@NEEDS_CHROMIUM
 def test_report_in_headless_chromium(tmp_path):
     from jembench.reporting import report
 
@@ -70,7 +72,7 @@ def test_report_in_headless_chromium(tmp_path):
     assert (ARTIFACTS / "report-browser.png").stat().st_size > 0
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium); .ci/run installs it")
+@NEEDS_CHROMIUM
 @pytest.mark.skipif(not all(p.exists() for p in DEMO), reason="bundled demo checkpoints absent")
 def test_real_run_all_report_in_headless_chromium(tmp_path):
     """The figures the evaluators really write (reliability, OOD, robustness, sample grids) all decode."""

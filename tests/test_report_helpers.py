@@ -28,10 +28,12 @@ def write_run(folder: Path, *, name: str, dataset: str = "digits", accuracy: flo
     figure(folder / "reliability.png", accuracy)
     figure(folder / "roc.png", 1 - accuracy)
     evs = [
-        Evaluation("clf", ck, dict(base), {"accuracy": accuracy, "nll": 0.4}, {"accuracy": [accuracy - 0.05, accuracy + 0.03]},
-                   rows=[{"class": 0, "accuracy": accuracy}], wall_time_s=1.5),
-        Evaluation("calib", ck, {**base, "bins": 15}, {"ece": 0.05, "mce": 0.2}, warnings=[f"<b>few samples</b> for {name}"],
-                   artifacts={"reliability diagram": "reliability.png"}, wall_time_s=0.5),
+        Evaluation("clf", ck, dict(base), {"accuracy": accuracy, "nll": 0.4},
+                   {"accuracy": [accuracy - 0.05, accuracy + 0.03]}, rows=[{"class": 0, "accuracy": accuracy}],
+                   wall_time_s=1.5),
+        Evaluation("calib", ck, {**base, "bins": 15}, {"ece": 0.05, "mce": 0.2},
+                   warnings=[f"<b>few samples</b> for {name}"], artifacts={"reliability diagram": "reliability.png"},
+                   wall_time_s=0.5),
         Evaluation("ood", ck, {"in_dataset": dataset, "n_in": 100, "test_sigma": sigma},
                    {"auroc/logp/noise": 0.7, "auroc/msp/noise": 0.8}, artifacts={"roc": "roc.png"}, wall_time_s=2.0),
     ]

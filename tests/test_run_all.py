@@ -117,7 +117,8 @@ def test_provenance_has_wall_times_sha256_and_preset(tmp_path, tiny_jem, monkeyp
     prov = doc["provenance"]
     assert doc["schema"] == "jembench.results" and doc["schema_version"] >= 1
     assert prov["seed"] == 7 and prov["config"]["preset"]["name"] == "quick"
-    assert set(prov["wall_time_s"]) == {f"{e}/0-tiny" for e in ("clf", "calib", "ood", "robust-linf", "gen")} | {"total", "this_run"}
+    steps = ("clf", "calib", "ood", "robust-linf", "gen")
+    assert set(prov["wall_time_s"]) == {f"{e}/0-tiny" for e in steps} | {"total", "this_run"}
     from jembench.models import file_sha256
     assert {e["checkpoint"]["sha256"] for e in doc["evaluations"]} == {file_sha256(ckpt)}
 

@@ -16,11 +16,13 @@ from .options import (cache_dir_option, checkpoints_argument, common_options, em
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="quick", show_default=True,
               help="quick: small N, few eps, short sampling (minutes on a laptop CPU). paper: the JEM protocol "
                    "(sigma 0.03, JEM OOD suite, PGD-40 L-inf and L2 on 300 images, JEM-0/1/10, 10k samples).")
-@click.option("--only", default=None, metavar="LIST", help=f"Run only these evaluators (comma list of {', '.join(EVALUATORS)}).")
+@click.option("--only", default=None, metavar="LIST",
+              help=f"Run only these evaluators (comma list of {', '.join(EVALUATORS)}).")
 @click.option("--skip", default=None, metavar="LIST", help="Leave these evaluators out (comma list).")
 @click.option("--dataset", default=None, help="Evaluation dataset (default: each checkpoint's own).")
 @click.option("--n", type=int, default=None, help="Images for accuracy, calibration and OOD (overrides the preset).")
-@click.option("--sigma", type=float, default=None, help="Test-time input noise sigma, model space (overrides the preset).")
+@click.option("--sigma", type=float, default=None,
+              help="Test-time input noise sigma, model space (overrides the preset).")
 @click.option("--set", "assignments", multiple=True, metavar="FIELD=VALUE",
               help="Override any preset field, repeatable, e.g. --set robust.eps_linf=0,8/255 --set gen.n=1000. "
                    "Fields: " + ", ".join(field_names()) + ".")

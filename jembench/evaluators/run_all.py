@@ -67,8 +67,8 @@ class RunAllResult:
         names: list[str] = []
         for s in self.steps:
             names += [s["step"]] if s["step"] not in names else []
-            by_ckpt.setdefault(s["checkpoint"], {})[s["step"]] = (
-                ("ok" if s["status"] == "ok" else "FAILED") + (" (resumed)" if s["resumed"] else f" {s['seconds']:.0f}s"))
+            when = " (resumed)" if s["resumed"] else f" {s['seconds']:.0f}s"
+            by_ckpt.setdefault(s["checkpoint"], {})[s["step"]] = ("ok" if s["status"] == "ok" else "FAILED") + when
         columns = ["checkpoint", *SUMMARY_METRICS, *names]
         rows = [[name] + [row.get(c, "-") for c in columns[1:]] for name, row in by_ckpt.items()]
         widths = [max(len(str(r[i])) for r in [columns, *rows]) for i in range(len(columns))]
@@ -194,14 +194,15 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
             e.checkpoint["sha256"] = e.checkpoint.get("sha256") or checkpoint_hash(model)
         wall[f"{step}/{slug}"] = round(seconds, 3)
         records.append({"step": step, "checkpoint": checkpoint_label(model.info.to_dict()), "seconds": seconds,
-                        "status": "ok" if all(e.status == "ok" for e in evs) else "failed", "resumed": done is not None})
+                        "status": "ok" if all(e.status == "ok" for e in evs) else "failed",
+                        "resumed": done is not None})
         evaluations += evs
     wall["total"] = round(sum(r["seconds"] for r in records), 3)  # steps resumed from earlier runs included
     wall["this_run"] = round(time.perf_counter() - started, 3)
 
-    prov = provenance(device=dev, seed=seed, config={"preset": cfg.to_dict(), "overrides": dict(overrides or {}),
-                                                     **common, "head": head, "cache_dir": cache_dir,
-                                                     "evaluator_kwargs": {n: dict(STEPS[n](cfg)) for n in cfg.evaluators}})
+    config = {"preset": cfg.to_dict(), "overrides": dict(overrides or {}), **common, "head": head,
+              "cache_dir": cache_dir, "evaluator_kwargs": {n: dict(STEPS[n](cfg)) for n in cfg.evaluators}}
+    prov = provenance(device=dev, seed=seed, config=config)
     prov["wall_time_s"] = wall
     prov["forward_model_calls"] = cache.model_calls
     prov["resumed"] = resumed

@@ -10,7 +10,7 @@ import base64
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -24,8 +24,8 @@ from .tables import EVALUATOR_TITLES, ComparisonTable, checkpoint_label, evaluat
 
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
                ".svg": "image/svg+xml", ".webp": "image/webp"}
-FIGURE_TITLES = {"clf": "Accuracy figures", "calib": "Reliability diagrams", "ood": "OOD score histograms and ROC curves",
-                 "robust": "Robustness curves", "gen": "Sample grids"}
+FIGURE_TITLES = {"clf": "Accuracy figures", "calib": "Reliability diagrams",
+                 "ood": "OOD score histograms and ROC curves", "robust": "Robustness curves", "gen": "Sample grids"}
 # metrics shown on each checkpoint's summary card (the first present of each evaluator; else its first metric)
 HEADLINE = {"clf": ("accuracy", "nll"), "calib": ("ece", "ece_adaptive"), "gen": ("fid", "is", "kid")}
 
@@ -39,7 +39,6 @@ class Run:
     provenance: dict[str, Any]
     evaluations: list[Evaluation]
     path: Optional[Path] = None
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. wall times of a run-all
 
 
 def _environment() -> jinja2.Environment:
@@ -103,7 +102,8 @@ def _checkpoint_cards(runs: list[Run]) -> list[dict[str, Any]]:
             card = cards.setdefault(key, {
                 "name": checkpoint_label(ck), "sha256": ck.get("sha256") or "", "path": ck.get("path") or "",
                 "facts": _checkpoint_facts(ck), "headline": [], "statuses": []})
-            card["statuses"].append({"evaluator": ev.evaluator, "title": EVALUATOR_TITLES.get(ev.evaluator, ev.evaluator),
+            card["statuses"].append({"evaluator": ev.evaluator,
+                                     "title": EVALUATOR_TITLES.get(ev.evaluator, ev.evaluator),
                                      "status": ev.status, "wall": ev.wall_time_s, "run": run.label,
                                      "n_warnings": len(ev.warnings)})
             if ev.status == "ok":
