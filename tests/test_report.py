@@ -106,7 +106,19 @@ def test_published_numbers_have_sources_and_units():
         if n.metric in ("accuracy", "ece") or n.metric.startswith("auroc"):
             assert 0 <= n.value <= 1, n  # fractions, as jembench measures them
     jem = {(n.evaluator, n.metric): n.value for n in numbers if n.model == "JEM"}
-    assert jem[("clf", "accuracy")] == 0.929 and jem[("gen", "fid")] == 38.4 and jem[("gen", "is")] == 8.76
+    assert jem[("clf", "accuracy")] == 0.929 and jem[("ood", "auroc/msp/svhn")] == 0.89
+    assert jem[("gen", "fid/inception-v3-compat/train")] == 38.4 and jem[("gen", "is/inception-v3-compat")] == 8.76
+
+
+def test_reported_fid_only_next_to_equal_n_and_the_same_extractor():
+    """FID is biased in N: published FIDs (10k samples) never sit next to a 500-sample FID or another extractor."""
+    cols = ["is/inception-v3-compat", "fid/inception-v3-compat/train"]
+    assert {r.model for r in matching("gen", {"dataset": "cifar10", "n": 10000}, cols)} >= {"JEM", "SNGAN"}
+    assert matching("gen", {"dataset": "cifar10", "n": 500}, cols) == []
+    assert matching("gen", {"dataset": "cifar10", "n": 10000}, ["fid/digits-wrn/train"]) == []
+    jempp = matching("gen", {"dataset": "cifar10", "n": 10000}, ["fid/inception-v3-compat/train+test"])
+    assert any(r.model.startswith("JEM++") for r in jempp)  # JEM++ measured against train+test only
+    assert not any(r.model.startswith("JEM++") for r in matching("gen", {"dataset": "cifar10", "n": 10000}, cols[1:]))
 
 
 def test_not_a_results_file_is_one_line_error(tmp_path):
