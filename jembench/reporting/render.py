@@ -87,7 +87,7 @@ def _run_view(run: Run) -> dict[str, Any]:
         "versions": ", ".join(f"{k} {v}" for k, v in versions.items() if v),
         "git_commit": prov.get("git_commit"), "cuda": prov.get("cuda"), "device": prov.get("device"),
         "device_name": prov.get("device_name"), "seed": prov.get("seed"), "command": prov.get("command"),
-        "wall_time": prov.get("wall_time_s") or {},
+        "wall_time": prov.get("wall_time_s") or {}, "resumed": prov.get("resumed") or [],
         "config": json.dumps(prov.get("config") or {}, indent=2, sort_keys=True, default=str),
     }
 
@@ -130,6 +130,7 @@ def _checkpoint_facts(ck: dict[str, Any]) -> list[tuple[str, str]]:
         arch = f"WRN-{ck.get('depth')}-{ck.get('width')} (norm {ck.get('norm')})"
     facts = [("family", ck.get("family")), ("architecture", arch), ("dataset", ck.get("dataset")),
              ("classes", ck.get("n_classes")), ("head", ck.get("head")), ("format", ck.get("source_format"))]
+    facts += [("note", str(n)) for n in ck.get("notes") or []]
     return [(k, str(v)) for k, v in facts if v not in (None, "")]
 
 
