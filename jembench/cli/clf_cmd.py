@@ -42,7 +42,6 @@ def _api_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
 
     cache_dir: Optional[str] = kw.pop("cache_dir")
     kw.pop("as_json")
-    kw["save_raw_arrays"] = kw.pop("save_raw")
     kw["cache"] = ForwardCache(cache_dir)
     return kw
 

@@ -24,7 +24,7 @@ from ..metrics import (accuracy_wilson, bootstrap_calibration_errors, calibratio
 from ..models import HybridModel
 from ..results import Evaluation, atomic_savefig
 from ..runtime import derive_seed, generator, resolve_device
-from .clf import Checkpoints, ClfResult, base_protocol, forward_passes, refine_config, safe_name, save_raw
+from .clf import Checkpoints, ClfResult, base_protocol, forward_passes, refine_config, safe_name, write_raw_arrays
 from .common import finish
 
 BINNING = ("equal-width bins (lo, hi] on the max softmax probability, 0 in the first bin and 1.0 in the last; "
@@ -113,7 +113,7 @@ def calib(checkpoints: Checkpoints, dataset: Optional[str] = None, *, split: str
           bins: int = defaults.CALIB_BINS, bootstrap: int = defaults.CALIB_BOOTSTRAP,
           level: float = defaults.CLF_INTERVAL_LEVEL, ts_fraction: float = defaults.CALIB_TS_FIT_FRACTION,
           refine_steps: int = defaults.REFINE_STEPS, refine_step_size: float = defaults.REFINE_STEP_SIZE,
-          refine_noise: float = defaults.REFINE_NOISE, save_raw_arrays: bool = False) -> CalibResult:
+          refine_noise: float = defaults.REFINE_NOISE, save_raw: bool = False) -> CalibResult:
     """ECE (``bins`` equal-width bins), adaptive ECE, MCE, RMS-CE and classwise ECE with bootstrap intervals, a
     reliability diagram (with ``out_dir``) and a temperature-scaling reference for each checkpoint. Mirrors
     ``jembench calib``; writes ``out_dir/results.json`` when ``out_dir`` is given."""
@@ -132,8 +132,8 @@ def calib(checkpoints: Checkpoints, dataset: Optional[str] = None, *, split: str
                               ts_fraction=ts_fraction)
         if out_dir is not None:
             ev.artifacts["reliability"] = write_reliability_figure(ev, fp, bins, out_dir, i, model)
-            if save_raw_arrays:
-                ev.artifacts["raw"] = save_raw(out_dir, "calib", i, model, probs=fp.probs, labels=fp.labels)
+            if save_raw:
+                ev.artifacts["raw"] = write_raw_arrays(out_dir, "calib", i, model, probs=fp.probs, labels=fp.labels)
         ev.wall_time_s = time.perf_counter() - start
         evaluations.append(ev)
     config = {"evaluator": "calib", "dataset": dataset, "split": split, "sigma": sigma, "n": n, "head": head,

@@ -1,7 +1,7 @@
 """Accuracy evaluator: top-1 accuracy (95% Wilson interval), NLL, Brier score, per-class accuracy and the
 confusion matrix, all read from the shared forward pass (:class:`jembench.forward.ForwardCache`).
 
-The forward-pass plumbing here (:func:`forward_passes`, :func:`base_protocol`, :func:`save_raw`) is shared
+The forward-pass plumbing here (:func:`forward_passes`, :func:`base_protocol`, :func:`write_raw_arrays`) is shared
 with the calibration evaluator (:mod:`jembench.evaluators.calib`).
 """
 
@@ -82,7 +82,7 @@ def safe_name(model: HybridModel) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", model.info.name or "model")
 
 
-def save_raw(out_dir: str | Path, evaluator: str, index: int, model: HybridModel, **arrays: Any) -> str:
+def write_raw_arrays(out_dir: str | Path, evaluator: str, index: int, model: HybridModel, **arrays: Any) -> str:
     """Write per-sample arrays to ``out_dir/raw/<evaluator>-<index>-<name>.npz`` (atomic); return the relative path."""
     rel = f"raw/{evaluator}-{index}-{safe_name(model)}.npz"
     atomic_savez(Path(out_dir) / rel, **arrays)
@@ -114,19 +114,19 @@ def clf(checkpoints: Checkpoints, dataset: Optional[str] = None, *, split: str =
         cache: Optional[ForwardCache] = None, device: Any = defaults.DEVICE, batch_size: int = defaults.BATCH_SIZE,
         data_dir: Any = None, download: bool = False, n: Optional[int] = None, head: Optional[str] = None,
         refine_steps: int = defaults.REFINE_STEPS, refine_step_size: float = defaults.REFINE_STEP_SIZE,
-        refine_noise: float = defaults.REFINE_NOISE, save_raw_arrays: bool = False,
+        refine_noise: float = defaults.REFINE_NOISE, save_raw: bool = False,
         level: float = defaults.CLF_INTERVAL_LEVEL) -> ClfResult:
     """Accuracy (Wilson interval), NLL, Brier score, per-class accuracy and confusion matrix of each checkpoint
     (paths or HybridModels) on ``dataset`` (default: each checkpoint's own). Mirrors ``jembench clf``; writes
-    ``out_dir/results.json`` when ``out_dir`` is given (and ``raw/*.npz`` with ``save_raw_arrays``)."""
+    ``out_dir/results.json`` when ``out_dir`` is given (and ``raw/*.npz`` with ``save_raw``)."""
     refine = refine_config(refine_steps, refine_step_size, refine_noise)
     evaluations = []
     for i, (model, imageset, fp, start) in enumerate(forward_passes(
             checkpoints, dataset, split=split, sigma=sigma, seed=seed, refine=refine, cache=cache, device=device,
             batch_size=batch_size, data_dir=data_dir, download=download, n=n, head=head)):
         ev = clf_evaluation(fp, model, imageset, seed=seed, level=level)
-        if save_raw_arrays and out_dir is not None:
-            ev.artifacts["raw"] = save_raw(out_dir, "clf", i, model, probs=fp.probs, logits=fp.logits,
+        if save_raw and out_dir is not None:
+            ev.artifacts["raw"] = write_raw_arrays(out_dir, "clf", i, model, probs=fp.probs, logits=fp.logits,
                                            log_px=fp.log_px, labels=fp.labels)
         ev.wall_time_s = time.perf_counter() - start
         evaluations.append(ev)

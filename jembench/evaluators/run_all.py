@@ -77,7 +77,7 @@ class RunAllResult:
 
 # --- how run-all calls each evaluator: the preset's fields as that evaluator's keyword arguments ----------
 def _clf_kwargs(p: Preset) -> dict[str, Any]:
-    return {"dataset": p.dataset, "n": p.n, "sigma": p.sigma, "save_raw_arrays": True}
+    return {"dataset": p.dataset, "n": p.n, "sigma": p.sigma, "save_raw": True}
 
 
 def _calib_kwargs(p: Preset) -> dict[str, Any]:
