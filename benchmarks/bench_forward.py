@@ -11,7 +11,6 @@ ForwardCache (so nothing is served from the cache). Random weights: speed does n
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
@@ -20,29 +19,16 @@ from jembench.data import get_dataset
 from jembench.evaluators.calib import calib_evaluation
 from jembench.forward import ForwardCache, ForwardPass
 from jembench.models.hybrid import HybridModel, ModelInfo
-from jembench.models.wrn import JEMNet
 from jembench.runtime import resolve_device
 from jembench.sampling.sgld import SGLDConfig
 
-
-def digits_model(depth: int, width: int, device: torch.device) -> HybridModel:
-    torch.manual_seed(0)
-    info = ModelInfo(family="jembench", source_format="jembench", architecture="wrn", n_classes=10, in_channels=1,
-                     image_size=(8, 8), depth=depth, width=width, norm="none", dataset="digits",
-                     name=f"wrn-{depth}-{width}")
-    return HybridModel(JEMNet(depth, width, "none", 1, 10), info).to(device).eval()
+from common import median_seconds, random_digits_model
 
 
 def time_pass(model: HybridModel, data, *, sigma: float, refine, batch_size: int, repeats: int) -> float:
     ForwardCache().get(model, data, sigma=sigma, refine=refine, batch_size=batch_size, progress=False)  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        ForwardCache().get(model, data, sigma=sigma, refine=refine, batch_size=batch_size, progress=False)
-        if model.device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(lambda: ForwardCache().get(model, data, sigma=sigma, refine=refine, batch_size=batch_size,
+                                                    progress=False), repeats, model.device)
 
 
 def time_calibration(n: int, bootstrap: int) -> float:
@@ -84,7 +70,7 @@ def main() -> None:
     refine = SGLDConfig(steps=args.refine_steps, step_size=1.0, noise=0.01) if args.refine_steps else None
     for arch in args.arch or ["10-1", "28-2"]:
         depth, width = (int(v) for v in arch.split("-"))
-        model = digits_model(depth, width, device)
+        model = random_digits_model(depth, width, device)
         for sigma in (0.0, 0.03):
             sec = time_pass(model, data, sigma=sigma, refine=refine, batch_size=args.batch_size,
                             repeats=args.repeats)

@@ -18,28 +18,10 @@ from pathlib import Path
 import torch
 
 from jembench.data import get_dataset
-from jembench.evaluators.common import load_models
 from jembench.generation import generate, make_protocol
 from jembench.metrics import fidelity
-from jembench.models.hybrid import HybridModel, ModelInfo
-from jembench.models.wrn import JEMNet
 
-DEMO = Path("checkpoints/jem-digits.pt")
-
-
-def demo_model(path: Path, device: str) -> HybridModel:
-    if path.exists():
-        return load_models([path], device)[0]
-    torch.manual_seed(0)
-    info = ModelInfo(family="jembench", source_format="jembench", architecture="wrn", n_classes=10, in_channels=1,
-                     image_size=(8, 8), depth=10, width=2, norm="none", dataset="digits", name="random-wrn-10-2")
-    return HybridModel(JEMNet(10, 2, "none", 1, 10), info).to(device).eval()
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
+from common import DEMO, demo_model, sync
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -55,16 +37,16 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    model = demo_model(args.ckpt, args.device)
+    model = demo_model(args.ckpt, args.device, fallback_width=2)
     dev = model.device
     out: dict = {"model": model.info.name, "device": str(dev), "threads": torch.get_num_threads(), "n": args.n,
                  "steps": args.steps, "throughput": []}
     proto = make_protocol("sgld", steps=args.steps)
     generate(model, make_protocol("sgld", steps=1), 64, batch_size=64, progress=False)  # warm-up
     for bs in [int(b) for b in args.batch_sizes.split(",")]:
-        _sync(dev)
+        sync(dev)
         s = generate(model, proto, args.n, batch_size=bs, progress=False)
-        _sync(dev)
+        sync(dev)
         out["throughput"].append({"batch_size": bs, "sampling_s": s.seconds,
                                   "chain_steps_per_s": s.chain_steps / s.seconds})
     samples = s.images

@@ -20,23 +20,11 @@ import torch
 from jembench.data import get_dataset
 from jembench.data.ood_sets import load_ood_set
 from jembench.defaults import OOD_PRESETS
-from jembench.evaluators.common import load_models
 from jembench.evaluators.ood import ood
 from jembench.forward import ForwardCache
-from jembench.models.hybrid import HybridModel, ModelInfo
-from jembench.models.wrn import JEMNet
+from jembench.models.hybrid import HybridModel
 
-DEMO = Path("checkpoints/jem-digits.pt")
-
-
-def demo_model(path: Path, device: str) -> HybridModel:
-    if path.exists():
-        return load_models([path], device)[0]
-    torch.manual_seed(0)
-    info = ModelInfo(family="jembench", source_format="jembench", architecture="wrn", n_classes=10, in_channels=1,
-                     image_size=(8, 8), depth=10, width=1, norm="none", dataset="digits", name="random-wrn-10-1")
-    return HybridModel(JEMNet(10, 1, "none", 1, 10), info).to(device).eval()
-
+from common import DEMO, demo_model
 
 def bare_forward(model: HybridModel, sets, batch_size: int) -> float:
     """One no-grad pass over every set: the floor any evaluator pays."""

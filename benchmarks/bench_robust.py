@@ -14,30 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import torch
 
 from jembench import defaults
 from jembench.attacks import PassCounter, PixelClassifier, PurifyConfig, build_attack, run_attack
 from jembench.data import get_dataset
-from jembench.models import load
-from jembench.models.hybrid import HybridModel, ModelInfo
-from jembench.models.wrn import JEMNet
+from jembench.models.hybrid import HybridModel
 from jembench.runtime import resolve_device
 
-DEMO = Path("checkpoints/jem-digits.pt")
-
-
-def demo_model(path: str | None, device: torch.device) -> HybridModel:
-    p = Path(path) if path else DEMO
-    if p.exists():
-        return load(p).to(device).eval()
-    torch.manual_seed(0)
-    info = ModelInfo(family="jembench", source_format="jembench", architecture="wrn", n_classes=10, in_channels=1,
-                     image_size=(8, 8), depth=10, width=2, norm="none", dataset="digits", name="random-wrn-10-2")
-    return HybridModel(JEMNet(10, 2, "none", 1, 10), info).to(device).eval()
-
+from common import demo_model
 
 def time_attack(model: HybridModel, x: torch.Tensor, y: torch.Tensor, *, k: int, eot: int, steps: int,
                 repeats: int, gradient: str = "bpda") -> dict:
@@ -74,7 +60,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    model = demo_model(args.ckpt, device)
+    model = demo_model(args.ckpt, device, fallback_width=2)
     data = get_dataset("digits", "test").first(args.n)
     x, y = data.pixels01().to(device), data.labels.to(device)
     rows = {"model": model.info.name, "device": str(device), "threads": args.threads, "default": [], "by_K": [],

@@ -9,8 +9,6 @@ Random weights (speed does not depend on them). Reports the median of ``--repeat
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
@@ -19,18 +17,7 @@ from jembench.models.wrn import JEMNet
 from jembench.runtime import generator, resolve_device
 from jembench.sampling import GaussianInit, JEMPPConfig, SGLDConfig, jempp_sample, sgld_sample
 
-
-def timed(fn, repeats: int, device: torch.device) -> float:
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from common import median_seconds
 
 
 def main() -> None:
@@ -51,14 +38,14 @@ def main() -> None:
     model = HybridModel(JEMNet(depth, width, args.norm, c, 10), info).to(dev)
     gen = generator(0, dev)
     x0 = torch.rand(args.chains, c, h, w, generator=gen, device=dev) * 2 - 1
-    sgld = timed(lambda: sgld_sample(model, x0, SGLDConfig(steps=args.steps), gen), args.repeats, dev)
+    sgld = median_seconds(lambda: sgld_sample(model, x0, SGLDConfig(steps=args.steps), gen), args.repeats, dev)
     jpp_cfg = JEMPPConfig(outer_steps=args.steps // 5 or 1)
-    jpp = timed(lambda: jempp_sample(model, x0, jpp_cfg, gen), args.repeats, dev)
+    jpp = median_seconds(lambda: jempp_sample(model, x0, jpp_cfg, gen), args.repeats, dev)
     d = c * h * w
     a = torch.randn(10, d, d // 4, generator=generator(1)) / d ** 0.5
     init = GaussianInit(torch.zeros(10, d), a @ a.transpose(1, 2), (c, h, w))
     init.means, init.chol = init.means.to(dev), init.chol.to(dev)
-    gauss = timed(lambda: init(args.chains, gen), args.repeats, dev)
+    gauss = median_seconds(lambda: init(args.chains, gen), args.repeats, dev)
     print(f"device {dev}, WRN-{args.arch} norm {args.norm}, input {c}x{h}x{w}, {args.chains} chains")
     print(f"SGLD   {args.steps} steps: {sgld:.3f} s  ({args.chains * args.steps / sgld:,.0f} chain-steps/s)")
     print(f"JEM++  {jpp_cfg.outer_steps} gradients x {jpp_cfg.inner_steps} moves: {jpp:.3f} s")
