@@ -7,16 +7,17 @@ from typing import Any, Callable, Optional
 import click
 
 from .. import defaults
-from .options import (cache_dir_option, checkpoints_argument, common_options, emit, head_option, json_option,
+from .options import (cache_dir_option, checkpoints_argument, common_options, compose, emit, head_option, json_option,
                       out_dir_option, resolve_checkpoints, save_raw_option, sigma_option)
 
 
 def _shared(command: str) -> Callable:
     """Options both commands take, in --help order."""
-    options = [
+    return compose(
         checkpoints_argument,
         click.option("--dataset", default=None,
-                     help="Evaluation dataset (default: the checkpoint's own; JEM/JEM++ files: cifar10). "
+                     help="Evaluation dataset (default: the checkpoint's own; JEM/JEM++ files: cifar10, or cifar100 "
+                          "for 100-class files). "
                           "See `jembench datasets`."),
         click.option("--split", default=defaults.CLF_SPLIT, show_default=True, help="Dataset split to evaluate."),
         click.option("--n", type=int, default=None, help="Evaluate only the first N samples (quick runs)."),
@@ -28,13 +29,7 @@ def _shared(command: str) -> Callable:
         click.option("--refine-noise", type=float, default=defaults.REFINE_NOISE, show_default=True,
                      help="SGLD noise of the refinement (JEM: 0.01)."),
         out_dir_option(command), json_option,
-    ]
-
-    def apply(f: Callable) -> Callable:
-        for d in reversed(options):
-            f = d(f)
-        return f
-    return apply
+    )
 
 
 def _api_kwargs(kw: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from ..errors import JembenchError
 from ..models.wrn import NORMS
 
 
-def _compose(*decorators: Callable) -> Callable:
+def compose(*decorators: Callable) -> Callable:
+    """Several click decorators as one, applied in the order listed (= --help order)."""
     def apply(f: Callable) -> Callable:
         for d in reversed(decorators):
             f = d(f)
@@ -45,11 +46,11 @@ norm_option = click.option("--norm", type=click.Choice(NORMS), default=None,
 
 
 def out_dir_option(command: str) -> Callable:
-    return click.option("--out-dir", type=click.Path(file_okay=False), default=str(Path(defaults.REPORTS_DIR) / command),
-                        show_default=True, help="Where results.json, figures and raw arrays go.")
+    return click.option("--out-dir", type=click.Path(file_okay=False),
+                        default=str(Path(defaults.REPORTS_DIR) / command), show_default=True, help="Where results.json, figures and raw arrays go.")
 
 
-common_options = _compose(device_option, seed_option, batch_size_option, data_dir_option, download_option)
+common_options = compose(device_option, seed_option, batch_size_option, data_dir_option, download_option)
 
 
 def resolve_checkpoints(paths: tuple[str, ...]) -> list[str]:
