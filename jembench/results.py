@@ -100,7 +100,8 @@ def _git_commit() -> Optional[str]:
         return None
 
 
-def provenance(device: Any = None, seed: Optional[int] = None, config: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+def provenance(device: Any = None, seed: Optional[int] = None,
+               config: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Versions, machine and command: what a reader needs to trust and reproduce the numbers."""
     import torch
 
@@ -118,7 +119,8 @@ def provenance(device: Any = None, seed: Optional[int] = None, config: Optional[
         "git_commit": _git_commit(),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "device": str(device) if device is not None else None,
-        "device_name": torch.cuda.get_device_name(0) if (device is not None and str(device).startswith("cuda")) else platform.processor() or platform.machine(),
+        "device_name": (torch.cuda.get_device_name(torch.device(device)) if str(device).startswith("cuda")
+                        else platform.processor() or platform.machine()),
         "platform": platform.platform(),
         "seed": seed,
         "config": config or {},

@@ -156,7 +156,8 @@ def test_cli(tiny_jem, tmp_path):
     doc = json.loads(r.stdout)
     assert [e["protocol"]["K"] for e in doc["evaluations"]] == [0, 1]
     assert "robust_acc/linf/0.0314/K=1/bpda-eot" in doc["evaluations"][1]["metrics"]
-    assert json.loads((out / "results.json").read_text())["evaluations"][0]["metrics"] == doc["evaluations"][0]["metrics"]
+    written = json.loads((out / "results.json").read_text())
+    assert written["evaluations"][0]["metrics"] == doc["evaluations"][0]["metrics"]
     for rel in doc["evaluations"][1]["artifacts"].values():
         assert (out / rel).exists()
     bad = CliRunner().invoke(main, ["robust", str(ckpt), "--eps", "8", "--out-dir", str(out)])

@@ -47,7 +47,8 @@ norm_option = click.option("--norm", type=click.Choice(NORMS), default=None,
 
 def out_dir_option(command: str) -> Callable:
     return click.option("--out-dir", type=click.Path(file_okay=False),
-                        default=str(Path(defaults.REPORTS_DIR) / command), show_default=True, help="Where results.json, figures and raw arrays go.")
+                        default=str(Path(defaults.REPORTS_DIR) / command), show_default=True,
+                        help="Where results.json, figures and raw arrays go.")
 
 
 common_options = compose(device_option, seed_option, batch_size_option, data_dir_option, download_option)

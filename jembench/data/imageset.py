@@ -68,7 +68,8 @@ class ImageSet:
         """Images ``[start:stop]`` as float32 in [0, 1]."""
         return self.images[start:stop].to(torch.float32) / 255.0
 
-    def batches(self, batch_size: int, model: Any = None, device: Any = None) -> Iterator[tuple[torch.Tensor, Optional[torch.Tensor]]]:
+    def batches(self, batch_size: int, model: Any = None,
+                device: Any = None) -> Iterator[tuple[torch.Tensor, Optional[torch.Tensor]]]:
         """Yield ``(x, y)`` in order; ``x`` in ``model``'s input space (or [0, 1] without a model)."""
         for start in range(0, len(self), batch_size):
             x = self.pixels01(start, start + batch_size)

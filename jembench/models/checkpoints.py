@@ -288,7 +288,8 @@ def load(path: str | os.PathLike, device: Optional[str | torch.device] = None, *
     info.name = info.name or path.stem
     net = _build(arch, sd, path)
     if arch["norm"] == "act" and any(not m.initialized.item() for m in net.modules() if hasattr(m, "initialized")):
-        info.notes.append("ActNorm layers were never initialised: they initialise on the first batch (as in JEM's code)")
+        info.notes.append("ActNorm layers were never initialised: they initialise on the first batch "
+                          "(as in JEM's code)")
     model = HybridModel(net, info, replay_buffer=buffer, extras=extras)
     if device is not None:
         from ..runtime import resolve_device
