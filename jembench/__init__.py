@@ -11,11 +11,12 @@ from typing import Any
 __version__ = "0.1.0"
 
 from .errors import JembenchError  # noqa: E402
-from .models import HybridModel, ModelInfo, load, save_native, wrap  # noqa: E402
+from .models import HybridModel, ModelInfo, inspect_checkpoint, load, save_native, wrap  # noqa: E402
 
 # Python API name -> module that defines it (imported on first use, so `import jembench` stays light)
 _LAZY = {
     "get_dataset": "jembench.data",
+    "ForwardCache": "jembench.forward",
     "train": "jembench.training",
     "clf": "jembench.evaluators.clf",
     "calib": "jembench.evaluators.calib",
@@ -33,4 +34,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'jembench' has no attribute {name!r}")
 
 
-__all__ = ["HybridModel", "JembenchError", "ModelInfo", "__version__", "load", "save_native", "wrap", *_LAZY]
+__all__ = ["HybridModel", "JembenchError", "ModelInfo", "__version__", "inspect_checkpoint", "load", "save_native",
+           "wrap", *_LAZY]
