@@ -25,6 +25,7 @@ from .data.imageset import ImageSet
 from .errors import JembenchError
 from .forward import ForwardPass, test_noise
 from .models.hybrid import HybridModel
+from .sampling.bn import preserve_bn_stats
 
 LOGIT_SCORES = ("logp", "msp", "maxlogit", "energy-T")
 GRADIENT_SCORES = ("gradnorm",)
@@ -78,20 +79,21 @@ def gradnorm_scores(model: HybridModel, imageset: ImageSet, *, sigma: float = 0.
     """``gradnorm`` = -||d log p~(x)/dx||_2 for every image, with the test noise of the forward cache.
 
     The noise of sample i is :func:`jembench.forward.test_noise` (same sigma and seed as the forward pass), so
-    logit and gradient scores see the same noisy inputs, whatever the batch size. Returns float32 ``[N]`` on CPU.
+    logit and gradient scores see the same noisy inputs, whatever the batch size. The model runs in eval mode, as in
+    the forward cache (train-mode batch norm would mix samples); its flags and BN statistics are restored after.
+    Returns float32 ``[N]`` on CPU.
     """
-    if model.training:
-        raise JembenchError("gradnorm needs the model in eval mode (call model.eval()): in train mode batch norm "
-                            "mixes samples")
     device, out, start = model.device, [], 0
     bar = tqdm(total=len(imageset), desc=f"gradnorm {imageset.name}", unit="img", disable=not progress or None,
                leave=False)
-    for x, _ in imageset.batches(batch_size, model):
-        stop = start + x.shape[0]
-        if sigma:
-            x = x + test_noise(start, stop, tuple(x.shape[1:]), sigma, seed)
-        out.append(-input_grad_norm(model, x.to(device)).float().cpu())
-        bar.update(x.shape[0])
-        start = stop
+    with preserve_bn_stats(model):
+        model.eval()
+        for x, _ in imageset.batches(batch_size, model):
+            stop = start + x.shape[0]
+            if sigma:
+                x = x + test_noise(start, stop, tuple(x.shape[1:]), sigma, seed)
+            out.append(-input_grad_norm(model, x.to(device)).float().cpu())
+            bar.update(x.shape[0])
+            start = stop
     bar.close()
     return torch.cat(out) if out else torch.zeros(0)

@@ -97,10 +97,14 @@ def test_gradnorm_equals_per_sample_autograd_and_ignores_batch_size(sigma):
     assert (expected < 0).all() and expected.std() > 0
 
 
-def test_gradnorm_refuses_train_mode():
-    model = _bn_model().train()
-    with pytest.raises(JembenchError, match="eval mode"):
-        gradnorm_scores(model, _images(4), progress=False)
+def test_gradnorm_of_a_train_mode_model_is_taken_in_eval_mode_and_the_mode_restored():
+    model, imageset = _bn_model(), _images(6)
+    expected = gradnorm_scores(model.eval(), imageset, progress=False)
+    stats = [b.clone() for b in model.buffers()]
+    got = gradnorm_scores(model.train(), imageset, batch_size=4, progress=False)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    assert all(m.training for m in model.modules())
+    assert all(torch.equal(a, b) for a, b in zip(stats, model.buffers()))
 
 
 def test_parse_scores():
