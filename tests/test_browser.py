@@ -54,8 +54,8 @@ def test_report_in_headless_chromium(tmp_path):
     from jembench.reporting import report
 
     hostile = "<script>alert(1)</script>"
-    run_a = write_run(tmp_path / "a", name=hostile, dataset="cifar10")
-    run_b = write_run(tmp_path / "b", name="baseline", dataset="cifar10", accuracy=0.8, fail="robust")
+    run_a = write_run(tmp_path / "a", name=hostile, dataset="cifar10", sigma=0.03)
+    run_b = write_run(tmp_path / "b", name="baseline", dataset="cifar10", accuracy=0.8, sigma=0.03, fail="robust")
     html = tmp_path / "report.html"
     result = report([run_a, run_b], html)
     seen = open_report(html, ARTIFACTS / "report-browser.png")

@@ -93,6 +93,10 @@ def test_reported_rows_only_where_dataset_and_protocol_match():
     assert {r.label for r in reported} >= {"JEM", "Wide-ResNet 28-10 (classifier only)"}
     assert next(r for r in reported if r.label == "JEM").values == {"accuracy": 0.929}
     assert all(r.source for r in reported) and not digits.has_reported
+    # JEM's numbers come from its eval script (test noise 0.03): a noise-free table shows no JEM row
+    clean = comparison_tables([(Evaluation("clf", ck, {"dataset": "cifar10", "split": "test", "test_sigma": 0.0},
+                                           {"accuracy": 0.91}), "r")])[0]
+    assert "JEM" not in {r.label for r in clean.rows} and "Glow" in {r.label for r in clean.rows}
     # a metric the table does not have, or another evaluator, never matches
     assert matching("clf", {"dataset": "cifar10", "split": "test"}, ["nll"]) == []
     assert matching("gen", {"dataset": "cifar10"}, ["accuracy"]) == []
@@ -134,3 +138,47 @@ def test_metric_names_are_escaped_and_wrap_at_separators():
     from jembench.reporting.render import breakable
 
     assert str(breakable("<x>/robust_acc")) == "&lt;x&gt;/<wbr>robust_<wbr>acc"
+
+
+def test_wide_tables_split_into_parts_along_metric_names():
+    from jembench.reporting.tables import MAX_COLUMNS, column_groups
+
+    sets, scores = ["noise", "uniform", "svhn", "interp", "celeba"], ["logp", "msp", "maxlogit", "gradnorm"]
+    names = [f"{m}/{s}/{o}" for m in ("auroc", "aupr_in", "fpr95") for s in scores for o in sets]
+    groups = column_groups(names)
+    assert [m for g in groups for m in g.metrics] == names  # every metric once, in order
+    assert all(len(g.metrics) <= MAX_COLUMNS for g in groups) and len(groups) == 6
+    assert (groups[0].prefix, groups[0].headers[:2]) == ("auroc", ["logp/noise", "logp/uniform"])
+    assert all(len({m.split("/")[0] for m in g.metrics}) == 1 for g in groups)  # never two metric families mixed
+    small = ["accuracy", "ece", "temperature_scaling/t", "temperature_scaling/ece_after"]
+    assert [(g.prefix, g.headers) for g in column_groups(small)] == [("", small)]  # narrow tables stay whole
+
+
+def test_wide_table_renders_parts_and_folds_the_rest(tmp_path):
+    names = [f"{m}/{s}/{o}" for m in ("auroc", "aupr_in", "fpr95") for s in ("logp", "msp", "maxlogit", "gradnorm")
+             for o in ("noise", "uniform", "svhn", "interp", "celeba")]
+    ck = checkpoint("jem", "digits", "0" * 64)
+    evs = [Evaluation("ood", ck, {"in_dataset": "digits"}, {m: 0.5 for m in names})]
+    from jembench.reporting import Run, build_report
+
+    html = build_report([Run("a", tmp_path, {}, evs)], tmp_path / "r.html").html.read_text()
+    head, folded = html.split('<details class="more">')
+    assert head.count("<table class=\"comparison\"") == 2 and folded.count("<table class=\"comparison\"") == 4
+    assert "4 more tables: aupr_in, fpr95" in folded
+    assert 'title="auroc/logp/noise">logp/<wbr>noise</th>' in head  # short header, full name on hover
+
+
+def test_cards_name_each_variant_and_provenance_is_complete(tmp_path):
+    a = write_run(tmp_path / "a", name="jem")
+    doc = json.loads(a.read_text())
+    ck = doc["evaluations"][0]["checkpoint"]
+    for k in (0, 1):
+        doc["evaluations"].append(Evaluation("robust", ck, {"threat_model": "linf", "K": k},
+                                             {f"robust_acc/linf/0.0314/K={k}/worst": 0.5}, wall_time_s=2.0).to_dict())
+    doc["provenance"].update(git_commit="abc123def", wall_time_s={"clf/0-jem": 1.25, "total": 9.5})
+    a.write_text(json.dumps(doc))
+    html = report([a], tmp_path / "r.html").html.read_text()
+    assert "Robustness (K=0): ok" in html and "Robustness (K=1): ok" in html
+    for text in ("jembench 0.1", "torch ", "abc123def", "<td>CUDA</td>", "<td>seed</td>", ck["sha256"],
+                 "wall time clf/0-jem</td><td>1.2 s", "Full configuration"):
+        assert text in html, text

@@ -7,6 +7,7 @@ names and paths, metadata, warnings, errors) is escaped.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import re
 import time
@@ -20,13 +21,15 @@ from PIL import Image
 
 from ..reported import flatten
 from ..results import Evaluation
-from .tables import EVALUATOR_TITLES, ComparisonTable, checkpoint_label, evaluator_rank, format_number
+from .tables import (EVALUATOR_TITLES, ComparisonTable, checkpoint_label, column_groups, evaluator_rank,
+                     format_number)
 
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
                ".svg": "image/svg+xml", ".webp": "image/webp"}
 FIGURE_TITLES = {"clf": "Accuracy figures", "calib": "Reliability diagrams",
                  "ood": "OOD score histograms and ROC curves", "robust": "Robustness curves", "gen": "Sample grids"}
 # metrics shown on each checkpoint's summary card (the first present of each evaluator; else its first metric)
+FOLD_AFTER_PARTS = 3  # a comparison table split into more parts than this shows its first metric family open
 HEADLINE = {"clf": ("accuracy", "nll"), "calib": ("ece", "ece_adaptive"), "gen": ("fid", "is", "kid")}
 
 
@@ -56,7 +59,7 @@ def render_html(runs: list[Run], tables: list[ComparisonTable], *, title: str = 
         "title": title,
         "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "runs": [_run_view(r) for r in runs],
-        "checkpoints": _checkpoint_cards(runs),
+        "checkpoints": _checkpoint_cards(runs, {(t.evaluator, t.protocol_key): t.title for t in tables}),
         "tables": [_table_view(t) for t in tables],
         "figures": _figure_sections(runs, notes),
         "details": _detail_views(runs),
@@ -88,12 +91,15 @@ def _run_view(run: Run) -> dict[str, Any]:
         "git_commit": prov.get("git_commit"), "cuda": prov.get("cuda"), "device": prov.get("device"),
         "device_name": prov.get("device_name"), "seed": prov.get("seed"), "command": prov.get("command"),
         "wall_time": prov.get("wall_time_s") or {}, "resumed": prov.get("resumed") or [],
+        "checkpoints": list({(str(e.checkpoint.get("sha256") or "-"), checkpoint_label(e.checkpoint),
+                              str(e.checkpoint.get("path") or "")): None for e in run.evaluations}),
         "config": json.dumps(prov.get("config") or {}, indent=2, sort_keys=True, default=str),
     }
 
 
-def _checkpoint_cards(runs: list[Run]) -> list[dict[str, Any]]:
-    """One card per checkpoint (by sha256, else name): what it is, its headline numbers, each evaluator's status."""
+def _checkpoint_cards(runs: list[Run], titles: dict[tuple[str, str], str]) -> list[dict[str, Any]]:
+    """One card per checkpoint (by sha256, else name): what it is, its headline numbers, each evaluation's status
+    under its comparison table's title (``titles``: (evaluator, protocol key) -> title, e.g. "Robustness (K=1)")."""
     cards: dict[str, dict[str, Any]] = {}
     for run in runs:
         for ev in run.evaluations:
@@ -103,7 +109,8 @@ def _checkpoint_cards(runs: list[Run]) -> list[dict[str, Any]]:
                 "name": checkpoint_label(ck), "sha256": ck.get("sha256") or "", "path": ck.get("path") or "",
                 "facts": _checkpoint_facts(ck), "headline": [], "statuses": []})
             card["statuses"].append({"evaluator": ev.evaluator,
-                                     "title": EVALUATOR_TITLES.get(ev.evaluator, ev.evaluator),
+                                     "title": titles.get((ev.evaluator, ev.protocol_key),
+                                                         EVALUATOR_TITLES.get(ev.evaluator, ev.evaluator)),
                                      "status": ev.status, "wall": ev.wall_time_s, "run": run.label,
                                      "n_warnings": len(ev.warnings)})
             if ev.status == "ok":
@@ -135,16 +142,26 @@ def _checkpoint_facts(ck: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _table_view(t: ComparisonTable) -> dict[str, Any]:
-    rows = []
-    for r in t.rows:
-        cells = []
-        for m in t.metrics:
-            iv = r.intervals.get(m)
-            cells.append({"value": format_number(r.values.get(m)),
-                          "interval": f"[{format_number(iv[0])}, {format_number(iv[1])}]" if iv else ""})
-        rows.append({"label": r.label, "kind": r.kind, "cells": cells, "source": r.source, "note": r.note,
-                     "sha256": r.sha256 or ""})
-    return {"title": t.title, "slug": t.slug, "key": t.protocol_key, "metrics": t.metrics, "rows": rows,
+    """A comparison table as HTML parts of at most MAX_COLUMNS metric columns (each part one row per checkpoint);
+    in a table of many parts only those of the first metric family are open, the rest fold under one summary."""
+    parts = []
+    for group in column_groups(t.metrics):
+        rows = []
+        for r in t.rows:
+            cells = []
+            for m in group.metrics:
+                iv = r.intervals.get(m)
+                cells.append({"value": format_number(r.values.get(m)),
+                              "interval": f"[{format_number(iv[0])}, {format_number(iv[1])}]" if iv else ""})
+            rows.append({"label": r.label, "kind": r.kind, "cells": cells})
+        parts.append({"prefix": group.prefix, "headers": group.headers, "metrics": group.metrics, "rows": rows})
+    family = t.metrics[0].split("/")[0] if t.metrics else ""
+    n_open = len(parts) if len(parts) <= FOLD_AFTER_PARTS else max(
+        1, sum(1 for _ in itertools.takewhile(lambda p: p["metrics"][0].split("/")[0] == family, parts)))
+    folded_families = list(dict.fromkeys(m.split("/")[0] for p in parts[n_open:] for m in p["metrics"]))
+    return {"title": t.title, "slug": t.slug, "key": t.protocol_key, "metrics": t.metrics,
+            "parts": parts[:n_open], "folded": parts[n_open:], "folded_families": folded_families,
+            "sources": [{"label": r.label, "source": r.source, "note": r.note} for r in t.rows if r.kind == "reported"],
             "protocol": _protocol_items(t.protocol), "has_reported": t.has_reported}
 
 

@@ -23,6 +23,7 @@ EVALUATOR_TITLES = {"clf": "Accuracy", "calib": "Calibration", "ood": "OOD detec
 EVALUATOR_ORDER = list(EVALUATOR_TITLES)
 # protocol fields named first in a table title when they tell same-evaluator tables apart
 SALIENT = {"dataset", "in_dataset", "threat_model", "K", "test_sigma", "bins", "n", "n_in", "name", "extractor"}
+MAX_COLUMNS = 10  # metric columns per HTML table part: about what a 1280-pixel laptop screen shows unscrolled
 
 
 @dataclass
@@ -97,6 +98,68 @@ def comparison_tables(evaluations: Iterable[tuple[Evaluation, str]]) -> list[Com
     tables.sort(key=lambda t: evaluator_rank(t.evaluator))  # stable: first-seen order within an evaluator
     _mark_distinguishing(tables)
     return tables
+
+
+@dataclass
+class ColumnGroup:
+    """Adjacent metric columns shown as one HTML table part: ``prefix`` is their common leading path (the part's
+    caption, "" when they share none) and ``headers`` the rest of each name."""
+
+    prefix: str
+    metrics: list[str]
+
+    @property
+    def headers(self) -> list[str]:
+        cut = len(self.prefix) + 1 if self.prefix else 0
+        return [m[cut:] or m for m in self.metrics]
+
+
+def column_groups(metrics: list[str], max_columns: int = MAX_COLUMNS) -> list[ColumnGroup]:
+    """Split a wide metric list into parts of at most ``max_columns`` columns along the '/' hierarchy of the names.
+
+    Metrics are grouped by their first path component (``auroc``, ``aupr_in``, ...); a group still too wide is
+    split by the next component (``auroc/logp``, ``auroc/msp``), and so on; adjacent small groups are joined again
+    while they fit. The order of the metrics is kept, so a part reads left to right like the full table.
+    """
+    if len(metrics) <= max_columns:
+        return [ColumnGroup(_common_prefix(metrics), list(metrics))]
+    return [ColumnGroup(_common_prefix(g), g) for g in _join_small(_split(list(metrics), "", 0, max_columns),
+                                                                    max_columns)]
+
+
+def _split(metrics: list[str], parent: str, depth: int, max_columns: int) -> list[tuple[str, list[str]]]:
+    """``(parent prefix, metrics)`` groups by the path component at ``depth``, recursing into groups too wide."""
+    groups: dict[str, list[str]] = {}
+    for m in metrics:
+        parts = m.split("/")
+        groups.setdefault("/".join(parts[:depth + 1]) if len(parts) > depth + 1 else m, []).append(m)
+    out: list[tuple[str, list[str]]] = []
+    for key, group in groups.items():
+        too_wide = len(group) > max_columns and key not in group  # key is a shared prefix: split by the next part
+        out += _split(group, key, depth + 1, max_columns) if too_wide else [(parent, group)]
+    return out
+
+
+def _join_small(groups: list[tuple[str, list[str]]], max_columns: int) -> list[list[str]]:
+    """Join adjacent groups of the same parent while they fit in ``max_columns``."""
+    out: list[tuple[str, list[str]]] = []
+    for parent, g in groups:
+        if out and out[-1][0] == parent and len(out[-1][1]) + len(g) <= max_columns:
+            out[-1] = (parent, out[-1][1] + g)
+        else:
+            out.append((parent, list(g)))
+    return [g for _, g in out]
+
+
+def _common_prefix(metrics: list[str]) -> str:
+    """The leading '/' components all ``metrics`` share, leaving each at least one component of its own."""
+    split = [m.split("/") for m in metrics]
+    if not split:
+        return ""
+    n = 0
+    while all(len(s) > n + 1 for s in split) and len({s[n] for s in split}) == 1:
+        n += 1
+    return "/".join(split[0][:n])
 
 
 def write_csvs(tables: list[ComparisonTable], folder: str | Path) -> list[Path]:
