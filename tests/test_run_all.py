@@ -119,6 +119,9 @@ def test_provenance_has_wall_times_sha256_and_preset(tmp_path, tiny_jem, monkeyp
     assert prov["seed"] == 7 and prov["config"]["preset"]["name"] == "quick"
     steps = ("clf", "calib", "ood", "robust-linf", "gen")
     assert set(prov["wall_time_s"]) == {f"{e}/0-tiny" for e in steps} | {"total", "this_run"}
+    # a one-evaluation step reports the step's wall time (data, forward pass, writing), not just its own metric time
+    by_step = {e["evaluator"]: e["wall_time_s"] for e in doc["evaluations"]}
+    assert by_step["clf"] == pytest.approx(prov["wall_time_s"]["clf/0-tiny"], abs=1e-3) and by_step["clf"] != 0.01
     from jembench.models import file_sha256
     assert {e["checkpoint"]["sha256"] for e in doc["evaluations"]} == {file_sha256(ckpt)}
 

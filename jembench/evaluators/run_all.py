@@ -229,7 +229,7 @@ def _run_step(name: str, model: HybridModel, kwargs: dict[str, Any], cache: Opti
             if step_dir is not None and out is not None:
                 prefix = step_dir.relative_to(out)
                 e.artifacts = {k: (v if Path(v).is_absolute() else str(prefix / v)) for k, v in e.artifacts.items()}
-            if e.wall_time_s is None:
+            if e.wall_time_s is None or len(evs) == 1:  # the step's wall time: loading data, forward pass, writing
                 e.wall_time_s = seconds / len(evs)
         return evs, seconds
     except Exception as exc:  # noqa: BLE001 - one failed evaluator must not stop the others
