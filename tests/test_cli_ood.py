@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from sklearn.metrics import average_precision_score, roc_auc_score
+from test_data import no_md5, write_cifar10  # noqa: F401 - no_md5: fixture letting tiny fake files through md5 checks
 
 from jembench.cli import main
 from jembench.data import get_dataset
@@ -14,6 +16,8 @@ from jembench.errors import JembenchError
 from jembench.evaluators.ood import expand_out, ood
 from jembench.forward import ForwardCache
 from jembench.models import save_native
+from jembench.models.hybrid import HybridModel, ModelInfo
+from jembench.models.wrn import JEMNet
 
 FAST = ["--n", "30", "--bootstrap", "20", "--device", "cpu"]
 
@@ -57,6 +61,13 @@ def test_cli_end_to_end(ckpt, tmp_path):
     raw = np.load(out / ev["artifacts"]["raw_scores"])
     assert list(raw["out_names"]) == sets and raw["logp.in"].shape == (30,) and raw["gradnorm.out4"].shape == (30,)
     assert (raw["gradnorm.in"] <= 0).all()
+    for row in ev["rows"]:  # the saved per-sample scores give back the reported metrics
+        a, b = raw[f"{row['score']}.in"], raw[f"{row['score']}.out{sets.index(row['out'])}"]
+        y, x = np.r_[np.ones(a.size), np.zeros(b.size)], np.r_[a, b]
+        assert row["auroc"] == pytest.approx(roc_auc_score(y, x), abs=1e-12)
+        assert row["aupr_in"] == pytest.approx(average_precision_score(y, x), abs=1e-12)
+        assert row["aupr_out"] == pytest.approx(average_precision_score(1 - y, -x), abs=1e-12)
+        assert row["fpr95_in_kept"] == np.mean(b >= np.sort(a)[int(0.05 * a.size)])  # 29 of 30 in kept
     assert not list(out.rglob("*.tmp"))
 
 
@@ -96,7 +107,64 @@ def test_jembench_ckpt_env(ckpt, tmp_path, monkeypatch):
     r = _run(["--in", "cifar10", "--out", "svhn", "--out-dir", str(tmp_path / "c")])
     assert r.exit_code == 2 and "Traceback" not in r.output
     err = r.stderr.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("jembench: error:") and "cifar10" in err[0]
+    assert len(err) == 1 and err[0].startswith("jembench: error:") and "cifar-10-batches-py/{data_batch_1" in err[0]
+    assert "fetch it with: jembench datasets --download cifar10 --data-dir" in err[0]
+
+
+def _write_svhn_test(root, n=5):
+    """SVHN's test_32x32.mat: X [32, 32, 3, N] uint8, y [N, 1] with digit 0 stored as 10."""
+    import scipy.io
+
+    rng = np.random.default_rng(2)
+    scipy.io.savemat(root / "test_32x32.mat", {"X": rng.integers(0, 120, (32, 32, 3, n), dtype=np.uint8),
+                                               "y": rng.integers(1, 11, (n, 1)).astype(np.uint8)})
+
+
+@pytest.mark.usefixtures("no_md5")
+def test_design_card_command_on_cifar_files(ckpt, tmp_path, monkeypatch):
+    """`JEMBENCH_CKPT=c.pt jembench ood --in cifar10 --out svhn`, exactly as written, on tiny CIFAR-10 and SVHN files
+    in torchvision's formats; then the same SVHN file brought to a digits model's 1x8x8, the rule recorded."""
+    data = tmp_path / "data"
+    write_cifar10(data, n=6)
+    _write_svhn_test(data)
+    torch.manual_seed(0)
+    info = ModelInfo(family="jembench", source_format="jembench", architecture="wrn", n_classes=10, in_channels=3,
+                     image_size=(32, 32), depth=10, width=1, norm="none", dataset="cifar10", name="c3")
+    save_native(HybridModel(JEMNet(10, 1, "none", 3, 10), info), tmp_path / "c3.pt")
+    monkeypatch.setenv("JEMBENCH_CKPT", str(tmp_path / "c3.pt"))
+    monkeypatch.setenv("JEMBENCH_DATA", str(data))
+    monkeypatch.chdir(tmp_path)
+    r = _run(["--in", "cifar10", "--out", "svhn"])
+    assert r.exit_code == 0, r.output
+    (ev,) = json.loads((tmp_path / "reports" / "ood" / "results.json").read_text())["evaluations"]
+    assert [(row["score"], row["out"], row["n_in"], row["n_out"]) for row in ev["rows"]] == [
+        (s, "svhn", 6, 5) for s in ("logp", "msp", "maxlogit", "energy-T", "gradnorm")]
+    p = ev["protocol"]
+    assert (p["in_dataset"], p["n_in"], p["bootstrap"]["resamples"]) == ("cifar10", 6, 1000)
+    assert [(s["name"], s["n"], s["preprocessing"]) for s in p["out_sets"]] == [("svhn", 5, "none")]
+    assert all((tmp_path / "reports" / "ood" / f).is_file() for f in ev["artifacts"].values())
+
+    r = _run([ckpt, "--out", "svhn", "--score", "msp", "--bootstrap", "0", "--no-figures", "--out-dir", "d", "--json"])
+    assert r.exit_code == 0, r.output
+    (svhn,) = json.loads(r.stdout)["evaluations"][0]["protocol"]["out_sets"]
+    assert svhn["n"] == 5 and "RGB -> gray" in svhn["preprocessing"] and "32x32 -> 8x8" in svhn["preprocessing"]
+
+
+def test_cache_dir_is_reused_by_a_second_command(ckpt, tmp_path, monkeypatch):
+    args = [ckpt, "--out", "noise", "--out", "interp", "--score", "msp,energy-T", "--no-figures", *FAST,
+            "--cache-dir", str(tmp_path / "cache"), "--json"]
+    first = _run([*args, "--out-dir", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    assert len(list((tmp_path / "cache").iterdir())) == 3  # one forward pass per set: digits, noise, interp
+
+    def no_forward(*a, **k):
+        raise AssertionError("the model was called although every pass is in --cache-dir")
+
+    monkeypatch.setattr(HybridModel, "logits_and_log_px", no_forward)
+    second = _run([*args, "--out-dir", str(tmp_path / "b")])
+    assert second.exit_code == 0, second.output
+    a, b = (json.loads(r.stdout)["evaluations"][0] for r in (first, second))
+    assert a["metrics"] == b["metrics"] and len(a["metrics"]) == 2 * 2 * 6
 
 
 @pytest.mark.parametrize("args,message", [
