@@ -137,3 +137,10 @@ def test_fit_temperature_recovers_the_true_temperature_and_minimises_nll():
     ref = minimize_scalar(lambda s: nll(logits / s, labels), bounds=(0.05, 20), method="bounded").x
     assert t == pytest.approx(ref, rel=1e-3)
     assert ece((logits / t).softmax(-1), labels) < ece(logits.softmax(-1), labels)
+
+
+def test_fit_temperature_bounds():
+    z = 3 * torch.eye(5, dtype=torch.float64)
+    assert fit_temperature(z, torch.arange(5)) == 1e-4  # always right: NLL falls as T -> 0, the lower bound
+    assert fit_temperature(z, torch.arange(5).roll(1)) == 1e4  # always wrong: NLL falls as T grows, the upper bound
+    assert fit_temperature(z, torch.arange(5).roll(1), bounds=(0.1, 50.0)) == 50.0

@@ -3,7 +3,7 @@ with seeded bootstrap intervals, a reliability diagram, and temperature scaling 
 to the reported numbers), all read from the shared forward pass.
 
 Temperature scaling (Guo et al. 2017): a seeded permutation splits the evaluation set; T is fitted on the first
-``ts_fraction`` (LBFGS on log T, NLL) and ECE / NLL before and after are reported on the rest, under the
+``ts_fraction`` (minimum NLL, T in [1e-4, 1e4]) and ECE / NLL before and after are reported on the rest, under the
 ``temperature_scaling/`` metric names.
 """
 
@@ -86,7 +86,7 @@ def calib_evaluation(fp: ForwardPass, model: HybridModel, imageset: ImageSet, *,
                               "seed": boot_seed} if bootstrap else None,
                 "temperature_scaling": {"fit_fraction": ts_fraction,
                                         "split_seed": derive_seed(seed, "temperature-split"),
-                                        "fit": "LBFGS on log T minimising NLL", "applied": False}}
+                                        "fit": "minimum NLL over T in [1e-4, 1e4] (Newton on 1/T)", "applied": False}}
     return Evaluation("calib", model.info.to_dict(), protocol, metrics=metrics, intervals=intervals, rows=rows,
                       warnings=warnings)
 

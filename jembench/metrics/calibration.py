@@ -204,19 +204,35 @@ def bootstrap_calibration_errors(probs: torch.Tensor, labels: torch.Tensor, bins
     return {name: tuple(torch.quantile(torch.cat(v), q).tolist()) for name, v in out.items()}
 
 
-def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 100) -> float:
-    """Temperature scaling (Guo et al. 2017): ``T = argmin_T NLL(softmax(z / T))``, fitted by LBFGS on log T
-    (so T stays positive), starting from T = 1."""
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 100,
+                    bounds: tuple[float, float] = (1e-4, 1e4)) -> float:
+    """Temperature scaling (Guo et al. 2017): ``T = argmin_T NLL(softmax(z / T))``, T within ``bounds``.
+
+    With beta = 1/T, ``f(beta) = mean_i [logsumexp(beta z_i) - beta z_iy]`` is convex, ``f'(beta) = mean_i
+    [E_p z_i - z_iy]`` and ``f''(beta) = mean_i Var_p z_i`` (p = softmax(beta z_i)), so the root of the monotone f'
+    is found by Newton's method safeguarded by bisection: exact to rounding, and no torch.optim (whose first use
+    imports torch._dynamo, seconds on a CPU)."""
     z = logits.detach().double()
-    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+    z_true = z.gather(1, labels.long().view(-1, 1)).squeeze(1)
 
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(z / log_t.exp(), labels)
-        loss.backward()
-        return loss
+    def derivatives(beta: float) -> tuple[float, float]:
+        p = (beta * z).softmax(-1)
+        mean = (p * z).sum(-1)
+        return float((mean - z_true).mean()), float(((p * z * z).sum(-1) - mean ** 2).mean())
 
-    with torch.enable_grad():
-        opt.step(closure)
-    return float(log_t.detach().exp())
+    lo, hi = 1 / bounds[1], 1 / bounds[0]  # bracket on beta
+    if derivatives(lo)[0] >= 0:  # NLL grows with beta already at the largest T: the largest T
+        return bounds[1]
+    if derivatives(hi)[0] <= 0:  # NLL still falls at the smallest T: the smallest T
+        return bounds[0]
+    beta = min(max(1.0, lo), hi)
+    for _ in range(max_iter):
+        grad, curv = derivatives(beta)
+        if grad == 0:
+            break
+        lo, hi = (lo, beta) if grad > 0 else (beta, hi)
+        step = beta - grad / curv if curv > 0 else math.nan
+        beta = step if lo < step < hi else math.sqrt(lo * hi)  # Newton inside the bracket, else bisect
+        if hi / lo < 1 + 1e-12:
+            break
+    return 1 / beta
