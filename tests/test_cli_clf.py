@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from sklearn.metrics import confusion_matrix, log_loss
 
 import jembench
 from jembench.cli import main
+from jembench.metrics import ece
 from jembench.models.hybrid import HybridModel, ModelInfo
 from jembench.models.wrn import JEMNet
 
@@ -46,6 +48,16 @@ def test_clf_writes_metrics_protocol_and_raw(ckpt, tmp_path):
     assert raw["probs"].shape == (40, 10) and raw["labels"].shape == (40,)
     acc = float((raw["probs"].argmax(1) == raw["labels"]).mean())
     assert acc == pytest.approx(ev["metrics"]["accuracy"])
+    # the evaluator's wiring, checked against scikit-learn on the per-sample arrays it wrote
+    probs64 = torch.from_numpy(raw["logits"]).double().softmax(-1).numpy()
+    assert ev["metrics"]["nll"] == pytest.approx(log_loss(raw["labels"], probs64, labels=range(10)), rel=1e-6)
+    onehot = np.eye(10)[raw["labels"]]
+    assert ev["metrics"]["brier"] == pytest.approx(((probs64 - onehot) ** 2).sum(1).mean(), rel=1e-6)
+    cm = confusion_matrix(raw["labels"], raw["probs"].argmax(1), labels=range(10))
+    assert [row["confusion"] for row in ev["rows"]] == cm.tolist()
+    with np.errstate(invalid="ignore"):
+        recall = cm.diagonal() / cm.sum(1)  # NaN for a class absent from the 40
+    np.testing.assert_allclose([np.nan if row["accuracy"] is None else row["accuracy"] for row in ev["rows"]], recall)
 
 
 def test_same_command_twice_gives_the_same_numbers(ckpt, tmp_path):
@@ -75,6 +87,11 @@ def test_calib_bins_figure_and_temperature_reference(ckpt, tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     raw = np.load(out / ev["artifacts"]["raw"])
     assert raw["probs"].shape == (60, 10)
+    # the headline ECE is the unscaled probabilities' (temperature scaling is a reference, never applied)
+    assert ev["metrics"]["ece"] == pytest.approx(ece(torch.from_numpy(raw["probs"]), torch.from_numpy(raw["labels"]),
+                                                     20), abs=1e-9)
+    assert ev["metrics"]["temperature_scaling/temperature"] != pytest.approx(1.0, abs=1e-3)
+    assert ev["metrics"]["temperature_scaling/nll_after"] <= ev["metrics"]["temperature_scaling/nll_before"] + 0.05
 
 
 def test_checkpoint_from_env_and_comparison_table(ckpt, tiny_jem, tmp_path):
@@ -91,12 +108,40 @@ def test_checkpoint_from_env_and_comparison_table(ckpt, tiny_jem, tmp_path):
     assert lines[0].startswith("checkpoint") and lines[1].startswith("tiny") and lines[2].startswith("other")
 
 
-def test_api_mirrors_the_cli_json(tiny_jem, tmp_path):
+def _comparable(doc):
+    return [{k: v for k, v in e.items() if k != "wall_time_s"} for e in doc["evaluations"]]
+
+
+def test_api_mirrors_the_cli_json(ckpt, tiny_jem, tmp_path):
     result = jembench.clf([tiny_jem], "digits", n=20, sigma=0.0, seed=0, device="cpu", out_dir=tmp_path)
     assert [e.evaluator for e in result.evaluations] == ["clf"]
     assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(result.to_dict()))
+    r = _run("clf", ckpt, "--dataset", "digits", "--n", 20, "--sigma", 0.05, "--device", "cpu", "--json")
+    assert r.exit_code == 0, r.output
+    api = jembench.clf(str(ckpt), "digits", n=20, sigma=0.05, device="cpu")
+    assert _comparable(json.loads(r.stdout)) == _comparable(json.loads(json.dumps(api.to_dict())))
     cal = jembench.calib(tiny_jem, "digits", n=20, device="cpu", bootstrap=5)
     assert cal.to_dict()["evaluations"][0]["evaluator"] == "calib"
+
+
+def test_cache_dir_second_run_calls_no_model(ckpt, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original = HybridModel.logits_and_log_px
+
+    def counted(self, x):
+        calls["n"] += 1
+        return original(self, x)
+
+    monkeypatch.setattr(HybridModel, "logits_and_log_px", counted)
+    docs = []
+    for cmd in ("clf", "calib"):  # separate processes in real life: a fresh ForwardCache each, one directory
+        r = _run(cmd, ckpt, "--n", 30, "--sigma", 0.03, "--bootstrap" if cmd == "calib" else "--seed", 0,
+                 "--device", "cpu", "--cache-dir", tmp_path / "cache", "--json")
+        assert r.exit_code == 0, r.output
+        docs.append(json.loads(r.stdout))
+        assert calls["n"] == 1  # 30 images = one batch, by clf; calib is served from the disk cache
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+    assert docs[0]["evaluations"][0]["metrics"]["accuracy"] == docs[1]["evaluations"][0]["metrics"]["accuracy"]
 
 
 def _error(r):
