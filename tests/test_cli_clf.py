@@ -116,7 +116,8 @@ def test_api_mirrors_the_cli_json(ckpt, tiny_jem, tmp_path):
     result = jembench.clf([tiny_jem], "digits", n=20, sigma=0.0, seed=0, device="cpu", out_dir=tmp_path)
     assert [e.evaluator for e in result.evaluations] == ["clf"]
     assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(result.to_dict()))
-    r = _run("clf", ckpt, "--dataset", "digits", "--n", 20, "--sigma", 0.05, "--device", "cpu", "--json")
+    r = _run("clf", ckpt, "--dataset", "digits", "--n", 20, "--sigma", 0.05, "--device", "cpu", "--json",
+             "--out-dir", tmp_path / "cli")
     assert r.exit_code == 0, r.output
     api = jembench.clf(str(ckpt), "digits", n=20, sigma=0.05, device="cpu")
     assert _comparable(json.loads(r.stdout)) == _comparable(json.loads(json.dumps(api.to_dict())))
@@ -136,7 +137,7 @@ def test_cache_dir_second_run_calls_no_model(ckpt, tmp_path, monkeypatch):
     docs = []
     for cmd in ("clf", "calib"):  # separate processes in real life: a fresh ForwardCache each, one directory
         r = _run(cmd, ckpt, "--n", 30, "--sigma", 0.03, "--bootstrap" if cmd == "calib" else "--seed", 0,
-                 "--device", "cpu", "--cache-dir", tmp_path / "cache", "--json")
+                 "--device", "cpu", "--cache-dir", tmp_path / "cache", "--json", "--out-dir", tmp_path / cmd)
         assert r.exit_code == 0, r.output
         docs.append(json.loads(r.stdout))
         assert calls["n"] == 1  # 30 images = one batch, by clf; calib is served from the disk cache
