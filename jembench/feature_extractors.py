@@ -12,8 +12,9 @@ computes the same numbers jembench reports. Inputs follow torch-fidelity's conve
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from torch_fidelity import FeatureExtractorBase, register_feature_extractor
@@ -22,9 +23,22 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from .errors import JembenchError
 
-CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-# dataset -> (extractor name, file in checkpoints/): the reference classifiers bundled with jembench
-BUNDLED = {"digits": ("digits-wrn", "digits-reference-classifier.pt")}
+
+
+class Bundled(NamedTuple):
+    """A reference classifier shipped in the repository's ``checkpoints/``: its extractor name, file and sha256
+    (the name stands for exactly this file: another file never reports under it)."""
+
+    name: str
+    file: str
+    sha256: str
+
+
+# dataset -> the reference classifier bundled for it
+BUNDLED = {"digits": Bundled("digits-wrn", "digits-reference-classifier.pt",
+                             "232e7c0172ff696e0cb4682fdd0b9cf7998e7d6445548cac7ff9373afff0423e")}
+EXTRACTORS_ENV = "JEMBENCH_EXTRACTORS"  # a directory holding the bundled files (for installs without the checkout)
+CHECKOUT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"  # a source checkout / editable install
 FEATURES = ("penultimate", "logits")
 
 
@@ -36,6 +50,7 @@ class ClassifierFeatureExtractor(FeatureExtractorBase):
     """
 
     checkpoint: Optional[str] = None
+    sha256: Optional[str] = None
 
     def __init__(self, name: str, features_list: list[str], feature_extractor_weights_path: Optional[str] = None,
                  **kwargs):
@@ -75,28 +90,68 @@ class ClassifierFeatureExtractor(FeatureExtractorBase):
         return tuple(out[name] for name in self.features_list)
 
 
-def register_classifier(name: str, checkpoint: str | Path) -> str:
-    """Register the classifier file ``checkpoint`` with torch-fidelity as extractor ``name`` (idempotent)."""
+def register_classifier(name: str, checkpoint: str | Path, sha256: Optional[str] = None) -> str:
+    """Register the classifier file ``checkpoint`` with torch-fidelity as extractor ``name`` (idempotent: a name
+    stays bound to the file content it was first registered with; the same content may move)."""
+    from .models.checkpoints import file_sha256
+
     checkpoint = str(Path(checkpoint).resolve())
+    sha256 = sha256 or file_sha256(checkpoint)
     cls = FEATURE_EXTRACTORS_REGISTRY.get(name)
     if cls is not None:
-        if getattr(cls, "checkpoint", None) != checkpoint:
+        if getattr(cls, "sha256", None) != sha256:
             raise JembenchError(f"feature extractor name {name!r} is already taken by another file; "
                                 f"rename {checkpoint}")
+        cls.checkpoint = checkpoint
         return name
-    cls = type(f"Extractor_{name}", (ClassifierFeatureExtractor,), {"checkpoint": checkpoint})
+    cls = type(f"Extractor_{name}", (ClassifierFeatureExtractor,), {"checkpoint": checkpoint, "sha256": sha256})
     register_feature_extractor(name, cls)
     return name
 
 
-def bundled(dataset: str) -> Optional[tuple[str, Path]]:
-    """``(name, path)`` of the reference classifier bundled for ``dataset``, registered; None if there is none."""
+def search_dirs() -> list[Path]:
+    """Where bundled extractor files are looked for, in order: ``$JEMBENCH_EXTRACTORS``, the source checkout's
+    ``checkpoints/`` (next to the package: editable installs), ``./checkpoints`` (a checkout as working directory:
+    ``pip install .`` copies only the package, not the checkpoints)."""
+    env = os.environ.get(EXTRACTORS_ENV)
+    dirs = [Path(env).expanduser()] if env else []
+    return dirs + [CHECKOUT_DIR, Path.cwd() / "checkpoints"]
+
+
+def bundled_path(dataset: str) -> Optional[Path]:
+    """The file of the reference classifier bundled for ``dataset`` (first hit of :func:`search_dirs`, checked
+    against its recorded sha256); None if none is bundled for ``dataset``. Raises, naming where to put it."""
     if dataset not in BUNDLED:
         return None
-    name, file = BUNDLED[dataset]
-    path = CHECKPOINTS_DIR / file
-    if not path.exists():
-        raise JembenchError(f"the bundled feature extractor {path} is missing (a partial install?); reinstall jembench "
-                            "or pass --feature-extractor inception / PATH")
-    register_classifier(name, path)
-    return name, path
+    from .models.checkpoints import file_sha256
+
+    spec = BUNDLED[dataset]
+    dirs = search_dirs()
+    for d in dirs:
+        path = d / spec.file
+        if path.is_file():
+            sha = file_sha256(path)
+            if sha != spec.sha256:
+                raise JembenchError(f"{path} is not the bundled {spec.name} extractor (sha256 {sha[:12]}..., expected "
+                                    f"{spec.sha256[:12]}...): restore it, or pass it as --feature-extractor PATH "
+                                    "to report under its own name")
+            return path
+    where = ", ".join(str(d) for d in dict.fromkeys(dirs))
+    raise JembenchError(f"the {spec.name} feature extractor ({spec.file}, from jembench's checkpoints/) is not in "
+                        f"{where}: set ${EXTRACTORS_ENV}=DIR holding it, or pass --feature-extractor PATH/{spec.file} "
+                        "(or --feature-extractor inception)")
+
+
+def bundled(dataset: str) -> Optional[tuple[str, Path]]:
+    """``(name, path)`` of the reference classifier bundled for ``dataset``, registered; None if there is none."""
+    path = bundled_path(dataset)
+    if path is None:
+        return None
+    spec = BUNDLED[dataset]
+    register_classifier(spec.name, path, spec.sha256)
+    return spec.name, path
+
+
+def bundled_name(sha256: str) -> Optional[tuple[str, str]]:
+    """``(dataset, name)`` of the bundled extractor whose file has this sha256, else None."""
+    return next(((ds, b.name) for ds, b in BUNDLED.items() if b.sha256 == sha256), None)

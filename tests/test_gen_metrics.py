@@ -113,3 +113,31 @@ def test_unknown_extractor_and_wrong_image_shape_are_one_line_errors(digits_ext)
         fidelity.resolve_extractor("no-such-extractor", "digits")
     with pytest.raises(JembenchError, match="takes images of shape"):
         fidelity.extract(digits_ext, torch.zeros(4, 3, 32, 32, dtype=torch.uint8))
+
+
+def test_bundled_extractor_found_without_the_checkout_or_a_one_line_error(tmp_path, monkeypatch):
+    """``pip install .`` ships the package, not checkpoints/: the lookup falls back to $JEMBENCH_EXTRACTORS, a
+    copy passed as PATH keeps the bundled name, another file never reports as digits-wrn."""
+    import shutil
+
+    from jembench import feature_extractors as fx
+
+    spec = fx.BUNDLED["digits"]
+    original = fx.CHECKOUT_DIR / spec.file
+    monkeypatch.setattr(fx, "CHECKOUT_DIR", tmp_path / "site-packages" / "checkpoints")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(fx.EXTRACTORS_ENV, raising=False)
+    with pytest.raises(JembenchError, match=r"\$JEMBENCH_EXTRACTORS=DIR.*--feature-extractor PATH/digits-reference"):
+        fidelity.resolve_extractor("auto", "digits")
+    copy = tmp_path / "extractors" / spec.file
+    copy.parent.mkdir()
+    shutil.copyfile(original, copy)
+    monkeypatch.setenv(fx.EXTRACTORS_ENV, str(copy.parent))
+    ext = fidelity.resolve_extractor("auto", "digits")
+    assert (ext.name, ext.sha256, ext.path) == ("digits-wrn", spec.sha256, str(copy))
+    monkeypatch.delenv(fx.EXTRACTORS_ENV)
+    assert fidelity.resolve_extractor(str(copy), "digits").name == "digits-wrn"  # --feature-extractor PATH
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / spec.file).write_bytes(copy.read_bytes()[:-1] + b"x")  # ./checkpoints, altered
+    with pytest.raises(JembenchError, match="is not the bundled digits-wrn extractor"):
+        fidelity.resolve_extractor("digits-wrn", "digits")

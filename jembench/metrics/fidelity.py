@@ -130,13 +130,14 @@ def resolve_extractor(choice: str, dataset: str, *, fid_weights: Optional[str | 
         path = inception_weights(fid_weights, offline=offline)
         return Extractor(INCEPTION, "inception", str(path), file_sha256(path), 3,
                          {"is": "logits_unbiased", "fid": "2048", "kid": "2048", "prc": "2048"})
-    by_name = {name: ds for ds, (name, _) in fx.BUNDLED.items()}
+    by_name = {b.name: ds for ds, b in fx.BUNDLED.items()}
     if choice in by_name:
         name, path = fx.bundled(by_name[choice])  # type: ignore[misc]
     elif Path(choice).expanduser().is_file():
         path = Path(choice).expanduser()
         sha = file_sha256(path)
-        name = fx.register_classifier(f"{path.stem}-{sha[:8]}", path)
+        known = fx.bundled_name(sha)  # a copy of a bundled extractor keeps its name (and its metric columns)
+        name = fx.register_classifier(known[1] if known else f"{path.stem}-{sha[:8]}", path, sha)
     else:
         known = ", ".join(["auto", "inception", *sorted(by_name)])
         raise JembenchError(f"--feature-extractor {choice!r}: neither a known extractor ({known}) nor a "
