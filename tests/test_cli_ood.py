@@ -13,6 +13,7 @@ from jembench.cli import main
 from jembench.data import get_dataset
 from jembench.data.ood_sets import load_ood_set
 from jembench.errors import JembenchError
+from jembench.evaluators.clf import clf
 from jembench.evaluators.ood import expand_out, ood
 from jembench.forward import ForwardCache
 from jembench.models import save_native
@@ -73,6 +74,8 @@ def test_cli_end_to_end(ckpt, tmp_path):
 
 def test_api_one_forward_pass_per_dataset_and_sigma_on_both_sides(tiny_jem):
     cache, bs = ForwardCache(), 16
+    clf(tiny_jem, "digits", sigma=0.1, seed=3, n=40, batch_size=bs, cache=cache)
+    assert cache.model_calls == 3  # the accuracy pass over the in-distribution set, which ood reuses
     r = ood(tiny_jem, "digits", ["noise", "interp"], scores=["logp", "msp", "maxlogit", "energy-T"], sigma=0.1,
             seed=3, n=40, bootstrap=0, batch_size=bs, cache=cache, progress=False)
     assert cache.model_calls == 3 * 3  # 3 sets x ceil(40 / 16) batches, whatever the number of scores
