@@ -27,6 +27,7 @@ GEN_KID_SUBSET_SIZE = 1000  # capped at the smaller set's size (recorded)
 GEN_PRC_NEIGHBORHOOD = 3
 GEN_GRID_MAX = 100  # images in a sample grid
 GEN_FIDELITY_CACHE = "~/.cache/jembench/fidelity"  # reference features, keyed by dataset + extractor content
+GEN_EXTRACTORS_ENV = "JEMBENCH_EXTRACTORS"  # directory of bundled extractor files (installs without checkpoints/)
 
 # --- ood: OOD detection evaluator (issue 4; owner: ood) -------------------------------------------------
 OOD_PRESETS = {  # --out NAME expands to these OOD sets

@@ -21,6 +21,7 @@ from torch_fidelity import FeatureExtractorBase, register_feature_extractor
 from torch_fidelity.helpers import vassert
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
+from . import defaults
 from .errors import JembenchError
 
 
@@ -37,7 +38,7 @@ class Bundled(NamedTuple):
 # dataset -> the reference classifier bundled for it
 BUNDLED = {"digits": Bundled("digits-wrn", "digits-reference-classifier.pt",
                              "232e7c0172ff696e0cb4682fdd0b9cf7998e7d6445548cac7ff9373afff0423e")}
-EXTRACTORS_ENV = "JEMBENCH_EXTRACTORS"  # a directory holding the bundled files (for installs without the checkout)
+EXTRACTORS_ENV = defaults.GEN_EXTRACTORS_ENV
 CHECKOUT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"  # a source checkout / editable install
 FEATURES = ("penultimate", "logits")
 

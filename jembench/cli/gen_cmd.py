@@ -45,7 +45,8 @@ from .options import (cache_dir_option, checkpoints_argument, common_options, em
 @click.option("--dataset", default=None, metavar="NAME", help="Reference dataset [default: the checkpoint's].")
 @click.option("--feature-extractor", default=defaults.GEN_FEATURE_EXTRACTOR, show_default=True, metavar="NAME|PATH",
               help="auto (the dataset's bundled reference classifier, e.g. digits-wrn; else Inception), inception "
-                   "(torch-fidelity's), digits-wrn, or a jembench classifier checkpoint trained on the dataset.")
+                   "(torch-fidelity's), digits-wrn, or a jembench classifier checkpoint trained on the dataset. "
+                   "digits-wrn is looked up in $JEMBENCH_EXTRACTORS, the checkout's checkpoints/, then ./checkpoints.")
 @click.option("--fid-weights", type=click.Path(dir_okay=False), default=None,
               help="torch-fidelity's Inception weights file (weights-inception-2015-12-05-6726825d.pth), for "
                    "machines without internet.")
