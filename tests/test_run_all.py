@@ -85,7 +85,8 @@ def test_failed_evaluator_is_reported_and_exit_code_says_so(tmp_path, tiny_jem, 
     res = CliRunner().invoke(main, ["run-all", str(ckpt), "--out-dir", str(tmp_path / "out"), "--device", "cpu"])
     assert res.exit_code == 1
     last = res.stderr.strip().splitlines()[-1]
-    assert last.startswith("jembench: run-all: 1 step(s) failed: robust-linf (tiny)")
+    assert last.startswith("jembench: run-all: 1 step(s) failed: robust-linf (tiny): RuntimeError: attack <diverged>")
+    assert sum("attack <diverged>" in line for line in res.stderr.splitlines()) == 1, res.stderr  # one line, why
     doc = read_results(tmp_path / "out" / "results.json")
     failed = [e for e in doc["evaluations"] if e["status"] == "failed"]
     assert [e["evaluator"] for e in failed] == ["robust"] and "attack <diverged>" in failed[0]["error"]

@@ -71,6 +71,7 @@ def run_all_cmd(checkpoints, preset, only, skip, dataset, n, sigma, assignments,
     emit(result.to_dict(), as_json, result.table())
     click.echo(f"results written to {result.out_dir / 'results.json'}; report: {result.html}", err=True)
     if result.failed:
-        click.echo(f"jembench: run-all: {len(result.failed)} step(s) failed: {', '.join(result.failed)} "
-                   f"(errors in {result.html})", err=True)
+        failures = "; ".join(f"{step}: {result.errors.get(step, 'failed')}" for step in result.failed)
+        click.echo(f"jembench: run-all: {len(result.failed)} step(s) failed: {failures} (details in {result.html})",
+                   err=True)
         sys.exit(1)

@@ -49,6 +49,7 @@ class RunAllResult:
     failed: list[str] = field(default_factory=list)  # "evaluator (checkpoint)" of each failed step
     resumed: list[str] = field(default_factory=list)  # steps read back from .parts instead of run
     steps: list[dict[str, Any]] = field(default_factory=list)  # step, checkpoint, status, seconds, resumed
+    errors: dict[str, str] = field(default_factory=dict)  # failed step -> its one-line error
 
     @property
     def html(self) -> Optional[Path]:
@@ -162,7 +163,7 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
 
     evaluations: list[Evaluation] = []
-    failed, resumed, wall, records = [], [], {}, []
+    failed, resumed, wall, records, errors = [], [], {}, [], {}
     slugs = _checkpoint_slugs(models)
     steps = [(name, variant, kwargs, model, slug) for model, slug in zip(models, slugs)
              for name in EVALUATORS if name in cfg.evaluators for variant, kwargs in STEPS[name](cfg)]
@@ -190,6 +191,7 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
                 f"in {seconds:.1f} s")
         if any(e.status != "ok" for e in evs):
             failed.append(label)
+            errors[label] = "; ".join(e.error or "failed" for e in evs if e.status != "ok")
         for e in evs:
             e.checkpoint["sha256"] = e.checkpoint.get("sha256") or checkpoint_hash(model)
         wall[f"{step}/{slug}"] = round(seconds, 3)
@@ -212,7 +214,7 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
             run = Run(out.name or "run-all", out, prov, evaluations, out / "results.json")
             build_report([run], out / "index.html", csv_dir=out / "tables",
                          title=f"jembench run-all ({cfg.name} preset)")
-    return RunAllResult(evaluations, results_document(evaluations, prov), out, failed, resumed, records)
+    return RunAllResult(evaluations, results_document(evaluations, prov), out, failed, resumed, records, errors)
 
 
 def _run_step(name: str, model: HybridModel, kwargs: dict[str, Any], cache: Optional[ForwardCache],
