@@ -30,7 +30,7 @@ def open_report(html: Path, screenshot: Path) -> dict:
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1366, "height": 800})
+            page = browser.new_page(viewport={"width": 1280, "height": 800})  # a laptop screen
             page.on("console", lambda m: seen["console_errors"].append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: seen["page_errors"].append(str(e)))
             page.on("request", lambda r: seen["requests"].append(r.url))
@@ -42,6 +42,9 @@ def open_report(html: Path, screenshot: Path) -> dict:
             seen["first_column"] = page.eval_on_selector_all("table.comparison tbody td:first-child",
                                                              "els => els.map(e => e.textContent)")
             seen["scripts"] = page.eval_on_selector_all("script", "els => els.length")
+            seen["too_wide"] = page.eval_on_selector_all(  # comparison tables wider than the page's main column
+                "table.comparison", "els => els.filter(e => e.getBoundingClientRect().width > "
+                "document.querySelector('main').clientWidth).map(e => e.dataset.evaluator)")
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot), full_page=True)
         finally:
@@ -69,6 +72,7 @@ def test_report_in_headless_chromium(tmp_path):
     assert any(t.startswith("clf-") for t in seen["tables"]) and any(t.startswith("calib-") for t in seen["tables"])
     assert hostile in seen["first_column"] and "baseline" in seen["first_column"]
     assert "JEMreported" in seen["first_column"]  # the published row, tagged
+    assert seen["too_wide"] == []
     assert (ARTIFACTS / "report-browser.png").stat().st_size > 0
 
 
@@ -87,3 +91,4 @@ def test_real_run_all_report_in_headless_chromium(tmp_path):
     assert all(word in alts for word in ("reliability", "roc", "samples")), alts
     assert all(i["complete"] and i["width"] > 0 for i in seen["images"]), seen["images"]
     assert {t.split("-")[0] for t in seen["tables"]} == {"clf", "calib", "ood", "robust", "gen"}
+    assert seen["too_wide"] == [], "a comparison table does not fit a 1280-pixel screen"
