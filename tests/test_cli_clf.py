@@ -187,3 +187,24 @@ def test_bad_options_are_one_line_errors(ckpt, tmp_path):
     _error(_run("calib", ckpt, "--bins", 0, "--device", "cpu", "--out-dir", tmp_path))
     _error(_run("clf", ckpt, "--n", 0, "--device", "cpu", "--out-dir", tmp_path))
     _error(_run("clf", "--device", "cpu", "--out-dir", tmp_path, env={"JEMBENCH_CKPT": ""}))
+
+
+def test_warnings_are_one_line_each(tiny_jem):
+    from jembench.data import get_dataset
+    from jembench.evaluators.calib import calib_evaluation
+    from jembench.evaluators.clf import clf_evaluation
+    from jembench.forward import ForwardPass
+
+    data = get_dataset("digits", "test").first(40)
+    g = torch.Generator().manual_seed(0)
+    labels = torch.zeros(40, dtype=torch.long)
+    labels[20:] = 3  # 8 of 10 classes absent
+    logits = torch.randn(40, 10, generator=g)  # unrelated to the labels
+    fp = ForwardPass(logits, logits.logsumexp(-1), labels, "k", {"dataset": "digits", "split": "test", "n": 40})
+    ev = clf_evaluation(fp, tiny_jem, data, seed=0)
+    assert ev.warnings == ["8 of 10 classes have no samples in the evaluation set (their accuracy is NaN): "
+                           "1, 2, 4, 5, 6, 7, 8, 9"]
+    anti = ForwardPass(-10 * torch.nn.functional.one_hot(labels, 10).float(), logits[:, 0], labels, "k", fp.protocol)
+    ev = calib_evaluation(anti, tiny_jem, data, seed=0, bins=5, bootstrap=0, level=0.95, ts_fraction=0.5)
+    assert ev.metrics["temperature_scaling/temperature"] == 1e4
+    assert any(w.startswith("the fitted temperature sits at its bound 10000") for w in ev.warnings)

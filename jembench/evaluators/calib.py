@@ -40,13 +40,16 @@ class CalibResult(ClfResult):
                                                  "temperature_scaling/temperature"))
 
 
+TEMPERATURE_BOUNDS = (1e-4, 1e4)
+
+
 def temperature_reference(fp: ForwardPass, bins: int, fraction: float, seed: int) -> dict[str, float]:
     """Fit T on a seeded ``fraction`` of the pass, report ECE / NLL before and after on the rest."""
     n = fp.logits.shape[0]
     n_fit = int(round(n * fraction))
     perm = torch.randperm(n, generator=generator(derive_seed(seed, "temperature-split")))
     fit, held = perm[:n_fit], perm[n_fit:]
-    t = fit_temperature(fp.logits[fit], fp.labels[fit])
+    t = fit_temperature(fp.logits[fit], fp.labels[fit], bounds=TEMPERATURE_BOUNDS)
     z, y = fp.logits[held], fp.labels[held]
     return {"temperature_scaling/temperature": t, "temperature_scaling/n_fit": n_fit,
             "temperature_scaling/n_eval": int(held.numel()),
@@ -75,6 +78,11 @@ def calib_evaluation(fp: ForwardPass, model: HybridModel, imageset: ImageSet, *,
     fit_n = int(round(n * ts_fraction))
     if 0 < fit_n < n:
         metrics.update(temperature_reference(fp, bins, ts_fraction, seed))
+        t = metrics["temperature_scaling/temperature"]
+        if t in TEMPERATURE_BOUNDS:
+            why = "every prediction on the fit split is right" if t == TEMPERATURE_BOUNDS[0] else \
+                "the predictions on the fit split are no better than uniform"
+            warnings.append(f"the fitted temperature sits at its bound {t:g}: {why}, so NLL has no interior minimum")
     else:
         warnings.append(f"temperature scaling skipped: a {ts_fraction:g} split of {n} samples leaves a side empty")
     table = reliability_bins(probs, labels, bins)

@@ -102,7 +102,9 @@ def clf_evaluation(fp: ForwardPass, model: HybridModel, imageset: ImageSet, *, s
     protocol = {**base_protocol(fp, imageset, seed), "interval": f"wilson {level:.0%}",
                 "nll": "mean natural-log NLL", "brier": "mean over samples of sum over classes of (p - onehot)^2",
                 "confusion": "rows: true class, confusion: counts per predicted class"}
-    warnings = [f"class {c} has no samples in the evaluation set" for c in range(k) if int(cm[c].sum()) == 0]
+    absent = [c for c in range(k) if int(cm[c].sum()) == 0]
+    warnings = [f"{len(absent)} of {k} classes have no samples in the evaluation set (their accuracy is NaN): "
+                + ", ".join(map(str, absent[:20])) + (", ..." if len(absent) > 20 else "")] if absent else []
     return Evaluation("clf", model.info.to_dict(), protocol,
                       metrics={"accuracy": acc, "error": 1 - acc, "nll": nll(fp.logits, labels),
                                "brier": brier(probs, labels), "n": len(labels)},
