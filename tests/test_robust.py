@@ -91,12 +91,65 @@ def test_eps_zero_reproduces_clean_and_robust_never_exceeds_clean(tiny_jem):
     assert res.evaluations[0].protocol_key != res.evaluations[1].protocol_key
 
 
-def test_same_seed_same_numbers(tiny_jem):
-    kw = dict(eps=[0.05], n=8, purify_steps=(2,), probe=False, **QUICK)
-    a = robust(tiny_jem, seed=1, **kw).evaluations
-    b = robust(tiny_jem, seed=1, **kw).evaluations
+def test_same_seed_same_numbers(tiny_jem, tmp_path):
+    """Identical per-image results whatever torch's global RNG state (torchattacks draws from it)."""
+    kw = dict(eps=[0.05], n=8, purify_steps=(2,), probe=False, save_raw=True, **QUICK)
+    torch.manual_seed(100)
+    a = robust(tiny_jem, seed=1, out_dir=tmp_path / "a", **kw).evaluations
+    torch.manual_seed(200)
+    b = robust(tiny_jem, seed=1, out_dir=tmp_path / "b", **kw).evaluations
     assert [e.metrics for e in a] == [e.metrics for e in b]
-    assert [[r.get("seeds") for r in e.rows] for e in a] == [[r.get("seeds") for r in e.rows] for e in b]
+    assert [e.rows for e in a] == [e.rows for e in b]  # seeds and passes per image included
+    raw = [np.load(tmp_path / d / a[0].artifacts["per-image correctness (npz)"]) for d in ("a", "b")]
+    assert (raw[0]["correct"] == raw[1]["correct"]).all()
+    assert all(len(r["seeds"]) == 1 for e in a for r in e.rows if r["attack"] in ("pgd", "bpda-eot", "full-grad"))
+
+
+def test_passes_per_image_count_attack_and_evaluation(tiny_jem):
+    """Known answer, per image: BPDA-EOT PGD spends steps * eot * copies * (K + 1) forwards and as many backwards;
+    deciding a break spends R * copies * (K + 1) forwards and R * copies * K backwards (the SGLD gradients)."""
+    s, e, c, r, k = 3, 2, 2, 3, 1
+    (_, ev) = robust(tiny_jem, eps=[0.05], n=4, purify_steps=(k,), steps=s, eot=e, eval_purifications=r,
+                     purify_copies=c, full_grad_max_k=0, probe=False, progress=False, batch_size=8).evaluations
+    rows = {row["attack"]: row for row in ev.rows}
+    assert rows["bpda-eot"]["eval_fwd_per_image"] == r * c * (k + 1)
+    assert rows["bpda-eot"]["eval_bwd_per_image"] == r * c * k
+    assert rows["bpda-eot"]["fwd_per_image"] == s * e * c * (k + 1) + r * c * (k + 1)
+    assert rows["bpda-eot"]["bwd_per_image"] == s * e * c * (k + 1) + r * c * k
+    assert rows["transfer"]["fwd_per_image"] == r * c * (k + 1)  # one K = 0 source (one attack, one restart)
+    assert rows["worst"]["fwd_per_image"] == rows["bpda-eot"]["fwd_per_image"] + rows["transfer"]["fwd_per_image"]
+
+
+def test_attack_that_repairs_misclassified_points_does_not_raise_robust_accuracy(monkeypatch):
+    """Robust = correct on the clean input AND after the attack: a perturbation that makes a clean mistake
+    correct does not count, so no row exceeds clean accuracy."""
+    model, iset = lit_problem()
+    wrong = iset.labels.clone()
+    wrong[::2] = (wrong[::2] + 1) % 10  # half the labels disagree with the lit pixel: clean accuracy 1/2
+    iset = ImageSet("lit", "test", iset.images, wrong, 10)
+    lit = torch.zeros_like(iset.images)
+    lit.view(len(wrong), -1)[torch.arange(len(wrong)), wrong] = 255
+
+    def repair(attack, images, labels, seed):  # lights the labelled pixel: every prediction becomes correct
+        return lit.float() / 255
+
+    monkeypatch.setattr(robust_mod, "run_attack", repair)
+    (ev,) = robust(model, dataset=iset, eps=[0.0, 0.1], n=None, probe=False, progress=False).evaluations
+    assert {(r["eps"], r["attack"]): r["acc"] for r in ev.rows} == {
+        (None, "clean"): 0.5, (0.0, "pgd"): 0.5, (0.0, "worst"): 0.5, (0.1, "pgd"): 0.5, (0.1, "worst"): 0.5}
+    assert any("eps=0" in w and "4 images changed" in w for w in ev.warnings)  # checked before the AND
+
+
+def lit_problem():
+    """A 10-class linear model reading pixel j as class j, and 8 images with the label's pixel lit."""
+    model = wrap(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), n_classes=10, input_shape=(1, 8, 8), name="lin")
+    with torch.no_grad():
+        model.net[1].weight.copy_(torch.eye(10, 64))
+        model.net[1].bias.zero_()
+    images = torch.zeros(8, 1, 8, 8, dtype=torch.uint8)
+    labels = torch.arange(8) % 10
+    images.view(8, -1)[torch.arange(8), labels] = 255  # pixel y lit: the clean prediction is y; inverted it is not
+    return model, ImageSet("lit", "test", images, labels, 10)
 
 
 def test_worst_case_is_per_image(tiny_jem, monkeypatch):
@@ -106,23 +159,18 @@ def test_worst_case_is_per_image(tiny_jem, monkeypatch):
         return torch.where(half.view(-1, 1, 1, 1), 1 - images, images)
 
     monkeypatch.setattr(robust_mod, "run_attack", fake)
-    model = wrap(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), n_classes=10, input_shape=(1, 8, 8), name="lin")
-    with torch.no_grad():
-        model.net[1].weight.copy_(torch.eye(10, 64))
-    images = torch.zeros(8, 1, 8, 8, dtype=torch.uint8)
-    labels = torch.arange(8) % 10
-    images.view(8, -1)[torch.arange(8), labels] = 255  # pixel y lit: the clean prediction is y; inverted it is not
-    iset = ImageSet("lit", "test", images, labels, 10)
+    model, iset = lit_problem()
     res = robust(model, dataset=iset, eps=[0.1], n=None, attacks=("pgd", "apgd-ce"), probe=False, progress=False)
     rows = {r["attack"]: r["acc"] for r in res.evaluations[0].rows}
     assert rows == {"clean": 1.0, "pgd": 0.5, "apgd-ce": 0.5, "worst": 0.0}
 
 
-def test_sanity_warnings_fire(monkeypatch):
+def test_sanity_warnings_fire(monkeypatch, tmp_path):
     model, iset, eps, _ = linear_problem("linf")
     monkeypatch.setattr(robust_mod, "run_attack", lambda attack, images, labels, seed: 1 - images)
-    (ev,) = robust(model, dataset=iset, eps=[0.0], n=None, steps=2, progress=False).evaluations
+    (ev,) = robust(model, dataset=iset, eps=[0.0], n=None, steps=2, progress=False, out_dir=tmp_path).evaluations
     assert any("eps=0" in w for w in ev.warnings)
+    assert json.loads((tmp_path / "results.json").read_text())["evaluations"][0]["warnings"] == ev.warnings
     monkeypatch.setattr(robust_mod, "run_attack", lambda attack, images, labels, seed: images)  # a no-op "attack"
     (ev,) = robust(model, dataset=iset, eps=[0.0], n=None, steps=2, progress=False).evaluations
     assert any("large-eps probe" in w for w in ev.warnings)
@@ -130,9 +178,10 @@ def test_sanity_warnings_fire(monkeypatch):
     rows = [{"attack": "bpda-eot", "gradient": "bpda", "acc": 0.6, "correct": 6},
             {"attack": "transfer", "gradient": "transfer", "acc": 0.4, "correct": 4}]
     run = robust_mod._ModelRun.__new__(robust_mod._ModelRun)
-    assert any("transfer attack" in w for w in run._check(1, 0.03, {"correct": 8, "acc": 0.8}, rows))
+    clean = torch.ones(10, dtype=torch.bool)
+    assert any("transfer attack" in w for w in run._check(1, 0.03, {"correct": 8, "acc": 0.8}, rows, clean))
     rows[1]["acc"] = 0.7
-    assert not run._check(1, 0.03, {"correct": 8, "acc": 0.8}, rows)
+    assert not run._check(1, 0.03, {"correct": 8, "acc": 0.8}, rows, clean)
 
 
 def test_bad_input_is_one_line_error(tiny_jem):
@@ -160,5 +209,7 @@ def test_cli(tiny_jem, tmp_path):
     assert written["evaluations"][0]["metrics"] == doc["evaluations"][0]["metrics"]
     for rel in doc["evaluations"][1]["artifacts"].values():
         assert (out / rel).exists()
-    bad = CliRunner().invoke(main, ["robust", str(ckpt), "--eps", "8", "--out-dir", str(out)])
-    assert bad.exit_code == 2 and "jembench: error: --eps" in bad.output
+    for arg, text in (("--eps=8", "--eps"), ("--norm=l3", "--norm"), ("--attacks=fgsm", "unknown attack")):
+        bad = CliRunner().invoke(main, ["robust", str(ckpt), arg, "--out-dir", str(out)])
+        assert bad.exit_code == 2 and bad.output.startswith(f"jembench: error: {text}"), bad.output
+        assert bad.output.count("\n") == 1, bad.output

@@ -23,8 +23,8 @@ def _one_float(text: Optional[str], name: str) -> Optional[float]:
 
 @click.command("robust", short_help="Robust accuracy under PGD / APGD, with and without SGLD purification.")
 @checkpoints_argument
-@click.option("--norm", type=click.Choice(["linf", "l2"]), default=defaults.ROBUST_NORM, show_default=True,
-              help="Threat model.")
+@click.option("--norm", default=defaults.ROBUST_NORM, show_default=True, metavar="linf|l2",
+              help="Threat model (checked by the evaluator: a bad value is a one-line error).")
 @click.option("--eps", default=None,
               help="Budgets in [0, 1] pixel units, comma-separated, fractions allowed. Default: "
                    f"linf {defaults.ROBUST_EPS['linf']}; l2 {defaults.ROBUST_EPS['l2']}.")

@@ -13,9 +13,11 @@ Attacks per setting, each a labelled row (Athalye et al. 2018; Croce et al. 2022
 
 A point is broken by an attack when the prediction from logits averaged over ``eval_purifications`` fresh
 purifications is wrong (K = 0: one deterministic pass). The same evaluation noise (seeded per batch) is used for
-clean and adversarial inputs. Robust accuracy (``worst``) is the per-image worst case: correct on the clean
-image and under every attack row. 95% Wilson intervals. Sanity checks (warnings): eps = 0 rows must equal clean
-accuracy; a large-eps probe must bring accuracy to about 0; transfer must not beat the white-box attacks.
+clean and adversarial inputs. A point is robust under an attack row when it is correct on the clean input and
+not broken (so no row exceeds clean accuracy); ``worst`` is the per-image worst case: correct on the clean image
+and under every attack row. 95% Wilson intervals. Passes per image count the attack and its evaluation.
+Sanity checks (warnings): at eps = 0 every attack must reproduce the clean predictions image by image; a
+large-eps probe must bring accuracy to about 0; transfer must not beat the white-box attacks.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import defaults
-from ..attacks import ATTACKS, PassCounter, PixelClassifier, PurifyConfig, build_attack, check_attack, \
+from ..attacks import ATTACKS, NORMS, PassCounter, PixelClassifier, PurifyConfig, build_attack, check_attack, \
     default_step_size, run_attack
 from ..data.imageset import ImageSet
 from ..errors import JembenchError
@@ -44,6 +46,7 @@ from ..runtime import derive_seed, resolve_device
 from .common import Timer, check_compatible, finish, load_eval_set, load_models
 
 Checkpoints = str | Path | HybridModel | Sequence[str | Path | HybridModel]
+PASS_KEYS = ("fwd_per_image", "bwd_per_image", "eval_fwd_per_image", "eval_bwd_per_image")
 SEED_RECIPE = ("attack (torch global RNG, set inside fork_rng right before each call; APGD seed = same): "
                "derive_seed(seed, 'attack', norm, eps, K, label, restart, batch); purification noise during that "
                "attack: derive_seed(<attack seed>, 'purify'); evaluation purifications: "
@@ -124,6 +127,8 @@ def robust(checkpoints: Checkpoints, *, norm: str = defaults.ROBUST_NORM, eps: O
     results.json, curves (and raw arrays) to ``out_dir``."""
     from ..cli.options import parse_list
 
+    if norm not in NORMS:  # before the eps defaults, which depend on it
+        raise JembenchError(f"--norm must be one of {', '.join(NORMS)}, got {norm!r}")
     eps_list = parse_list(eps if eps is not None else defaults.ROBUST_EPS.get(norm, ""), float, "eps") \
         if eps is None or isinstance(eps, str) else [float(e) for e in eps]
     cfg = RobustConfig(norm=norm, eps=tuple(sorted(set(eps_list))), purify_steps=tuple(sorted({0, *purify_steps})),
@@ -149,7 +154,7 @@ def robust(checkpoints: Checkpoints, *, norm: str = defaults.ROBUST_NORM, eps: O
         if out_dir is not None:
             _write_artifacts(Path(out_dir), slug, evs, cfg, save_raw, imageset.labels)
         for ev in evs:
-            ev.rows = [{k: v for k, v in r.items() if k != "_correct"} for r in ev.rows]
+            ev.rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in ev.rows]
             if progress:
                 for w in ev.warnings:
                     click.echo(f"jembench: warning: {ev.checkpoint.get('name')} K={ev.protocol['K']}: {w}", err=True)
@@ -172,8 +177,6 @@ def _eval_set(model: HybridModel, dataset: Optional[str | ImageSet], split: str,
 
 
 def _validate(cfg: RobustConfig, n: Optional[int]) -> None:
-    if cfg.norm not in ("linf", "l2"):
-        raise JembenchError(f"--norm must be linf or l2, got {cfg.norm!r}")
     if not cfg.eps:
         raise JembenchError("--eps is empty: give budgets like 0,2/255,8/255")
     top = 1.0 if cfg.norm == "linf" else math.inf
@@ -259,6 +262,7 @@ class _ModelRun:
         atk = build_attack(name, wrapper, norm=cfg.norm, eps=eps, steps=cfg.steps, step_size=cfg.alpha(eps), eot=eot)
         correct = torch.ones(len(x01), dtype=torch.bool)
         advs, seeds = [], []
+        eval_fwd, eval_bwd = self.eval_counter.forward, self.eval_counter.backward
         for r in range(cfg.restarts):
             parts = []
             for b, start in enumerate(range(0, len(x01), cfg.batch_size)):
@@ -271,8 +275,15 @@ class _ModelRun:
             self.bar.update(1)
         info = {"attack_impl": type(atk).__name__, "gradient": gradient, "eot": eot, "steps": cfg.steps,
                 "step_size": cfg.alpha(eps), "restarts": cfg.restarts, "seeds": seeds,
-                "fwd_per_image": counter.forward / len(x01), "bwd_per_image": counter.backward / len(x01)}
+                **self._passes(len(x01), counter.forward, counter.backward, eval_fwd, eval_bwd)}
         return advs, correct, info
+
+    def _passes(self, n: int, attack_fwd: int, attack_bwd: int, eval_fwd: int, eval_bwd: int) -> dict[str, float]:
+        """Passes per image of a row: the attack's plus its evaluation's (R purifications per restart); the
+        evaluation counter's values before the row are ``eval_fwd`` / ``eval_bwd``."""
+        ef, eb = self.eval_counter.forward - eval_fwd, self.eval_counter.backward - eval_bwd
+        return {"fwd_per_image": (attack_fwd + ef) / n, "bwd_per_image": (attack_bwd + eb) / n,
+                "eval_fwd_per_image": ef / n, "eval_bwd_per_image": eb / n}
 
     # --- one Evaluation per setting ------------------------------------------------------------------------
     def evaluate(self) -> list[Evaluation]:
@@ -286,6 +297,7 @@ class _ModelRun:
         return evs
 
     def _row(self, k: int, eps: Optional[float], attack: str, correct: torch.Tensor, **extra: Any) -> dict[str, Any]:
+        """A table row; ``correct`` [N] bool is kept (as ``_correct``) for the worst case and the raw arrays."""
         c, n = int(correct.sum()), int(correct.numel())
         lo, hi = wilson_interval(c, n)
         scaled = None if eps is None or self.cfg.norm != "linf" else eps * 255
@@ -311,25 +323,27 @@ class _ModelRun:
                 advs, correct, info = self.attack(name, k, eps, "bpda", label, self.x01, self.y)
                 if k == 0:
                     self.transfer.setdefault(eps, []).extend(advs)
-                eps_rows.append(self._row(k, eps, label, correct, **info))
+                eps_rows.append(self._row(k, eps, label, clean & correct, _survived=correct, **info))
             if k:
                 correct = torch.ones(n, dtype=torch.bool)
+                eval_fwd, eval_bwd = self.eval_counter.forward, self.eval_counter.backward
                 for adv in self.transfer[eps]:
                     correct &= self.predict(adv, self.y, k)
                 self.bar.update(cfg.restarts)
-                eps_rows.append(self._row(k, eps, "transfer", correct, gradient="transfer", source="K=0 adversarials",
-                                          n_sources=len(self.transfer[eps]), fwd_per_image=0.0, bwd_per_image=0.0))
+                eps_rows.append(self._row(k, eps, "transfer", clean & correct, _survived=correct, gradient="transfer",
+                                          source="K=0 adversarials",
+                                          n_sources=len(self.transfer[eps]),
+                                          **self._passes(n, 0, 0, eval_fwd, eval_bwd)))
             if 0 < k <= cfg.full_grad_max_k:
                 label = attack_label(cfg.attacks[0], k, "full")
                 _, correct, info = self.attack(cfg.attacks[0], k, eps, "full", label, self.x01, self.y)
-                eps_rows.append(self._row(k, eps, label, correct, **info))
+                eps_rows.append(self._row(k, eps, label, clean & correct, _survived=correct, **info))
             worst = clean.clone()
             for r in eps_rows:
                 worst &= r["_correct"]
             eps_rows.append(self._row(k, eps, "worst", worst, gradient=None,
-                                      fwd_per_image=sum(r["fwd_per_image"] for r in eps_rows),
-                                      bwd_per_image=sum(r["bwd_per_image"] for r in eps_rows)))
-            warnings += self._check(k, eps, rows[0], eps_rows)
+                                      **{key: sum(r[key] for r in eps_rows) for key in PASS_KEYS}))
+            warnings += self._check(k, eps, rows[0], eps_rows, clean)
             rows += eps_rows
         for r in rows[1:]:
             name = metric_name(cfg.norm, r["eps"], k, r["attack"])
@@ -359,13 +373,18 @@ class _ModelRun:
                        "attack): raise --steps / --eot, try --attacks apgd-ce, inspect the defense")
         return row, warning
 
-    def _check(self, k: int, eps: float, clean: dict[str, Any], eps_rows: list[dict[str, Any]]) -> list[str]:
+    def _check(self, k: int, eps: float, clean: dict[str, Any], eps_rows: list[dict[str, Any]],
+               clean_correct: torch.Tensor) -> list[str]:
+        """The sanity warnings of one eps: eps = 0 must reproduce the clean predictions image by image (compared
+        before the rows are ANDed with clean correctness); transfer must not beat the white-box attacks."""
         out = []
         attacks = [r for r in eps_rows if r["attack"] != "worst"]
         if eps == 0:
             for r in attacks:
-                if r["correct"] != clean["correct"]:
-                    out.append(f"robust accuracy at eps=0 ({r['acc']:.4f}, {r['attack']}) differs from clean accuracy "
+                survived = r.get("_survived", r["_correct"])
+                if not torch.equal(survived, clean_correct):
+                    out.append(f"robust accuracy at eps=0 ({survived.float().mean():.4f} under {r['attack']}, "
+                               f"{int((survived != clean_correct).sum())} images changed) differs from clean accuracy "
                                f"({clean['acc']:.4f}): the attack or the pixel wrapper changes unperturbed inputs")
         white = [r for r in attacks if r["gradient"] in ("bpda", "full")]
         for r in attacks:
@@ -393,13 +412,17 @@ class _ModelRun:
             "transfer_source": "K=0 adversarial examples of every attack and restart" if k else None,
             "break_rule": ("wrong prediction from logits averaged over eval_purifications fresh purifications"
                            if k else "wrong prediction (deterministic model)"),
+            "robust_rule": "per image: correct on the clean input and after the attack (every restart), so robust "
+                           "accuracy never exceeds clean accuracy",
             "worst_case": "per image: correct on the clean input and under every attack row",
             "interval": "Wilson 95%", "test_sigma": 0.0,
             "clean_path": "shared forward pass in model space (ForwardCache)" if k == 0 else "evaluation purifications",
             "probe": None if probe is None else {"eps": probe["eps"], "n": probe["n"], "attack": probe["probe_attack"],
                                                  "max_acc": defaults.ROBUST_PROBE_MAX_ACC},
             "seed": cfg.seed, "seed_recipe": SEED_RECIPE, "batch_size": cfg.batch_size,
-            "pass_counting": "network passes per image, counted in the wrapper (SGLD step = 1 fwd + 1 bwd per copy)",
+            "pass_counting": "network passes per image, counted in the wrapper (SGLD step = 1 fwd + 1 bwd per copy): "
+                             "fwd/bwd_per_image = the attack's + its evaluation's (eval_*: R purifications per "
+                             "restart); worst = sum of the rows",
         }
 
 
