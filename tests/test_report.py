@@ -182,3 +182,13 @@ def test_cards_name_each_variant_and_provenance_is_complete(tmp_path):
     for text in ("jembench 0.1", "torch ", "abc123def", "<td>CUDA</td>", "<td>seed</td>", ck["sha256"],
                  "wall time clf/0-jem</td><td>1.2 s", "Full configuration"):
         assert text in html, text
+
+
+def test_row_labels_name_what_tells_duplicates_apart():
+    from jembench.reporting.tables import _row_labels
+
+    ck = checkpoint("jem", "digits", "ab" * 32)
+    same = [(Evaluation("clf", ck, {}, {"accuracy": 0.9}), run) for run in ("run-a", "run-b")]
+    assert _row_labels(same) == ["jem · run-a", "jem · run-b"]  # equal sha256: the run tells them apart
+    other = [(Evaluation("clf", {**ck, "sha256": "cd" * 32}, {}, {"accuracy": 0.9}), "run-a"), same[0]]
+    assert _row_labels(other) == ["jem · cdcdcdcd", "jem · abababab"]

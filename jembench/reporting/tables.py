@@ -189,13 +189,16 @@ def checkpoint_label(checkpoint: dict[str, Any]) -> str:
 
 
 def _row_labels(members: list[tuple[Evaluation, str]]) -> list[str]:
-    """Checkpoint names; a short sha256 where names collide, then the run label where that collides too."""
-    labels = [checkpoint_label(ev.checkpoint) for ev, _ in members]
-    if len(set(labels)) < len(labels):
-        labels = [f"{lab} · {str(ev.checkpoint.get('sha256') or '')[:8]}" if labels.count(lab) > 1 else lab
-                  for lab, (ev, _) in zip(labels, members)]
-    if len(set(labels)) < len(labels):
-        labels = [f"{lab} · {run}" if labels.count(lab) > 1 else lab for lab, (_, run) in zip(labels, members)]
+    """Checkpoint names; where names collide, the first of short sha256, run label, or both that tells them apart."""
+    names = [checkpoint_label(ev.checkpoint) for ev, _ in members]
+    if len(set(names)) == len(names):
+        return names
+    sha = [str(ev.checkpoint.get("sha256") or "")[:8] for ev, _ in members]
+    runs = [run for _, run in members]
+    for extra in (sha, runs, [f"{a} · {b}" for a, b in zip(sha, runs)]):
+        labels = [f"{n} · {x}" if names.count(n) > 1 else n for n, x in zip(names, extra)]
+        if len(set(labels)) == len(labels):
+            break
     return labels
 
 
