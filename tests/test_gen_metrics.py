@@ -106,6 +106,12 @@ def test_offline_without_inception_weights_fails_at_once_naming_the_file(tmp_pat
         fidelity.resolve_extractor("inception", "digits", offline=True)
     with pytest.raises(JembenchError, match="no such file"):
         fidelity.resolve_extractor("inception", "digits", fid_weights=tmp_path / "absent.pth", offline=True)
+    (tmp_path / "text.pth").write_text("not weights")
+    with pytest.raises(JembenchError, match="not a plain tensor file"):  # at resolve time, before any sampling
+        fidelity.resolve_extractor("inception", "digits", fid_weights=tmp_path / "text.pth", offline=True)
+    torch.save({"conv.weight": torch.zeros(2, 2)}, tmp_path / "wrong.pth")
+    with pytest.raises(JembenchError, match=r"wrong.pth does not load \(RuntimeError: .*use weights-inception"):
+        fidelity.resolve_extractor("inception", "digits", fid_weights=tmp_path / "wrong.pth", offline=True)
 
 
 def test_unknown_extractor_and_wrong_image_shape_are_one_line_errors(digits_ext):

@@ -105,7 +105,7 @@ def inception_weights(fid_weights: Optional[str | Path] = None, *, offline: bool
     if offline:
         raise JembenchError(f"offline and torch-fidelity's Inception weights are not here: fetch {INCEPTION_URL} on a "
                             f"machine with internet, then pass --fid-weights PATH/{INCEPTION_FILE} (or copy it to "
-                            f"{cached}); or use a bundled extractor (--feature-extractor digits-wrn)")
+                            f"{cached}); or --feature-extractor PATH: a jembench classifier trained on this dataset")
     cached.parent.mkdir(parents=True, exist_ok=True)
     try:
         torch.hub.download_url_to_file(INCEPTION_URL, str(cached), progress=True)
@@ -128,8 +128,10 @@ def resolve_extractor(choice: str, dataset: str, *, fid_weights: Optional[str | 
         choice = found[0] if found else "inception"
     if choice == "inception":
         path = inception_weights(fid_weights, offline=offline)
-        return Extractor(INCEPTION, "inception", str(path), file_sha256(path), 3,
-                         {"is": "logits_unbiased", "fid": "2048", "kid": "2048", "prc": "2048"})
+        ext = Extractor(INCEPTION, "inception", str(path), file_sha256(path), 3,
+                        {"is": "logits_unbiased", "fid": "2048", "kid": "2048", "prc": "2048"})
+        _torch_fidelity_extractor(ext, torch.device("cpu"))  # load the weights now: a bad file fails before sampling
+        return ext
     by_name = {b.name: ds for ds, b in fx.BUNDLED.items()}
     if choice in by_name:
         name, path = fx.bundled(by_name[choice])  # type: ignore[misc]
@@ -154,18 +156,23 @@ _CREATED: dict[tuple, Any] = {}
 
 
 def _torch_fidelity_extractor(ext: Extractor, device: torch.device) -> Any:
-    """torch-fidelity's extractor object (created once per process, extractor and device)."""
+    """torch-fidelity's extractor object (created once per process and extractor), on ``device``."""
     from torch_fidelity.utils import create_feature_extractor
 
-    key = (ext.name, ext.sha256, str(device))
+    key = (ext.name, ext.sha256)
     if key not in _CREATED:
         if ext.kind == "inception":
             _check_weights_only(ext.path)
-        layers = sorted(set(ext.layers.values()))
-        fe = create_feature_extractor(ext.name, layers, cuda=False, feature_extractor_weights_path=ext.path,
-                                      verbose=False)
-        _CREATED[key] = fe.to(device)
-    return _CREATED[key]
+        try:
+            _CREATED[key] = create_feature_extractor(ext.name, sorted(set(ext.layers.values())), cuda=False,
+                                                     verbose=False, feature_extractor_weights_path=ext.path)
+        except JembenchError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - wrong keys / shapes: one line, not a traceback
+            first = (str(exc).strip().splitlines() or [""])[0][:120]
+            raise JembenchError(f"feature extractor {ext.name}: {ext.path} does not load ({type(exc).__name__}: "
+                                f"{first})" + (f"; use {INCEPTION_FILE}" if ext.kind == "inception" else "")) from None
+    return _CREATED[key].to(device)
 
 
 def _check_weights_only(path: Optional[str]) -> None:
