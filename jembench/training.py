@@ -18,6 +18,7 @@ good (end-of-epoch) checkpoint is left as it was.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -143,6 +144,20 @@ def _evaluate(model: HybridModel, test, noise: torch.Tensor, batch_size: int) ->
             "logp_gap": logp / n - logp_noise}
 
 
+def _check_writable(out: Path) -> None:
+    """Refuse an --out that cannot be written now, not after the first epoch's work."""
+    parent = out.parent
+    blocker = next((p for p in (parent, *parent.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise JembenchError(f"--out {out}: {blocker} is a file, not a folder; choose another --out")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise JembenchError(f"--out {out}: cannot create folder {parent} ({exc.strerror or exc})") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise JembenchError(f"--out {out}: folder {parent} is not writable; choose another --out")
+
+
 def train(dataset: Optional[str] = None, *, out: Optional[str | Path] = None, resume: Optional[str | Path] = None,
           overwrite: bool = False, device: Optional[str] = None, data_dir: Optional[str] = None,
           download: bool = False, progress: bool = True, **options: Any) -> TrainResult:
@@ -159,6 +174,9 @@ def train(dataset: Optional[str] = None, *, out: Optional[str | Path] = None, re
     state: Optional[dict[str, Any]] = None
     saved: Optional[dict[str, Any]] = None
     if resume is not None:
+        if not Path(resume).is_file():
+            raise JembenchError(f"--resume {resume}: {'is a directory' if Path(resume).is_dir() else 'no such file'}; "
+                                "give a checkpoint written by jembench train")
         saved = read_checkpoint(resume)
         if not (isinstance(saved, dict) and saved.get("format") == NATIVE_FORMAT and "train_state" in saved):
             raise JembenchError(f"--resume {resume}: not a jembench training checkpoint (no train_state); "
@@ -168,13 +186,19 @@ def train(dataset: Optional[str] = None, *, out: Optional[str | Path] = None, re
     objective = objective_name(config)
     default_out = resume if resume is not None else f"runs/{objective}-{config['dataset']}.pt"
     out = Path(out if out is not None else default_out)
+    if out.is_dir():
+        raise JembenchError(f"--out {out} is a directory; give a file name, e.g. {out / 'jem.pt'}")
     if out.exists() and resume is None and not overwrite:
         raise JembenchError(f"{out} exists; pass --resume {out} to continue it, --overwrite to replace it, "
                             "or another --out")
+    _check_writable(out)
     dev = resolve_device(device)
 
     train_set = get_dataset(config["dataset"], "train", data_dir=data_dir, download=download)
     test_set = get_dataset(config["dataset"], "test", data_dir=data_dir, download=download)
+    if train_set.split != "train" or test_set.split != "test":
+        raise JembenchError(f"dataset {config['dataset']!r} has no separate train and test splits (it would be "
+                            "tested on its training images); for npz:PATH store x_train, y_train, x_test, y_test")
     if train_set.labels is None or not train_set.n_classes:
         raise JembenchError(f"dataset {config['dataset']!r} has no labels; training needs a labelled dataset")
     n_classes, shape = train_set.n_classes, train_set.shape

@@ -122,3 +122,26 @@ def test_learning_rate_schedule_is_stateless():
     assert [learning_rate(cfg, e, 100) for e in (1, 2, 3, 4, 5)] == [1.0, 1.0, 0.5, 0.5, 0.25]
     assert learning_rate(cfg, 1, 0) == 0.25 and learning_rate(cfg, 1, 3) == 1.0  # linear warm-up
     assert learning_rate({**cfg, "decay_epochs": None, "warmup_steps": 0}, 9, 0) == 1.0
+
+
+def test_refuses_a_dataset_without_separate_test_split(tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "one.npz", x=np.zeros((20, 1, 8, 8), np.uint8), y=np.arange(20) % 10)
+    with pytest.raises(JembenchError, match="no separate train and test splits .* x_train, y_train, x_test, y_test"):
+        jembench.train(f"npz:{tmp_path / 'one.npz'}", out=tmp_path / "m.pt", progress=False)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_out_under_a_file_is_refused_before_training(tmp_path):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(JembenchError, match=r"--out .*f is a file, not a folder"):
+        jembench.train(SMALL, out=tmp_path / "f" / "m.pt", progress=False, **FAST)
+
+
+def test_help_teaches():
+    out = CliRunner().invoke(main, ["train", "--help"]).output
+    for text in ("Examples:", "--decay-epochs 8,10 --epochs 12 --out jem.pt", "--px-weight 0", "--sampler jem++",
+                 "--init gaussian", "--labels-per-class", "--resume run.pt", "last good checkpoint",
+                 "Same command, same weights", "checkpoints/README.md", "[default: 20]", "(JEM: 0.03)"):
+        assert text in out, text

@@ -18,11 +18,13 @@ def _opt(name: str, help: str, **kw):
 
 
 @click.command("train")
-@click.option("--dataset", default=None, help=f"Registered dataset name (jembench datasets). [default: {D['dataset']}]")
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
+@click.option("--dataset", default=None,
+              help="Registered dataset name (jembench datasets), or npz:PATH holding x_train, y_train, x_test, "
+                   f"y_test. [default: {D['dataset']}]")
+@click.option("--out", type=click.Path(), default=None,
               help="Checkpoint to write (native format, rewritten after every epoch). "
                    "[default: runs/OBJECTIVE-DATASET.pt, or the --resume file]")
-@click.option("--resume", type=click.Path(dir_okay=False, exists=True), default=None,
+@click.option("--resume", type=click.Path(), default=None,
               help="Continue a jembench train checkpoint: weights, optimizer, buffer, generator states; its stored "
                    "config is the default for every option (--epochs is the total).")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists (otherwise refused).")
@@ -72,14 +74,19 @@ def train_cmd(dataset, out, resume, overwrite, device, data_dir, download, quiet
 
     \b
     Examples:
-      jembench train --dataset digits --epochs 10 --out checkpoints/jem-digits.pt
-      jembench train --dataset digits --px-weight 0 --out baseline.pt          (classifier baseline)
+      jembench train --lr 2e-3 --decay-epochs 8,10 --epochs 12 --out jem.pt   (= checkpoints/jem-digits.pt)
+      jembench train --lr 2e-3 --decay-epochs 8,10 --epochs 12 --px-weight 0 --out base.pt  (baseline)
       jembench train --sampler jem++ --init gaussian --norm batch --out jempp.pt
-      jembench train --labels-per-class 10 --out semi.pt                        (semi-supervised)
-      jembench train --resume run.pt --epochs 20                                (continue to 20 epochs)
+      jembench train --labels-per-class 10 --out semi.pt                      (semi-supervised)
+      jembench train --resume run.pt --epochs 20                              (continue to 20 epochs)
+      jembench train --dataset cifar10 --depth 28 --width 10 --data-dir /data --device cuda
 
-    A checkpoint is written after every epoch; if the loss or energies blow up, training stops with
-    one line and the last good checkpoint stays.
+    \b
+    A checkpoint is written after every epoch (config, history, optimizer and generator states:
+    `jembench inspect FILE` shows them); if the loss or energies blow up, training stops with one
+    line and the last good checkpoint stays. Same command, same weights on CPU (with the same
+    thread count): every random draw comes from --seed. checkpoints/README.md has the exact
+    commands and timings of the bundled checkpoints.
     """
     from ..training import train
 
