@@ -65,6 +65,19 @@ def make_case(name: str, tmp: Path) -> tuple[Path, dict, str]:
     if name == "random-bytes":
         p.write_bytes(bytes(range(7, 200)))
         return p, {}, r"not a torch checkpoint \(unrecognised file header"
+    if name == "npz-as-pt":  # numpy's .npz is a zip archive too: not a truncated checkpoint, a different file
+        import numpy as np
+
+        with open(p, "wb") as fh:
+            np.savez(fh, x=np.zeros(3))
+        return p, {}, r"zip archive but not a torch checkpoint \(no data\.pkl; it holds x\.npy\)"
+    if name == "zipped-checkpoint":  # a .zip holding the .pt: torch would read its data.pkl from the wrong place
+        import zipfile
+
+        torch.save({"model_state_dict": wrn_state_dict()}, tmp / "inner.pt")
+        with zipfile.ZipFile(p, "w") as zf:
+            zf.write(tmp / "inner.pt", "inner.pt")
+        return p, {}, r"zip archive but not a torch checkpoint \(no data\.pkl; it holds inner\.pt\): unpack it"
     if name == "truncated-zip":
         torch.save({"model_state_dict": wrn_state_dict()}, p)
         return half_of(p), {}, r"truncated or corrupt"
@@ -113,7 +126,8 @@ def make_case(name: str, tmp: Path) -> tuple[Path, dict, str]:
     raise AssertionError(name)
 
 
-CASES = ["missing", "directory", "empty", "html", "git-lfs", "random-bytes", "truncated-zip", "truncated-legacy",
+CASES = ["missing", "directory", "empty", "html", "git-lfs", "random-bytes", "npz-as-pt", "zipped-checkpoint",
+         "truncated-zip", "truncated-legacy",
          "bit-flip", "code-zip", "code-legacy", "foreign-keys", "extra-and-missing-keys", "wrong-shapes",
          "classes-vs-dataset", "tensor-object", "list-object", "dict-without-weights"]
 
@@ -157,3 +171,24 @@ def test_marker_pickle_really_runs_code_without_weights_only(tmp_path):
     path, _, _ = make_case("code-legacy", tmp_path)
     torch.load(path, weights_only=False)
     assert (tmp_path / "MARKER").exists()
+
+
+
+CKPT_COMMANDS = ["inspect", "clf", "calib", "ood", "robust", "gen", "run-all"]
+SLIPS = [(c, case) for c in CKPT_COMMANDS + ["train --resume"] for case in ("missing", "directory")] + [
+    ("train --out", "directory")]  # a missing --out is simply created
+
+
+@pytest.mark.parametrize("command,case", SLIPS)
+def test_every_command_explains_a_missing_file_or_a_directory(tmp_path, command, case):
+    """The two commonest slips, on every command that takes a file: one line, exit 2, before any work."""
+    path = tmp_path / "run"
+    if case == "directory":
+        path.mkdir()
+    out_dir = ["--out-dir", str(tmp_path / "out")] if command in CKPT_COMMANDS[1:] else []
+    result = CliRunner().invoke(main, command.split() + [str(path)] + out_dir)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jembench: error: "), result.stderr
+    assert re.search("directory" if case == "directory" else "not found|no such file", lines[0]), lines[0]
+    assert not (tmp_path / "out").exists()

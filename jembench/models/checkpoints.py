@@ -67,11 +67,15 @@ def _check_header(path: Path) -> None:
         try:
             with zipfile.ZipFile(path) as zf:
                 bad = zf.testzip()
+                names = zf.namelist()
         except (zipfile.BadZipFile, OSError, EOFError):
             raise CheckpointError(f"{path} is truncated or corrupt (not a complete torch zip archive); "
                                   "download it again") from None
         if bad is not None:
             raise CheckpointError(f"{path} is corrupt (bad CRC in {bad}); download it again")
+        if not any(n.endswith("/data.pkl") for n in names):  # torch.save writes ARCHIVE/data.pkl
+            raise CheckpointError(f"{path} is a zip archive but not a torch checkpoint (no data.pkl; it holds "
+                                  f"{_few(names)}): unpack it, or give the .pt file written by torch.save")
     elif head[:1] != b"\x80":  # the legacy (non-zip) torch format starts with a pickle protocol opcode
         raise CheckpointError(f"{path} is not a torch checkpoint (unrecognised file header {head[:8]!r})")
 
