@@ -62,3 +62,19 @@ def test_help_teaches():
     for text in ("jembench datasets --download cifar10 svhn --data-dir", "$JEMBENCH_DATA", "npz:PATH",
                  "folder:PATH", "center crop", "cifar-10-batches-py"):
         assert text in r.output
+
+
+def test_generic_sources_are_read_and_sized(tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "two.npz", x_train=np.zeros((5, 8, 8, 3), np.uint8), y_train=np.arange(5),
+             x_test=np.zeros((2, 8, 8, 3), np.uint8), y_test=np.array([0, 7]))
+    np.savez(tmp_path / "one.npz", x=np.zeros((4, 1, 6, 6), np.uint8))
+    doc = json.loads(_run("datasets", f"npz:{tmp_path}/two.npz", f"npz:{tmp_path}/one.npz", "--json").stdout)
+    two, one = doc["datasets"]
+    assert (two["shape"], two["n_classes"], two["sizes"], two["present"]) == (
+        [3, 8, 8], 8, {"train": 5, "test": 2}, {"train": True, "test": True})
+    assert (one["shape"], one["n_classes"], one["sizes"]) == ([1, 6, 6], None, {"all": 4})
+    assert "one split 'all'" in one["description"] and one["location"] == str(tmp_path / "one.npz")
+    r = _run("datasets", f"npz:{tmp_path}")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "is a directory" in r.stderr

@@ -29,7 +29,23 @@ class DatasetStatus:
         return d
 
 
+def _generic_status(name: str) -> DatasetStatus:
+    """``npz:PATH`` / ``folder:PATH``: read it (that is the presence check) and report its splits and sizes."""
+    from .registry import get_dataset
+
+    first = get_dataset(name, "train")
+    sets = [first, get_dataset(name, "test")] if first.split == "train" else [first]  # else one split, "all"
+    sizes = {s.split: len(s) for s in sets}
+    classes = [s.n_classes for s in sets if s.n_classes]
+    what = f"{first.meta['format']} source" + (f", {len(first)} images in one split 'all' (no train/test)"
+                                               if first.split == "all" else "")
+    return DatasetStatus(name, what, first.shape, max(classes) if classes else None,
+                         sizes, {s: True for s in sizes}, first.meta["source"], {s: [] for s in sizes})
+
+
 def dataset_status(name: str, data_dir: Optional[str | os.PathLike] = None) -> DatasetStatus:
+    if name.startswith(GENERIC_PREFIXES):
+        return _generic_status(name)
     spec = get_spec(name)
     if not spec.needs_root:
         present = {s: True for s in spec.splits}

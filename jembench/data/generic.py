@@ -62,7 +62,8 @@ def load_npz(path: str, split: str = "test") -> ImageSet:
     """``x`` (uint8, NCHW / NHWC / NHW) and optional ``y`` from ``path``; ``x_<split>`` / ``y_<split>`` first."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise DatasetError(f"npz file {p} not found; give npz:PATH to a .npz with an array 'x' (uint8 images)")
+        raise DatasetError(f"npz file {p} {'is a directory' if p.is_dir() else 'not found'}; give npz:PATH to a "
+                           ".npz with an array 'x' (uint8 images)")
     try:
         with np.load(p, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
