@@ -4,4 +4,4 @@
 from jembench.cli import main
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="jembench")  # usage lines and error hints name the command users type
