@@ -145,3 +145,11 @@ def test_help_teaches():
                  "--init gaussian", "--labels-per-class", "--resume run.pt", "last good checkpoint",
                  "Same command, same weights", "checkpoints/README.md", "[default: 20]", "(JEM: 0.03)"):
         assert text in out, text
+
+
+def test_resume_needs_a_jembench_training_checkpoint(tmp_path, tiny_jem):
+    jembench.save_native(tiny_jem, tmp_path / "native.pt")  # native, but no train_state
+    torch.save({"model_state_dict": tiny_jem.net.state_dict()}, tmp_path / "jem.pt")  # the authors' format
+    for name in ("native.pt", "jem.pt"):
+        with pytest.raises(JembenchError, match="not a jembench training checkpoint .no train_state"):
+            jembench.train(resume=tmp_path / name, epochs=2, progress=False)
