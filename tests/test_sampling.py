@@ -185,3 +185,20 @@ def test_gaussian_init_moments():
     assert torch.equal(again(5, generator(9)), init(5, generator(9)))
     tight = GaussianInit.from_extras(init.to_extras(), (1, 2, 2), lo=-0.1, hi=0.1)(1000, generator(0))
     assert tight.min() >= -0.1 and tight.max() <= 0.1
+
+
+def test_jempp_sampler_restores_bn_stats_too():
+    """JEM++ samples with BN in train mode: its running statistics move during sampling and are put back."""
+    model = _bn_model()
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    moved = []
+
+    def spy(x, y=None):
+        moved.append(not torch.equal(model.net.f.bn1.running_mean, before["net.f.bn1.running_mean"]))
+        return model.log_px(x)
+
+    gen = generator(0)
+    jempp_sample(model, torch.randn(16, 1, 8, 8, generator=gen), JEMPPConfig(outer_steps=3, inner_steps=2), gen,
+                 bn_train=True, log_density=spy)
+    assert moved[-1]  # the second and later gradients saw updated statistics
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items()) and not model.training
