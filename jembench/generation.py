@@ -33,6 +33,7 @@ from .sampling import GaussianInit, JEMPPConfig, ReplayBuffer, SGLDConfig, Unifo
 from .sampling.sgld import run_sampler
 
 SOURCES = ("fresh", "buffer")
+PCD_FIELDS = ("pcd_rounds", "pcd_batch", "reinit_freq")
 INITS = ("uniform", "gaussian")
 
 
@@ -95,7 +96,8 @@ def make_protocol(spec: str | GenProtocol | dict[str, Any], *, steps: Optional[i
 
     ``steps`` / ``step_size`` / ``noise`` set the sampler's (for JEM++: its outer steps M); other overrides
     (``init``, ``pcd_rounds``, ``pcd_batch``, ``reinit_freq``, ``conditional``, ``buffer_top``, ``bn_train``)
-    set protocol fields. ``None`` leaves a field as it is.
+    set protocol fields. ``None`` leaves a field as it is. ``buffer_top`` changes only buffer protocols and the
+    PCD fields only protocols that run PCD rounds (``make_protocol("pcd", conditional=True)`` is conditional PCD).
     """
     if isinstance(spec, GenProtocol):
         proto = dataclasses.replace(spec, sampler=dataclasses.replace(spec.sampler))
@@ -113,6 +115,9 @@ def make_protocol(spec: str | GenProtocol | dict[str, Any], *, steps: Optional[i
     changes = {k: v for k, v in overrides.items() if v is not None}
     if proto.source != "buffer":
         changes.pop("buffer_top", None)  # only meaningful for buffer protocols
+    if not proto.pcd_rounds:  # PCD settings change PCD protocols only: "sgld" stays one pass per chain
+        for key in PCD_FIELDS:
+            changes.pop(key, None)
     proto = dataclasses.replace(proto, **changes)
     sampler_changes = {"step_size": step_size, "noise": noise,
                        ("outer_steps" if isinstance(proto.sampler, JEMPPConfig) else "steps"): steps}

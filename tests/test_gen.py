@@ -77,6 +77,12 @@ def test_make_protocol_presets_and_overrides():
     p = make_protocol("pcd", steps=5, reinit_freq=0.0)
     assert (p.sampler.steps, p.pcd_rounds, p.reinit_freq) == (5, 100, 0.0)
     assert make_protocol("sgld", buffer_top=0.5).buffer_top is None  # only buffer protocols select
+    assert make_protocol("sgld", pcd_rounds=5).pcd_rounds == 0  # an "sgld" column never holds PCD samples
+    assert make_protocol("pcd", conditional=True, pcd_rounds=5).to_dict()["pcd_rounds"] == 5
+    from jembench.evaluators.gen import gen
+
+    with pytest.raises(JembenchError, match="--pcd-rounds set but no PCD protocol"):
+        gen(["unused.pt"], protocol=["sgld", "conditional"], pcd_rounds=5)
     assert make_protocol("buffer-top", buffer_top=0.5).buffer_top == 0.5
     d = make_protocol("conditional").to_dict()
     assert d["conditional"] and d["target"].startswith("log p~(x, y)") and d["sampler"]["steps"] == 40

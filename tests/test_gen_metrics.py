@@ -58,6 +58,7 @@ def test_matches_torch_fidelity_calculate_metrics_on_the_same_images(digits_ext,
     real, info = fidelity.reference_features(ref, digits_ext, cache_dir=tmp_path)
     real_again, info_again = fidelity.reference_features(ref, digits_ext, cache_dir=tmp_path)
     assert not info["hit"] and info_again["hit"]
+    assert fidelity.reference_key(train.subset(slice(1, 601)), digits_ext) != info["key"]  # keyed by content
     ours, _ = fidelity.fidelity_metrics(fidelity.extract(digits_ext, fake_images, batch_size=64), real_again,
                                         digits_ext, **kw)
     theirs = calculate_metrics(input1=fidelity.UInt8Images(fake_images), input2=fidelity.UInt8Images(ref.images),

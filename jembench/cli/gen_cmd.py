@@ -30,11 +30,12 @@ from .options import (cache_dir_option, checkpoints_argument, common_options, em
                    "[default: per protocol].")
 @click.option("--conditional", is_flag=True, default=None, help="Class-conditional chains for every fresh protocol.")
 @click.option("--pcd-rounds", type=int, default=None,
-              help=f"PCD rounds: batches drawn from the buffer, advanced, written back (0 = each chain runs once) "
-                   f"[default: pcd {defaults.GEN_PCD_ROUNDS}, others 0].")
-@click.option("--pcd-batch", type=int, default=None, help=f"Chains per PCD round [default: {defaults.GEN_PCD_BATCH}].")
+              help=f"pcd protocol: rounds of a batch drawn from the buffer, advanced, written back; cost "
+                   f"rounds x batch x steps whatever --n [default: {defaults.GEN_PCD_ROUNDS}].")
+@click.option("--pcd-batch", type=int, default=None,
+              help=f"pcd protocol: chains per round [default: {defaults.GEN_PCD_BATCH}].")
 @click.option("--reinit-freq", type=float, default=None,
-              help=f"Fraction of each PCD draw restarted from the init [default: {defaults.GEN_REINIT_FREQ}].")
+              help=f"pcd protocol: share of each draw restarted from the init [default: {defaults.GEN_REINIT_FREQ}].")
 @click.option("--buffer-top", type=float, default=None,
               help=f"buffer-top: fraction kept per predicted class, by max softmax "
                    f"[default: {defaults.GEN_BUFFER_TOP}; SADA-JEM: 0.1 for IS, 0.9 for FID].")

@@ -21,7 +21,7 @@ from .. import defaults
 from ..data.imageset import ImageSet
 from ..data.registry import get_dataset
 from ..errors import JembenchError
-from ..generation import GenProtocol, Samples, generate, make_protocol
+from ..generation import PCD_FIELDS, GenProtocol, Samples, generate, make_protocol
 from ..metrics import fidelity
 from ..models import HybridModel
 from ..results import Evaluation, atomic_savez, atomic_write_bytes
@@ -79,6 +79,10 @@ def gen(checkpoints: Sequence[str | Path | HybridModel], *, n: Optional[int] = N
     checkpoint path. Offline, Inception needs ``fid_weights`` (or torch's hub cache) and fails at once without.
     """
     specs = [protocol] if isinstance(protocol, (str, GenProtocol)) else list(protocol)
+    pcd_set = [k for k in PCD_FIELDS if sampler_overrides.get(k) is not None]
+    if pcd_set and not any(make_protocol(p).pcd_rounds for p in specs):
+        raise JembenchError(f"{', '.join('--' + k.replace('_', '-') for k in pcd_set)} set but no PCD protocol "
+                            "chosen: add --protocol pcd")
     protos = [make_protocol(p, **sampler_overrides) for p in specs]
     if len({p.name for p in protos}) != len(protos):
         raise JembenchError("two protocols share a name; give each GenProtocol its own name")
