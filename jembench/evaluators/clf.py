@@ -64,7 +64,7 @@ def forward_passes(checkpoints: Checkpoints, dataset: Optional[str], *, split: s
     if n is not None and n < 1:
         raise JembenchError(f"--n must be >= 1, got {n}")
     cache = cache if cache is not None else ForwardCache()
-    models = load_models(list(checkpoints), resolve_device(device), head=head)
+    models = load_models(list(checkpoints), resolve_device(device), dataset=dataset, head=head)
     sets = [load_eval_set(m, dataset, split, data_dir=data_dir, download=download, n=n) for m in models]
     for model, imageset in zip(models, sets):
         start = time.perf_counter()

@@ -17,13 +17,17 @@ from ..results import Evaluation, provenance, write_results
 from ..runtime import resolve_device
 
 
-def load_models(checkpoints: Sequence[str | Path | HybridModel], device: Any = None,
-                **overrides: Any) -> list[HybridModel]:
-    """Checkpoint paths (or HybridModels, passed through) -> HybridModels on ``device``."""
+def load_models(checkpoints: Sequence[str | Path | HybridModel], device: Any = None, *,
+                dataset: Optional[str] = None, **overrides: Any) -> list[HybridModel]:
+    """Checkpoint paths (or HybridModels, passed through) -> HybridModels on ``device``.
+
+    ``dataset`` is the evaluation dataset the user named: files that record none (JEM / JEM++) take their
+    image size from it and are checked against its class count."""
     dev = resolve_device(device)
     models = []
     for c in checkpoints:
-        m = c if isinstance(c, HybridModel) else load(c, **{k: v for k, v in overrides.items() if v is not None})
+        m = c if isinstance(c, HybridModel) else load(c, default_dataset=dataset,
+                                                      **{k: v for k, v in overrides.items() if v is not None})
         models.append(m.to(dev).eval())
     return models
 

@@ -141,7 +141,7 @@ def ood(checkpoints: str | Path | HybridModel | Sequence[str | Path | HybridMode
     if save_raw and out_dir is None:
         raise JembenchError("save_raw needs out_dir: per-sample scores are written there")
     dev = resolve_device(device)
-    models = load_models(list(checkpoints), dev, head=head)
+    models = load_models(list(checkpoints), dev, dataset=in_dataset, head=head)
     cache = cache if cache is not None else ForwardCache(cache_dir)
     out_path = Path(out_dir) if out_dir is not None else None
     evaluations, all_scores, all_timings, taken = [], [], [], set()

@@ -259,15 +259,17 @@ def _jem(obj: Any, path: Path) -> tuple[dict, dict, ModelInfo, Any, dict]:
     return sd, arch, info, buffer, extras
 
 
-def load(path: str | os.PathLike, device: Optional[str | torch.device] = None, **overrides: Any) -> HybridModel:
+def load(path: str | os.PathLike, device: Optional[str | torch.device] = None, *,
+         default_dataset: Optional[str] = None, **overrides: Any) -> HybridModel:
     """Load a JEM, JEM++ or jembench checkpoint as a :class:`HybridModel` in eval mode.
 
     ``overrides`` set what a file cannot say: ``head`` ("ccf": log p(x) = logsumexp of logits, the default;
     "f": JEM's ``--uncond`` energy head), ``norm`` ("layer" for GroupNorm files, which share InstanceNorm's
     keys), ``dataset`` (sets the image size of JEM files and is checked against the class count),
     ``train_sigma``, ``name``, ``mean``/``std`` (model input = (pixel01 - mean) / std), ``image_size``,
-    ``family``. ``None`` values are ignored. Unknown override names raise ``TypeError``; anything wrong with
-    the file raises a one-line :class:`CheckpointError`.
+    ``family``. ``None`` values are ignored. ``default_dataset`` is the dataset to assume when the file records
+    none (JEM / JEM++ files): it then acts as ``dataset=``; native files keep their own. Unknown override names
+    raise ``TypeError``; anything wrong with the file raises a one-line :class:`CheckpointError`.
     """
     unknown = set(overrides) - set(OVERRIDES)
     if unknown:
@@ -282,6 +284,8 @@ def load(path: str | os.PathLike, device: Optional[str | torch.device] = None, *
         buffer, extras = obj.get("replay_buffer"), dict(obj.get("extras") or {})
     else:
         sd, arch, info, buffer, extras = _jem(obj, path)
+        if default_dataset and "dataset" not in overrides and ":" not in default_dataset:
+            overrides["dataset"] = default_dataset
     if buffer is not None and not (isinstance(buffer, torch.Tensor) and buffer.dim() == 4
                                    and buffer.shape[1] == info.in_channels):
         shape = tuple(buffer.shape) if isinstance(buffer, torch.Tensor) else type(buffer).__name__
