@@ -46,6 +46,10 @@ class JembenchGroup(click.Group):
         except JembenchError as exc:
             click.echo(f"jembench: error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except click.UsageError as exc:  # a bad option value: one line too, with where to read more
+            where = f"jembench {exc.ctx.info_name} --help" if exc.ctx and exc.ctx.parent else "jembench --help"
+            click.echo(f"jembench: error: {exc.format_message()} (see {where})", err=True)
+            sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("jembench: interrupted; finished results were kept, nothing half-written", err=True)
             sys.exit(130)
