@@ -91,11 +91,12 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def _git_commit() -> Optional[str]:
+def _git(*args: str) -> Optional[str]:
+    """Output of a git command in jembench's own checkout (None outside one)."""
     try:
         root = Path(__file__).resolve().parent.parent
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None if out.returncode == 0 else None
+        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -107,6 +108,7 @@ def provenance(device: Any = None, seed: Optional[int] = None,
 
     from . import __version__
 
+    commit = _git("rev-parse", "HEAD") or None
     versions = {"jembench": __version__, "python": platform.python_version(), "torch": torch.__version__,
                 "numpy": np.__version__}
     for dist in ("torchvision", "torch-fidelity", "torchattacks", "scikit-learn", "pandas"):
@@ -116,8 +118,10 @@ def provenance(device: Any = None, seed: Optional[int] = None,
             versions[dist] = None
     return to_jsonable({
         "versions": versions,
-        "git_commit": _git_commit(),
-        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "git_commit": commit,
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else None,
+        "cuda": torch.version.cuda,  # the CUDA version torch was built with (None for CPU builds)
+        "cuda_available": torch.cuda.is_available(),
         "device": str(device) if device is not None else None,
         "device_name": (torch.cuda.get_device_name(torch.device(device)) if str(device).startswith("cuda")
                         else platform.processor() or platform.machine()),

@@ -88,7 +88,10 @@ def _run_view(run: Run) -> dict[str, Any]:
     return {
         "label": run.label, "path": str(run.path) if run.path else "", "created": prov.get("created"),
         "versions": ", ".join(f"{k} {v}" for k, v in versions.items() if v),
-        "git_commit": prov.get("git_commit"), "cuda": prov.get("cuda"), "device": prov.get("device"),
+        "git_commit": (f"{prov['git_commit']} (with uncommitted changes)" if prov.get("git_dirty")
+                       else prov.get("git_commit")),
+        "cuda": (f"{prov['cuda']} ({'available' if prov.get('cuda_available') else 'not available'})"
+                 if prov.get("cuda") else prov.get("cuda")), "device": prov.get("device"),
         "device_name": prov.get("device_name"), "seed": prov.get("seed"), "command": prov.get("command"),
         "wall_time": prov.get("wall_time_s") or {}, "resumed": prov.get("resumed") or [],
         "checkpoints": list({(str(e.checkpoint.get("sha256") or "-"), checkpoint_label(e.checkpoint),
