@@ -63,6 +63,8 @@ class GenSettings:
     metrics: tuple[str, ...] = defaults.GEN_METRICS
     reference: str = defaults.GEN_REFERENCE_SPLIT
     feature_extractor: str = defaults.GEN_FEATURE_EXTRACTOR
+    fid_weights: Optional[str] = None  # local Inception weights file (offline clusters)
+    offline: bool = False  # never download Inception weights: fail at once naming the file to provide
 
 
 @dataclass

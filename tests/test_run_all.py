@@ -177,3 +177,17 @@ def test_run_all_end_to_end_with_real_evaluators(tmp_path, tiny_jem, monkeypatch
     test_passes = [fp for fp in cache.memory.values() if fp.protocol["dataset"] == "digits"
                    and fp.protocol["split"] == "test" and fp.protocol["n"] == TINY["n"]]
     assert len(test_passes) == 2 and doc["provenance"]["forward_model_calls"] == cache.model_calls
+
+
+def test_offline_generation_settings_reach_the_gen_step():
+    from click.testing import CliRunner
+
+    from jembench.cli import main
+    from jembench.evaluators.run_all import STEPS
+    from jembench.presets import get_preset
+
+    preset = get_preset("paper").override({"gen.fid_weights": "/w/weights-inception.pth", "gen.offline": "true"})
+    [(_, kwargs)] = STEPS["gen"](preset)
+    assert kwargs["fid_weights"] == "/w/weights-inception.pth" and kwargs["offline"] is True
+    assert STEPS["gen"](get_preset("paper"))[0][1]["offline"] is False
+    assert "--offline" in CliRunner().invoke(main, ["run-all", "--help"]).output

@@ -26,14 +26,18 @@ from .options import (cache_dir_option, checkpoints_argument, common_options, em
 @click.option("--set", "assignments", multiple=True, metavar="FIELD=VALUE",
               help="Override any preset field, repeatable, e.g. --set robust.eps_linf=0,8/255 --set gen.n=1000. "
                    "Fields: " + ", ".join(field_names()) + ".")
+@click.option("--fid-weights", type=click.Path(dir_okay=False), default=None,
+              help="Local Inception weights for generation metrics (= --set gen.fid_weights=PATH).")
+@click.option("--offline", is_flag=True,
+              help="Never download Inception weights; without --fid-weights a step that needs them fails at once.")
 @click.option("--no-resume", is_flag=True, help="Recompute every step even when OUT_DIR/.parts has it.")
 @head_option
 @cache_dir_option
 @json_option
 @out_dir_option("run-all")
 @common_options
-def run_all_cmd(checkpoints, preset, only, skip, dataset, n, sigma, assignments, no_resume, head, cache_dir, as_json,
-                out_dir, device, seed, batch_size, data_dir, download):
+def run_all_cmd(checkpoints, preset, only, skip, dataset, n, sigma, assignments, fid_weights, offline, no_resume, head,
+                cache_dir, as_json, out_dir, device, seed, batch_size, data_dir, download):
     """Accuracy, calibration, OOD detection, robustness and generation of each CKPT, in one run.
 
     Writes OUT_DIR/results.json (every number with its protocol, provenance and wall times), OUT_DIR/tables/*.csv
@@ -62,7 +66,8 @@ def run_all_cmd(checkpoints, preset, only, skip, dataset, n, sigma, assignments,
         selected = [e for e in selected if e not in dropped]
     if only or skip:
         overrides["evaluators"] = tuple(selected)
-    for key, value in (("dataset", dataset), ("n", n), ("sigma", sigma)):
+    for key, value in (("dataset", dataset), ("n", n), ("sigma", sigma), ("gen.fid_weights", fid_weights),
+                       ("gen.offline", offline or None)):
         if value is not None:
             overrides[key] = value
     result = run_all(resolve_checkpoints(checkpoints), preset=preset, overrides=overrides, out_dir=out_dir,

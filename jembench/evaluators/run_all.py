@@ -103,7 +103,8 @@ def _robust_kwargs(p: Preset) -> list[tuple[str, dict[str, Any]]]:
 def _gen_kwargs(p: Preset) -> dict[str, Any]:
     g = p.gen
     kwargs = {"dataset": p.dataset, "n": g.n, "protocol": list(g.protocols), "metrics": list(g.metrics),
-              "reference": g.reference, "feature_extractor": g.feature_extractor, "save_raw": True}
+              "reference": g.reference, "feature_extractor": g.feature_extractor, "save_raw": True,
+              "fid_weights": g.fid_weights, "offline": g.offline}
     kwargs.update({k: v for k, v in (("steps", g.steps), ("pcd_rounds", g.pcd_rounds)) if v is not None})
     return kwargs
 
