@@ -24,7 +24,7 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -102,6 +102,27 @@ def refine_inputs(model: HybridModel, x: torch.Tensor, cfg: SGLDConfig, start: i
     return x
 
 
+def noisy_batches(model: HybridModel, imageset: ImageSet, batch_size: int, sigma: float, seed: int, desc: str,
+                  progress: bool = True) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(start, x)`` over ``imageset`` in order: x in model space plus the test noise of samples
+    ``[start, start + len(x))``, on the model's device, with the model in eval mode (its train/eval flags and
+    BN statistics restored afterwards) and a progress bar. Every per-sample pass (logits, input gradients)
+    iterates this way, so all of them see the same noisy inputs whatever the batch size."""
+    bar = tqdm(total=len(imageset), desc=f"{desc} {imageset.name}", unit="img", disable=not progress or None,
+               leave=False)
+    start = 0
+    with preserve_bn_stats(model):
+        model.eval()
+        for x, _ in imageset.batches(batch_size, model):
+            stop = start + x.shape[0]
+            if sigma:
+                x = x + test_noise(start, stop, tuple(x.shape[1:]), sigma, seed)
+            yield start, x.to(model.device)
+            bar.update(stop - start)
+            start = stop
+    bar.close()
+
+
 class ForwardCache:
     """Memory (and optionally disk) cache of forward passes."""
 
@@ -148,27 +169,14 @@ class ForwardCache:
 
     def _compute(self, model: HybridModel, imageset: ImageSet, sigma: float, seed: int,
                  refine_cfg: Optional[SGLDConfig], batch_size: int, progress: bool, key: str) -> ForwardPass:
-        device = model.device
         logits, log_px = [], []
-        bar = tqdm(total=len(imageset), desc=f"forward {imageset.name}", unit="img", disable=not progress or None,
-                   leave=False)
-        start = 0
-        with preserve_bn_stats(model):
-            model.eval()
-            for x, _ in imageset.batches(batch_size, model):
-                stop = start + x.shape[0]
-                if sigma:
-                    x = x + test_noise(start, stop, tuple(x.shape[1:]), sigma, seed)
-                x = x.to(device)
-                if refine_cfg is not None and refine_cfg.steps:
-                    x = refine_inputs(model, x, refine_cfg, start, seed)
-                with torch.no_grad():
-                    lg, lp = model.logits_and_log_px(x)
-                self.model_calls += 1
-                logits.append(lg.float().cpu())
-                log_px.append(lp.float().cpu())
-                bar.update(x.shape[0])
-                start = stop
-        bar.close()
+        for start, x in noisy_batches(model, imageset, batch_size, sigma, seed, "forward", progress):
+            if refine_cfg is not None and refine_cfg.steps:
+                x = refine_inputs(model, x, refine_cfg, start, seed)
+            with torch.no_grad():
+                lg, lp = model.logits_and_log_px(x)
+            self.model_calls += 1
+            logits.append(lg.float().cpu())
+            log_px.append(lp.float().cpu())
         return ForwardPass(torch.cat(logits), torch.cat(log_px), imageset.labels, key,
                            self.protocol(imageset, sigma, seed, refine_cfg))

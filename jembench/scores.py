@@ -19,13 +19,11 @@ from __future__ import annotations
 from typing import Iterable, Optional, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from .data.imageset import ImageSet
 from .errors import JembenchError
-from .forward import ForwardPass, test_noise
+from .forward import ForwardPass, noisy_batches
 from .models.hybrid import HybridModel
-from .sampling.bn import preserve_bn_stats
 
 LOGIT_SCORES = ("logp", "msp", "maxlogit", "energy-T")
 GRADIENT_SCORES = ("gradnorm",)
@@ -83,17 +81,6 @@ def gradnorm_scores(model: HybridModel, imageset: ImageSet, *, sigma: float = 0.
     the forward cache (train-mode batch norm would mix samples); its flags and BN statistics are restored after.
     Returns float32 ``[N]`` on CPU.
     """
-    device, out, start = model.device, [], 0
-    bar = tqdm(total=len(imageset), desc=f"gradnorm {imageset.name}", unit="img", disable=not progress or None,
-               leave=False)
-    with preserve_bn_stats(model):
-        model.eval()
-        for x, _ in imageset.batches(batch_size, model):
-            stop = start + x.shape[0]
-            if sigma:
-                x = x + test_noise(start, stop, tuple(x.shape[1:]), sigma, seed)
-            out.append(-input_grad_norm(model, x.to(device)).float().cpu())
-            bar.update(x.shape[0])
-            start = stop
-    bar.close()
+    out = [-input_grad_norm(model, x).float().cpu()
+           for _, x in noisy_batches(model, imageset, batch_size, sigma, seed, "gradnorm", progress)]
     return torch.cat(out) if out else torch.zeros(0)
