@@ -66,6 +66,18 @@ class Evaluation:
         return cls(**d)
 
 
+@dataclass
+class EvaluatorResult:
+    """What every evaluator returns: its ``evaluations`` and the results document (``to_dict()``, the JSON the
+    CLI writes to results.json and prints with ``--json``). Evaluators subclass it to add their own extras."""
+
+    evaluations: list[Evaluation]
+    document: dict[str, Any] = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.document
+
+
 def protocol_key(evaluator: str, protocol: dict[str, Any]) -> str:
     """Short hash of (evaluator, protocol): numbers with equal keys are comparable."""
     blob = json.dumps([evaluator, to_jsonable(protocol)], sort_keys=True)

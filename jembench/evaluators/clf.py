@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
@@ -19,7 +19,7 @@ from ..errors import JembenchError
 from ..forward import ForwardCache, ForwardPass
 from ..metrics import accuracy_wilson, brier, confusion_matrix, nll, per_class_accuracy
 from ..models import HybridModel
-from ..results import Evaluation, atomic_savez
+from ..results import Evaluation, EvaluatorResult, atomic_savez
 from ..runtime import resolve_device
 from ..sampling.sgld import SGLDConfig
 from .common import finish, load_eval_set, load_models, summary_table
@@ -28,15 +28,10 @@ Checkpoints = str | Path | HybridModel | Sequence[str | Path | HybridModel]
 
 
 @dataclass
-class ClfResult:
-    """What an evaluator returns: ``evaluations`` and the results document (``to_dict()``, = results.json)."""
+class ClfResult(EvaluatorResult):
+    """:class:`EvaluatorResult` of ``clf`` (and ``calib``), with the metrics of its terminal table."""
 
-    evaluations: list[Evaluation]
-    document: dict[str, Any] = field(repr=False)
     summary_metrics: tuple[str, ...] = ("accuracy", "nll", "brier")
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.document
 
     def table(self) -> str:
         """The comparison table printed by the CLI: one row per checkpoint."""

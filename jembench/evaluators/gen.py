@@ -24,7 +24,7 @@ from ..errors import JembenchError
 from ..generation import PCD_FIELDS, GenProtocol, Samples, generate, make_protocol
 from ..metrics import fidelity
 from ..models import HybridModel
-from ..results import Evaluation, atomic_savez, atomic_write_bytes
+from ..results import Evaluation, EvaluatorResult, atomic_savez, atomic_write_bytes
 from ..runtime import derive_seed
 from .common import Timer, check_compatible, default_dataset, finish, load_models
 
@@ -33,16 +33,11 @@ REFERENCE_SPLITS = ("train", "test", "train+test")
 
 
 @dataclass
-class GenResult:
+class GenResult(EvaluatorResult):
     """``evaluations`` (one per checkpoint x protocol), the results ``document``, and the ``samples`` drawn,
     keyed ``"<checkpoint name>/<protocol name>"``."""
 
-    evaluations: list[Evaluation]
-    document: dict[str, Any]
     samples: dict[str, Samples] = field(default_factory=dict, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.document
 
 
 def reference_set(dataset: str, split: str, *, data_dir: Any = None, download: bool = False) -> ImageSet:

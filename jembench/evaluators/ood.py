@@ -23,7 +23,7 @@ from ..figures.ood import SAVE_KW, roc_curves, score_histograms
 from ..forward import ForwardCache
 from ..metrics.ood import AUPR_METHOD, BOOTSTRAP_METHOD, FPR_CONVENTIONS, ood_metrics, sanitize
 from ..models import HybridModel
-from ..results import Evaluation, atomic_savefig, atomic_savez
+from ..results import Evaluation, EvaluatorResult, atomic_savefig, atomic_savez
 from ..runtime import derive_seed, resolve_device
 from ..scores import CONVENTION, LOGIT_SCORES, gradnorm_scores, logit_scores, parse_scores
 from .common import Timer, finish, load_eval_set, load_models
@@ -35,18 +35,13 @@ GRADNORM_RULE = ("-||d log p~(x)/dx||_2 over all C*H*W model-space inputs, eval 
 
 
 @dataclass
-class OODResult:
+class OODResult(EvaluatorResult):
     """``evaluations`` (one per checkpoint), the results ``document`` (what ``--json`` prints), per-sample
     ``scores`` (per checkpoint: ``{"in": {score: array}, "out": {set: {score: array}}}``) and ``timings``."""
 
-    evaluations: list[Evaluation]
-    document: dict[str, Any]
     scores: list[dict[str, Any]] = field(default_factory=list, repr=False)
     timings: list[dict[str, float]] = field(default_factory=list)
     out_dir: Optional[Path] = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.document
 
     def table(self):
         """All rows as a pandas DataFrame, with a ``checkpoint`` column."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -41,7 +41,7 @@ from ..errors import JembenchError
 from ..forward import ForwardCache
 from ..metrics.classification import wilson_interval
 from ..models import HybridModel
-from ..results import Evaluation, atomic_savefig, atomic_savez
+from ..results import Evaluation, EvaluatorResult, atomic_savefig, atomic_savez
 from ..runtime import derive_seed, resolve_device
 from .common import Timer, check_compatible, finish, load_eval_set, load_models
 
@@ -54,14 +54,8 @@ SEED_RECIPE = ("attack (torch global RNG, set inside fork_rng right before each 
 
 
 @dataclass
-class RobustResult:
+class RobustResult(EvaluatorResult):
     """``evaluations`` (one per checkpoint and setting K) and the results document (``to_dict()``)."""
-
-    evaluations: list[Evaluation]
-    document: dict[str, Any] = field(repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.document
 
     def table(self) -> str:
         """Clean and worst-case robust accuracy per checkpoint, setting and eps (the CLI summary)."""

@@ -32,8 +32,8 @@ from ..models import HybridModel
 from ..presets import EVALUATORS, Preset, get_preset
 from ..reporting import Run, build_report
 from ..reporting.tables import checkpoint_label, slugify
-from ..results import (Evaluation, atomic_write_json, atomic_write_text, provenance, results_document, to_jsonable,
-                       write_results)
+from ..results import (Evaluation, EvaluatorResult, atomic_write_json, atomic_write_text, provenance,
+                       results_document, to_jsonable, write_results)
 from ..runtime import resolve_device
 from .common import load_models
 
@@ -42,9 +42,9 @@ SUMMARY_METRICS = ("accuracy", "ece")
 
 
 @dataclass
-class RunAllResult:
-    evaluations: list[Evaluation]
-    document: dict[str, Any] = field(repr=False)
+class RunAllResult(EvaluatorResult):
+    """:class:`EvaluatorResult` of every step, with what run-all did: failures, resumed steps, wall times."""
+
     out_dir: Optional[Path] = None
     failed: list[str] = field(default_factory=list)  # "evaluator (checkpoint)" of each failed step
     resumed: list[str] = field(default_factory=list)  # steps read back from .parts instead of run
@@ -54,9 +54,6 @@ class RunAllResult:
     @property
     def html(self) -> Optional[Path]:
         return self.out_dir / "index.html" if self.out_dir else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.document
 
     def table(self) -> str:
         """One line per checkpoint: headline numbers and each step's status and wall time."""
