@@ -21,6 +21,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -167,6 +168,12 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
         raise JembenchError(f"{path} has schema version {doc['schema_version']}; this jembench reads up to "
                             f"{SCHEMA_VERSION}: upgrade jembench")
     return doc
+
+
+def slugify(text: str, default: str = "x") -> str:
+    """A file-name-safe version of ``text``: runs of anything but letters, digits, dot, dash and underscore become
+    one underscore; no leading or trailing dot or underscore (no hidden files); ``default`` when nothing is left."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or default
 
 
 # --- atomic writes: write to a temporary file in the same folder, then rename ----------------------

@@ -35,3 +35,11 @@ def test_named_dataset_with_other_class_count_is_a_one_line_error(jem_format_dig
     path, _ = jem_format_digits
     with pytest.raises(JembenchError, match="cifar100"):
         load_models([path], dataset="cifar100")
+
+
+def test_output_file_names_are_safe():
+    from jembench.results import slugify
+
+    assert slugify("jem-digits") == "jem-digits"
+    assert slugify("../<script>alert(1)</script>.pt") == "script_alert_1_script_.pt"
+    assert slugify(".hidden_") == "hidden" and slugify("///", "model") == "model"

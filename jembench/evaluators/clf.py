@@ -7,7 +7,6 @@ with the calibration evaluator (:mod:`jembench.evaluators.calib`).
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from ..errors import JembenchError
 from ..forward import ForwardCache, ForwardPass
 from ..metrics import accuracy_wilson, brier, confusion_matrix, nll, per_class_accuracy
 from ..models import HybridModel
-from ..results import Evaluation, EvaluatorResult, atomic_savez
+from ..results import Evaluation, EvaluatorResult, slugify, atomic_savez
 from ..runtime import resolve_device
 from ..sampling.sgld import SGLDConfig
 from .common import finish, load_eval_set, load_models, summary_table
@@ -74,7 +73,7 @@ def base_protocol(fp: ForwardPass, imageset: ImageSet, seed: int) -> dict[str, A
 
 def safe_name(model: HybridModel) -> str:
     """The checkpoint's name, usable in a file name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", model.info.name or "model")
+    return slugify(model.info.name or "model", "model")
 
 
 def write_raw_arrays(out_dir: str | Path, evaluator: str, index: int, model: HybridModel, **arrays: Any) -> str:

@@ -10,7 +10,6 @@ content fingerprint), the extractor (name, sha256, layers) and the metric settin
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -24,7 +23,7 @@ from ..errors import JembenchError
 from ..generation import PCD_FIELDS, GenProtocol, Samples, generate, make_protocol
 from ..metrics import fidelity
 from ..models import HybridModel
-from ..results import Evaluation, EvaluatorResult, atomic_savez, atomic_write_bytes
+from ..results import Evaluation, EvaluatorResult, slugify, atomic_savez, atomic_write_bytes
 from ..runtime import derive_seed
 from .common import Timer, check_compatible, default_dataset, finish, load_models
 
@@ -246,7 +245,7 @@ def _write_artifacts(out_dir: Optional[str | Path], stem: str, model: HybridMode
 
 def _slugs(models: list[HybridModel]) -> list[str]:
     """File-name-safe checkpoint names, made unique with the sha256 prefix where names collide."""
-    base = [re.sub(r"[^A-Za-z0-9._-]+", "_", m.info.name or "model") for m in models]
+    base = [slugify(m.info.name or "model", "model") for m in models]
     return [b if base.count(b) == 1 else f"{b}-{(m.info.sha256 or str(i))[:8]}"
             for i, (b, m) in enumerate(zip(base, models))]
 

@@ -8,7 +8,6 @@ Logit scores of a set come from ONE forward pass (the shared :class:`~jembench.f
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
@@ -23,7 +22,7 @@ from ..figures.ood import SAVE_KW, roc_curves, score_histograms
 from ..forward import ForwardCache
 from ..metrics.ood import AUPR_METHOD, BOOTSTRAP_METHOD, FPR_CONVENTIONS, ood_metrics, sanitize
 from ..models import HybridModel
-from ..results import Evaluation, EvaluatorResult, atomic_savefig, atomic_savez
+from ..results import Evaluation, EvaluatorResult, slugify, atomic_savefig, atomic_savez
 from ..runtime import derive_seed, resolve_device
 from ..scores import CONVENTION, LOGIT_SCORES, gradnorm_scores, logit_scores, parse_scores
 from .common import Timer, finish, load_eval_set, load_models
@@ -83,7 +82,7 @@ def _set_protocol(s: ImageSet) -> dict[str, Any]:
 
 
 def _tag(model: HybridModel, index: int, taken: set[str]) -> str:
-    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", model.info.name or "model") or "model"
+    tag = slugify(model.info.name or "model", "model")
     if tag in taken:
         tag = f"{tag}-{index}"
     taken.add(tag)

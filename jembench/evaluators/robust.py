@@ -23,7 +23,6 @@ large-eps probe must bring accuracy to about 0; transfer must not beat the white
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -41,7 +40,7 @@ from ..errors import JembenchError
 from ..forward import ForwardCache
 from ..metrics.classification import wilson_interval
 from ..models import HybridModel
-from ..results import Evaluation, EvaluatorResult, atomic_savefig, atomic_savez
+from ..results import Evaluation, EvaluatorResult, slugify, atomic_savefig, atomic_savez
 from ..runtime import derive_seed, resolve_device
 from .common import Timer, check_compatible, finish, load_eval_set, load_models
 
@@ -193,7 +192,7 @@ def _validate(cfg: RobustConfig, n: Optional[int]) -> None:
 
 
 def _unique_slug(name: str, used: set[str]) -> str:
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
+    slug = slugify(name, "model")
     base, i = slug, 1
     while slug in used:
         i += 1

@@ -31,9 +31,9 @@ from ..forward import ForwardCache, model_fingerprint
 from ..models import HybridModel
 from ..presets import EVALUATORS, Preset, get_preset
 from ..reporting import Run, build_report
-from ..reporting.tables import checkpoint_label, slugify
+from ..reporting.tables import checkpoint_label
 from ..results import (Evaluation, EvaluatorResult, atomic_write_json, atomic_write_text, provenance,
-                       results_document, to_jsonable, write_results)
+                       results_document, slugify, to_jsonable, write_results)
 from ..runtime import resolve_device
 from .common import load_models
 

@@ -8,7 +8,6 @@ table are added as separate rows labelled "reported" (:mod:`jembench.reported`).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -243,7 +242,3 @@ def _short(v: Any) -> str:
 def evaluator_rank(evaluator: str) -> int:
     return EVALUATOR_ORDER.index(evaluator) if evaluator in EVALUATOR_ORDER else len(EVALUATOR_ORDER)
 
-
-def slugify(text: str) -> str:
-    """A file-name-safe version of ``text`` (letters, digits, dot, dash, underscore)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "x"
