@@ -8,7 +8,7 @@ commands of the same names and return result objects that serialise to the JSON 
 from importlib import import_module
 from typing import Any
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
 from .errors import JembenchError  # noqa: E402
 from .models import HybridModel, ModelInfo, inspect_checkpoint, load, save_native, wrap  # noqa: E402
@@ -24,7 +24,7 @@ _LAZY = {
     "robust": "jembench.evaluators.robust",
     "gen": "jembench.evaluators.gen",
     "run_all": "jembench.evaluators.run_all",
-    "report": "jembench.reporting",
+    "report": "jembench.evaluators.report",
 }
 
 

@@ -25,13 +25,17 @@ from typing import Any, Optional
 import torch
 from tqdm.auto import tqdm
 
-from . import defaults
 from .errors import JembenchError
 from .metrics.fidelity import quantize
 from .runtime import derive_seed, generator
 from .sampling import GaussianInit, JEMPPConfig, ReplayBuffer, SGLDConfig, UniformInit
 from .sampling.sgld import run_sampler
 
+SGLD_STEPS = 40  # JEM README: 40 SGLD steps per draw for fresh samples
+PCD_ROUNDS = 100  # batches drawn from, advanced and written back to the buffer (JEM uncond_samples)
+PCD_BATCH = 64
+REINIT_FREQ = 0.05  # JEM: 5% of each draw restarts from the init
+BUFFER_TOP = 0.1  # SADA-JEM: IS on the 10% most confident buffer samples per class (FID on 90%)
 SOURCES = ("fresh", "buffer")
 PCD_FIELDS = ("pcd_rounds", "pcd_batch", "reinit_freq")
 INITS = ("uniform", "gaussian")
@@ -44,10 +48,10 @@ class GenProtocol:
     name: str = "sgld"
     source: str = "fresh"
     init: str = "uniform"
-    sampler: SGLDConfig | JEMPPConfig = field(default_factory=lambda: SGLDConfig(steps=defaults.GEN_SGLD_STEPS))
+    sampler: SGLDConfig | JEMPPConfig = field(default_factory=lambda: SGLDConfig(steps=SGLD_STEPS))
     pcd_rounds: int = 0
-    pcd_batch: int = defaults.GEN_PCD_BATCH
-    reinit_freq: float = defaults.GEN_REINIT_FREQ
+    pcd_batch: int = PCD_BATCH
+    reinit_freq: float = REINIT_FREQ
     conditional: bool = False
     buffer_top: Optional[float] = None
     bn_train: Optional[bool] = None  # None: train-mode BN for the JEM++ sampler on BN models (as JEM++), else eval
@@ -79,14 +83,14 @@ class GenProtocol:
 PRESETS: dict[str, dict[str, Any]] = {
     "sgld": {"doc": "fresh chains from U(-1,1), JEM SGLD (step 1, noise 0.01), run once"},
     "pcd": {"doc": "JEM uncond_samples: PCD rounds into a buffer of N chains from U(-1,1)",
-            "pcd_rounds": defaults.GEN_PCD_ROUNDS},
+            "pcd_rounds": PCD_ROUNDS},
     "jem++": {"doc": "fresh chains from the per-class Gaussians, the JEM++ sampler (M=10, 5 inner steps of 0.2)",
               "init": "gaussian", "sampler": JEMPPConfig},
     "conditional": {"doc": "class-conditional SGLD on f(x)[y] from U(-1,1), N/K chains per class",
                     "conditional": True},
     "buffer": {"doc": "the checkpoint's replay buffer, all of it", "source": "buffer"},
     "buffer-top": {"doc": "the checkpoint's replay buffer, the most confident fraction per class",
-                   "source": "buffer", "buffer_top": defaults.GEN_BUFFER_TOP},
+                   "source": "buffer", "buffer_top": BUFFER_TOP},
 }
 
 
@@ -164,8 +168,8 @@ def _describe_init(init: UniformInit | GaussianInit, train_set: Any) -> dict[str
     return d
 
 
-def generate(model: Any, protocol: GenProtocol, n: Optional[int], *, seed: int = defaults.SEED,
-             batch_size: int = defaults.BATCH_SIZE, train_set: Any = None, progress: bool = True) -> Samples:
+def generate(model: Any, protocol: GenProtocol, n: Optional[int], *, seed: int = 0,
+             batch_size: int = 256, train_set: Any = None, progress: bool = True) -> Samples:
     """Draw ``n`` samples from ``model`` under ``protocol`` (``n=None``: the whole replay buffer)."""
     sub_seed = derive_seed(seed, "gen", protocol.name)
     record: dict[str, Any] = {**protocol.to_dict(), "seed": seed, "derived_seed": sub_seed}

@@ -16,15 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import io
 import json
-import math
 import os
 import platform
-import re
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +29,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .errors import JembenchError
+from .io import atomic_write_json, to_jsonable
 
 SCHEMA = "jembench.results"
 SCHEMA_VERSION = 1
@@ -51,6 +48,7 @@ class Evaluation:
     wall_time_s: Optional[float] = None
     status: str = "ok"  # "ok" or "failed"
     error: Optional[str] = None
+    provenance: dict[str, Any] = field(default_factory=dict)  # how the run went: timings, pass counts, bookkeeping
 
     @property
     def protocol_key(self) -> str:
@@ -85,25 +83,6 @@ def protocol_key(evaluator: str, protocol: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def to_jsonable(obj: Any) -> Any:
-    """Tensors, numpy scalars/arrays, tuples and paths to JSON types; NaN/inf to None."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "detach"):  # torch tensor
-        obj = obj.detach().cpu().numpy()
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def _git(*args: str) -> Optional[str]:
     """Output of a git command in jembench's own checkout (None outside one)."""
     try:
@@ -119,7 +98,7 @@ def provenance(device: Any = None, seed: Optional[int] = None,
     """Versions, machine and command: what a reader needs to trust and reproduce the numbers."""
     import torch
 
-    from . import __version__
+    from .version import __version__
 
     commit = _git("rev-parse", "HEAD") or None
     versions = {"jembench": __version__, "python": platform.python_version(), "torch": torch.__version__,
@@ -168,61 +147,6 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
         raise JembenchError(f"{path} has schema version {doc['schema_version']}; this jembench reads up to "
                             f"{SCHEMA_VERSION}: upgrade jembench")
     return doc
-
-
-def slugify(text: str, default: str = "x") -> str:
-    """A file-name-safe version of ``text``: runs of anything but letters, digits, dot, dash and underscore become
-    one underscore; no leading or trailing dot or underscore (no hidden files); ``default`` when nothing is left."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or default
-
-
-# --- atomic writes: write to a temporary file in the same folder, then rename ----------------------
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
-
-
-def atomic_savez(path: str | os.PathLike, **arrays: Any) -> None:
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **{k: np.asarray(to_numpy(v)) for k, v in arrays.items()})
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def atomic_savefig(fig: Any, path: str | os.PathLike, **kwargs: Any) -> None:
-    """Save a matplotlib figure atomically (PNG unless the suffix says otherwise)."""
-    buf = io.BytesIO()
-    fmt = Path(path).suffix.lstrip(".") or "png"
-    fig.savefig(buf, format=fmt, **{"dpi": 110, "bbox_inches": "tight", **kwargs})
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def to_numpy(v: Any) -> Any:
-    return v.detach().cpu().numpy() if hasattr(v, "detach") else v
 
 
 def write_results(out_dir: str | os.PathLike, evaluations: list[Evaluation], prov: dict[str, Any]) -> Path:

@@ -12,11 +12,16 @@
 The first four read the logits of one forward pass (:class:`jembench.forward.ForwardPass`); ``gradnorm`` needs an
 input-gradient pass, batched: in eval mode samples do not interact, so the gradient of
 ``sum_i log p~(x_i)`` with respect to the batch holds every per-sample gradient.
+
+Every score is registered once in :data:`SCORES` with what it needs: ``logits`` (read from the shared forward pass,
+no model call of its own) or ``gradient`` / ``pass`` (its own pass over the images, given the model and set).
+Adding a score is one decorated function here; the OOD evaluator, its options and the report follow.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional, Sequence
 
 import torch
 
@@ -25,12 +30,33 @@ from .errors import JembenchError
 from .forward import ForwardPass, noisy_batches
 from .models.hybrid import HybridModel
 
-LOGIT_SCORES = ("logp", "msp", "maxlogit", "energy-T")
-GRADIENT_SCORES = ("gradnorm",)
-SCORES = LOGIT_SCORES + GRADIENT_SCORES
-CONVENTION = ("higher = more in-distribution; logp = log p~(x) (HybridModel.log_px), msp = max softmax, "
-              "maxlogit = max logit, energy-T = T*logsumexp(logits/T), gradnorm = -||d log p~(x)/dx||_2 "
-              "(x in model space)")
+NEEDS = ("logits", "gradient", "pass")
+
+
+@dataclass(frozen=True)
+class Score:
+    """An OOD score: ``compute(fp, temperature)`` for ``needs="logits"``; ``compute(model, imageset, sigma=,
+    seed=, batch_size=, progress=)`` for scores that make their own pass (``gradient``, ``pass``)."""
+
+    name: str
+    needs: str
+    compute: Callable[..., torch.Tensor]
+    doc: str
+
+
+SCORES: dict[str, Score] = {}  # name -> Score, in registration order (the order of rows and columns)
+
+
+def score(name: str, needs: str = "logits") -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
+    """Register the decorated function as the OOD score ``name``; its docstring's first line is the short
+    definition recorded in the protocol."""
+    if needs not in NEEDS:
+        raise ValueError(f"a score needs one of {NEEDS}, not {needs!r}")
+
+    def register(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        SCORES[name] = Score(name, needs, fn, (fn.__doc__ or name).strip().splitlines()[0])
+        return fn
+    return register
 
 
 def parse_scores(names: Optional[Iterable[str]]) -> list[str]:
@@ -51,14 +77,33 @@ def energy_score(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor
     return temperature * torch.logsumexp(logits / temperature, dim=-1)
 
 
+@score("logp")
+def _logp(fp: ForwardPass, temperature: float) -> torch.Tensor:
+    """log p~(x) (HybridModel.log_px)"""
+    return fp.log_px.float()
+
+
+@score("msp")
+def _msp(fp: ForwardPass, temperature: float) -> torch.Tensor:
+    """max softmax"""
+    return fp.logits.float().softmax(-1).amax(-1)
+
+
+@score("maxlogit")
+def _maxlogit(fp: ForwardPass, temperature: float) -> torch.Tensor:
+    """max logit"""
+    return fp.logits.float().amax(-1)
+
+
+@score("energy-T")
+def _energy(fp: ForwardPass, temperature: float) -> torch.Tensor:
+    """T*logsumexp(logits/T)"""
+    return energy_score(fp.logits.float(), temperature)
+
+
 def logit_scores(fp: ForwardPass, names: Sequence[str], temperature: float = 1.0) -> dict[str, torch.Tensor]:
     """The logit-based scores among ``names`` from one forward pass (no model call)."""
-    logits = fp.logits.float()
-    make = {"logp": lambda: fp.log_px.float(),
-            "msp": lambda: logits.softmax(-1).amax(-1),
-            "maxlogit": lambda: logits.amax(-1),
-            "energy-T": lambda: energy_score(logits, temperature)}
-    return {n: make[n]() for n in names if n in make}
+    return {n: SCORES[n].compute(fp, temperature) for n in names if n in SCORES and SCORES[n].needs == "logits"}
 
 
 def input_grad_norm(model: HybridModel, x: torch.Tensor) -> torch.Tensor:
@@ -72,10 +117,12 @@ def input_grad_norm(model: HybridModel, x: torch.Tensor) -> torch.Tensor:
     return grad.flatten(1).norm(dim=1)
 
 
+@score("gradnorm", needs="gradient")
 def gradnorm_scores(model: HybridModel, imageset: ImageSet, *, sigma: float = 0.0, seed: int = 0,
                     batch_size: int = 256, progress: bool = True) -> torch.Tensor:
-    """``gradnorm`` = -||d log p~(x)/dx||_2 for every image, with the test noise of the forward cache.
+    """-||d log p~(x)/dx||_2
 
+    JEM's approximate mass, from batched input gradients.
     The noise of sample i is :func:`jembench.forward.test_noise` (same sigma and seed as the forward pass), so
     logit and gradient scores see the same noisy inputs, whatever the batch size. The model runs in eval mode, as in
     the forward cache (train-mode batch norm would mix samples); its flags and BN statistics are restored after.
@@ -84,3 +131,7 @@ def gradnorm_scores(model: HybridModel, imageset: ImageSet, *, sigma: float = 0.
     out = [-input_grad_norm(model, x).float().cpu()
            for _, x in noisy_batches(model, imageset, batch_size, sigma, seed, "gradnorm", progress)]
     return torch.cat(out) if out else torch.zeros(0)
+
+
+CONVENTION = ("higher = more in-distribution; " + ", ".join(f"{s.name} = {s.doc}" for s in SCORES.values())
+              + " (x in model space)")  # recorded in every OOD protocol

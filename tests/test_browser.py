@@ -54,7 +54,7 @@ def open_report(html: Path, screenshot: Path) -> dict:
 
 @NEEDS_CHROMIUM
 def test_report_in_headless_chromium(tmp_path):
-    from jembench.reporting import report
+    from jembench.evaluators.report import report
 
     hostile = "<script>alert(1)</script>"
     run_a = write_run(tmp_path / "a", name=hostile, dataset="cifar10", sigma=0.03)

@@ -38,7 +38,7 @@ def test_named_dataset_with_other_class_count_is_a_one_line_error(jem_format_dig
 
 
 def test_output_file_names_are_safe():
-    from jembench.results import slugify
+    from jembench.io import slugify
 
     assert slugify("jem-digits") == "jem-digits"
     assert slugify("../<script>alert(1)</script>.pt") == "script_alert_1_script_.pt"

@@ -8,7 +8,8 @@ from click.testing import CliRunner
 
 from jembench.cli import main
 from jembench.errors import JembenchError
-from jembench.reporting import comparison_tables, report
+from jembench.evaluators.report import report
+from jembench.reporting import comparison_tables
 from jembench.reported import matching, published
 from jembench.results import Evaluation
 from test_report_helpers import checkpoint, write_run

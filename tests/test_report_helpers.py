@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from jembench.figures import close, new_figure
-from jembench.results import Evaluation, atomic_savefig, provenance, write_results
+from jembench.results import Evaluation, provenance, write_results
+from jembench.io import atomic_savefig
 
 
 def checkpoint(name: str, dataset: str, sha: str) -> dict:

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from click.testing import CliRunner
 
-import jembench.evaluators.robust as robust_mod
+import jembench.evaluators.robust_run as robust_mod
 from jembench.cli import main
 from jembench.data.imageset import ImageSet
 from jembench.evaluators.robust import metric_name, robust
@@ -177,7 +177,7 @@ def test_sanity_warnings_fire(monkeypatch, tmp_path):
     assert ev.protocol["probe"]["eps"] == 0.5
     rows = [{"attack": "bpda-eot", "gradient": "bpda", "acc": 0.6, "correct": 6},
             {"attack": "transfer", "gradient": "transfer", "acc": 0.4, "correct": 4}]
-    run = robust_mod._ModelRun.__new__(robust_mod._ModelRun)
+    run = robust_mod.ModelRun.__new__(robust_mod.ModelRun)
     clean = torch.ones(10, dtype=torch.bool)
     assert any("transfer attack" in w for w in run._check(1, 0.03, {"correct": 8, "acc": 0.8}, rows, clean))
     rows[1]["acc"] = 0.7

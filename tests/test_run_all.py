@@ -1,7 +1,7 @@
 """run-all: every evaluator, resume after an interruption, failures shown and signalled, presets, escaping."""
 
 import json
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,11 +11,13 @@ from click.testing import CliRunner
 import jembench.evaluators.run_all as run_all_module
 from jembench.cli import main
 from jembench.errors import JembenchError
+from jembench.evaluators.registry import REGISTRY, Registry
 from jembench.evaluators.run_all import run_all
 from jembench.figures import close, new_figure
 from jembench.models import save_native
 from jembench.presets import EVALUATORS, get_preset
-from jembench.results import Evaluation, atomic_savefig, read_results
+from jembench.results import Evaluation, read_results
+from jembench.io import atomic_savefig
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = [ROOT / "checkpoints" / "jem-digits.pt", ROOT / "checkpoints" / "baseline-digits.pt"]
@@ -31,27 +33,25 @@ def tiny_checkpoint(path: Path, name: str, model) -> Path:
     return path
 
 
-@dataclass
-class FakeResult:
-    evaluations: list
-
-
 def fake_evaluators(monkeypatch, calls: dict, raise_in: dict):
-    """Replace every evaluator with a fast fake that writes one figure; ``raise_in[name]`` is raised there."""
+    """Replace every registered evaluator's run with a fast fake that writes one figure; ``raise_in[name]`` is
+    raised there."""
     def make(name):
-        def fn(models, *, out_dir=None, seed=0, cache=None, **kwargs):
+        def fn(models, settings, shared, ctx):
             calls[name] = calls.get(name, 0) + 1
             if name in raise_in:
                 raise raise_in[name]
             fig, ax = new_figure(2, 2)
             ax.plot([0, 1], [1, 0])
-            atomic_savefig(fig, Path(out_dir) / f"{name}.png")
+            atomic_savefig(fig, Path(ctx.out_dir) / f"{name}.png")
             close(fig)
-            ev = Evaluation(name, models[0].info.to_dict(), {"dataset": "digits", "seed": seed, "settings": kwargs},
+            ev = Evaluation(name, models[0].info.to_dict(),
+                            {"dataset": "digits", "seed": shared.seed, "settings": settings.to_dict()},
                             {f"{name}_metric": 0.5}, artifacts={"figure": f"{name}.png"}, wall_time_s=0.01)
-            return FakeResult([ev])
+            return [ev]
         return fn
-    monkeypatch.setattr(run_all_module, "evaluator_function", make)
+    fakes = Registry([replace(spec, run=make(name)) for name, spec in REGISTRY.items()])
+    monkeypatch.setattr(run_all_module, "REGISTRY", fakes)
 
 
 def test_resume_after_interruption_repeats_no_work(tmp_path, tiny_jem, monkeypatch):
@@ -183,11 +183,13 @@ def test_offline_generation_settings_reach_the_gen_step():
     from click.testing import CliRunner
 
     from jembench.cli import main
-    from jembench.evaluators.run_all import STEPS
     from jembench.presets import get_preset
 
+    def STEPS_gen(preset):  # (variant, settings as a dict) of each run-all step of gen
+        return [(variant, settings.to_dict()) for variant, settings in REGISTRY["gen"].steps(preset.gen)]
+
     preset = get_preset("paper").override({"gen.fid_weights": "/w/weights-inception.pth", "gen.offline": "true"})
-    [(_, kwargs)] = STEPS["gen"](preset)
+    [(_, kwargs)] = STEPS_gen(preset)
     assert kwargs["fid_weights"] == "/w/weights-inception.pth" and kwargs["offline"] is True
-    assert STEPS["gen"](get_preset("paper"))[0][1]["offline"] is False
+    assert STEPS_gen(get_preset("paper"))[0][1]["offline"] is False
     assert "--offline" in CliRunner().invoke(main, ["run-all", "--help"]).output

@@ -12,17 +12,18 @@ that seed with ``derive_seed(seed, "attack", norm, eps, K, label, restart, batch
 
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
 import torchattacks
 
-from .. import defaults
 from ..errors import JembenchError
 
-ATTACKS = ("pgd", "apgd-ce", "apgd-dlr")
 NORMS = ("linf", "l2")
+LINF_STEP = 2 / 255  # the L-inf step, widened to L2_REL_STEP * eps / steps when that is larger (Madry et al. 2018)
+REL_STEP = 2.5  # step = 2.5 * eps / steps
 
 
 class EOTPGDL2(torchattacks.PGDL2):
@@ -68,34 +69,61 @@ class EOTPGDL2(torchattacks.PGDL2):
 def default_step_size(norm: str, eps: float, steps: int) -> float:
     """L-inf: 2/255, widened to 2.5 eps / steps so the ball can be crossed; L2: 2.5 eps / steps (Madry et al.)."""
     if norm == "linf":
-        return max(defaults.ROBUST_LINF_STEP, defaults.ROBUST_L2_REL_STEP * eps / steps)
-    return defaults.ROBUST_L2_REL_STEP * eps / steps
+        return max(LINF_STEP, REL_STEP * eps / steps)
+    return REL_STEP * eps / steps
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """A registered attack: ``build(model, norm, eps, steps, alpha, eot)`` returns a torchattacks attack."""
+
+    name: str
+    build: Callable[..., torchattacks.attack.Attack]
+    min_classes: int = 2
+    doc: str = ""
+
+
+def _pgd(model: nn.Module, norm: str, eps: float, steps: int, alpha: float, eot: int) -> torchattacks.attack.Attack:
+    if norm == "l2":
+        return EOTPGDL2(model, eps=eps, alpha=alpha, steps=steps, eot_iter=eot, random_start=True)
+    if eot == 1:
+        return torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
+    return torchattacks.EOTPGD(model, eps=eps, alpha=alpha, steps=steps, eot_iter=eot, random_start=True)
+
+
+def _apgd(loss: str) -> Callable[..., torchattacks.attack.Attack]:
+    def build(model: nn.Module, norm: str, eps: float, steps: int, alpha: float, eot: int):
+        return torchattacks.APGD(model, norm="Linf" if norm == "linf" else "L2", eps=eps, steps=steps, n_restarts=1,
+                                 seed=0, loss=loss, eot_iter=eot)
+    return build
+
+
+# name -> AttackSpec: adding a torchattacks attack is one entry here
+ATTACKS: dict[str, AttackSpec] = {spec.name: spec for spec in (
+    AttackSpec("pgd", _pgd, doc="PGD (torchattacks PGD / EOTPGD; L2: EOTPGDL2), random start"),
+    AttackSpec("apgd-ce", _apgd("ce"), doc="APGD with cross-entropy (Croce & Hein 2020)"),
+    AttackSpec("apgd-dlr", _apgd("dlr"), min_classes=3, doc="APGD with the DLR loss (Croce & Hein 2020)"),
+)}
 
 
 def check_attack(name: str, norm: str, n_classes: int) -> None:
-    """One-line errors for unknown attacks or norms, and DLR with fewer than 3 classes."""
+    """One-line errors for unknown attacks or norms, and attacks that need more classes than the model has."""
     if norm not in NORMS:
         raise JembenchError(f"unknown norm {norm!r}: use one of {', '.join(NORMS)}")
     if name not in ATTACKS:
         raise JembenchError(f"unknown attack {name!r}: use one of {', '.join(ATTACKS)}")
-    if name == "apgd-dlr" and n_classes < 3:
-        raise JembenchError(f"apgd-dlr needs at least 3 classes (the model has {n_classes}): use pgd or apgd-ce")
+    if n_classes < ATTACKS[name].min_classes:
+        raise JembenchError(f"{name} needs at least {ATTACKS[name].min_classes} classes (the model has {n_classes}):"
+                            " use pgd or apgd-ce")
 
 
 def build_attack(name: str, model: nn.Module, *, norm: str, eps: float, steps: int,
                  step_size: Optional[float] = None, eot: int = 1) -> torchattacks.attack.Attack:
     """A torchattacks attack on ``model`` (pixels in [0, 1] -> logits); ``step_size`` None: the default rule."""
+    if name not in ATTACKS:
+        raise JembenchError(f"unknown attack {name!r}: use one of {', '.join(ATTACKS)}")
     alpha = default_step_size(norm, eps, steps) if step_size is None else step_size
-    if name == "pgd":
-        if norm == "linf":
-            if eot == 1:
-                return torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
-            return torchattacks.EOTPGD(model, eps=eps, alpha=alpha, steps=steps, eot_iter=eot, random_start=True)
-        return EOTPGDL2(model, eps=eps, alpha=alpha, steps=steps, eot_iter=eot, random_start=True)
-    if name in ("apgd-ce", "apgd-dlr"):
-        return torchattacks.APGD(model, norm="Linf" if norm == "linf" else "L2", eps=eps, steps=steps, n_restarts=1,
-                                 seed=0, loss=name.split("-")[1], eot_iter=eot)
-    raise JembenchError(f"unknown attack {name!r}: use one of {', '.join(ATTACKS)}")
+    return ATTACKS[name].build(model, norm, eps, steps, alpha, eot)
 
 
 def run_attack(attack: torchattacks.attack.Attack, images: torch.Tensor, labels: torch.Tensor,

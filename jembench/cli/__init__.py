@@ -1,46 +1,69 @@
-"""The ``jembench`` command line: one click group, one module per command (loaded lazily)."""
+"""The ``jembench`` command line: one click group; one command per registered evaluator, generated from its
+settings (:mod:`jembench.cli.evaluator_cmd`), and one module per other command (loaded on first use).
+
+Evaluators report progress and warnings through the ``jembench`` logger; the group prints them on stderr.
+"""
 
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 
 import click
 
 from ..errors import JembenchError
 
-# command name -> "module:function" (module relative to jembench.cli)
+# the commands that are not evaluators: name -> "module:function" (module relative to jembench.cli)
 COMMANDS = {
     "inspect": "inspect_cmd:inspect_cmd",
     "datasets": "datasets_cmd:datasets_cmd",
     "train": "train_cmd:train_cmd",
-    "clf": "clf_cmd:clf_cmd",
-    "calib": "clf_cmd:calib_cmd",
-    "ood": "ood_cmd:ood_cmd",
-    "robust": "robust_cmd:robust_cmd",
-    "gen": "gen_cmd:gen_cmd",
     "run-all": "run_all_cmd:run_all_cmd",
     "report": "report_cmd:report_cmd",
 }
+EVALUATORS_AFTER = "train"  # evaluator commands are listed after this one
+
+
+class StderrHandler(logging.Handler):
+    """The ``jembench`` logger on whatever ``sys.stderr`` is now: warnings as ``jembench: warning: ...``,
+    progress lines as they are."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        prefix = "jembench: warning: " if record.levelno >= logging.WARNING else ""
+        click.echo(prefix + record.getMessage(), err=True)
+
+
+def show_log() -> None:
+    """Send the ``jembench`` logger's records to stderr (once)."""
+    logger = logging.getLogger("jembench")
+    if not any(isinstance(h, StderrHandler) for h in logger.handlers):
+        logger.addHandler(StderrHandler())
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 class JembenchGroup(click.Group):
-    """Loads each command's module on first use; turns :class:`JembenchError` into one line on stderr."""
+    """Builds each command on first use; turns :class:`JembenchError` into one line on stderr."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for name in COMMANDS if self._available(name)]
+        from ..evaluators.registry import REGISTRY
 
-    def _available(self, name: str) -> bool:
-        module = COMMANDS[name].split(":")[0]
-        return importlib.util.find_spec(f"{__name__}.{module}") is not None
+        names = list(COMMANDS)
+        at = names.index(EVALUATORS_AFTER) + 1
+        return names[:at] + list(REGISTRY) + names[at:]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS or not self._available(name):
-            return None
-        module, attr = COMMANDS[name].split(":")
-        return getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+        if name in COMMANDS:
+            module, attr = COMMANDS[name].split(":")
+            return getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+        from ..evaluators.registry import REGISTRY
+        from .evaluator_cmd import make_command
+
+        return make_command(REGISTRY[name]) if name in REGISTRY else None
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
+        show_log()
         try:
             return super().invoke(ctx)
         except JembenchError as exc:

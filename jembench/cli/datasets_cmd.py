@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import data_dir_option, emit, json_option
+from .options import emit, json_option, shared_options
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -31,7 +31,7 @@ def _summary(doc: dict) -> str:
 
 @click.command("datasets")
 @click.argument("names", nargs=-1, metavar="[NAME]...")
-@data_dir_option
+@shared_options("data_dir")
 @click.option("--download", is_flag=True,
               help="Fetch the NAMEd datasets (every split, via torchvision) into the data root, then list them.")
 @json_option

@@ -9,7 +9,7 @@ import click
 
 from .. import defaults
 from ..models import inspect_checkpoint
-from .options import head_option, json_option, norm_option, resolve_checkpoints
+from .options import json_option, resolve_checkpoints, shared_options
 
 HEAD_TEXT = {"ccf": "ccf: log p(x) = logsumexp of the logits", "f": "f: log p(x) = energy head (--uncond)"}
 
@@ -74,8 +74,7 @@ def _wrapped_config(config: dict[str, Any], width: int = 86) -> list[str]:
 
 @click.command("inspect")
 @click.argument("checkpoints", nargs=-1, type=click.Path(), metavar="[CKPT]...")
-@head_option
-@norm_option
+@shared_options("head", "norm")
 @click.option("--dataset", default=None, metavar="NAME",
               help="The dataset the checkpoint was trained on (JEM files do not say): sets the input image size "
                    "from the dataset's shape and checks the class count. See `jembench datasets`.")

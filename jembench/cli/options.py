@@ -1,17 +1,25 @@
-"""Options shared by every command, so each means the same everywhere."""
+"""Options shared by every command, and the click option of a settings field, so each means the same everywhere.
+
+Evaluator commands get their options from the settings classes (:func:`field_option`); the values a user did not
+give reach the API as absent, so the settings class's default applies (one place for defaults).
+"""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import click
 
 from .. import defaults
 from ..errors import JembenchError
-from ..models.wrn import NORMS
+from ..evaluators.base import SharedSettings
+from ..settings import Field, parse_list
+
+__all__ = ["checkpoints_argument", "compose", "emit", "field_option", "json_option", "out_dir_option",
+           "parse_list", "resolve_checkpoints", "shared_option"]
 
 
 def compose(*decorators: Callable) -> Callable:
@@ -23,26 +31,56 @@ def compose(*decorators: Callable) -> Callable:
     return apply
 
 
+def field_option(f: Field, rename: Optional[str] = None) -> click.Option:
+    """The click option of a settings field: ``--name`` (and its aliases), ``--name/--no-name`` for flags, repeatable
+    where the field says so. Its default is None (= not given) and the settings default is shown in the help."""
+    names = [rename or f.name, *([f.name] if rename else []), *f.spec.aliases]
+    flags = list(dict.fromkeys("--" + n.replace("_", "-") for n in names))
+    help_text = f"{f.describe()} [default: {_default_text(f)}]"
+    if f.item_type is bool and not f.is_list:
+        decl = [f"{flags[0]}/--no-{flags[0][2:]}", *flags[1:], f.name]
+        return click.Option(decl, default=None, help=help_text)
+    choices = f.spec.choices if isinstance(f.spec.choices, (tuple, list)) and len(f.spec.choices) <= 4 else None
+    metavar = f.spec.metavar or ("|".join(choices) if choices and not f.is_list else None) or (
+        "LIST" if f.is_list else {int: "INT", float: "FLOAT"}.get(f.item_type, "TEXT"))
+    kind = {"dir": click.Path(file_okay=False), "file": click.Path(dir_okay=False)}.get(f.spec.path or "")
+    return click.Option([*flags, f.name], type=kind, default=None, multiple=f.spec.repeatable, metavar=metavar,
+                        help=help_text)
+
+
+def shared_option(name: str, rename: Optional[str] = None) -> click.Option:
+    """The click option of a :class:`SharedSettings` field (``--device``, ``--seed``, ``--sigma``, ...)."""
+    field = SharedSettings.field(name)
+    assert field is not None, name
+    return field_option(field, rename)
+
+
+def given(values: dict[str, Any]) -> dict[str, Any]:
+    """The options the user gave (click hands None, or () for repeatable options, for the others)."""
+    return {k: v for k, v in values.items() if v is not None and v != ()}
+
+
+def _default_text(f: Field) -> str:
+    if f.default is None:
+        return "none"
+    if isinstance(f.default, tuple):
+        return ",".join(_number(v) for v in f.default) or "none"
+    return _number(f.default)
+
+
+def _number(v: Any) -> str:
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, float):
+        for den in (255,):  # budgets read best as fractions of the 8-bit scale
+            if v and abs(v * den - round(v * den)) < 1e-9 and v < 1:
+                return f"{round(v * den)}/{den}"
+        return f"{v:g}"
+    return str(v)
+
+
 checkpoints_argument = click.argument("checkpoints", nargs=-1, type=click.Path())  # jembench.load explains bad paths
-device_option = click.option("--device", default=defaults.DEVICE, show_default=True,
-                             help="cpu, cuda, cuda:1, mps, or auto (CUDA when available).")
-seed_option = click.option("--seed", type=int, default=defaults.SEED, show_default=True,
-                           help="Seed of every random draw (noise, splits, samplers, attacks); recorded.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
-data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                               help=f"Dataset root (default ${defaults.DATA_ENV}, else ~/.cache/jembench/data).")
-download_option = click.option("--download", is_flag=True, help="Allow downloading absent datasets (torchvision).")
-batch_size_option = click.option("--batch-size", type=int, default=defaults.BATCH_SIZE, show_default=True)
-sigma_option = click.option("--sigma", type=float, default=defaults.TEST_SIGMA, show_default=True,
-                            help="Test-time Gaussian input noise in model space (JEM's scripts use 0.03).")
-save_raw_option = click.option("--save-raw", is_flag=True, help="Also write per-sample arrays (npz) for re-analysis.")
-cache_dir_option = click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-                                help="Persist forward passes here (keyed by content hashes) and reuse them.")
-head_option = click.option("--head", type=click.Choice(["ccf", "f"]), default=None,
-                           help="JEM files do not say: ccf = log p(x) from logits (default), f = energy head.")
-norm_option = click.option("--norm", type=click.Choice(NORMS), default=None,
-                           help="Override the inferred normalisation; GroupNorm files share InstanceNorm's keys: "
-                                "pass --norm layer for them.")
 
 
 def out_dir_option(command: str) -> Callable:
@@ -51,7 +89,17 @@ def out_dir_option(command: str) -> Callable:
                         help="Where results.json, figures and raw arrays go.")
 
 
-common_options = compose(device_option, seed_option, batch_size_option, data_dir_option, download_option)
+def shared_options(*names: str) -> Callable:
+    """Decorator: the :class:`SharedSettings` options ``names`` (``--device``, ``--data-dir``, ...), as on every
+    evaluator command, for commands written by hand (run-all, inspect, datasets, train)."""
+    return compose(*(_attach(shared_option(n)) for n in names))
+
+
+def _attach(option: click.Option) -> Callable:
+    def apply(f: Callable) -> Callable:
+        f.__click_params__ = [*getattr(f, "__click_params__", []), option]  # type: ignore[attr-defined]
+        return f
+    return apply
 
 
 def resolve_checkpoints(paths: tuple[str, ...]) -> list[str]:
@@ -64,24 +112,11 @@ def resolve_checkpoints(paths: tuple[str, ...]) -> list[str]:
     raise JembenchError(f"no checkpoint given: pass CKPT (e.g. checkpoints/jem-digits.pt) or set ${defaults.CKPT_ENV}")
 
 
-def parse_list(text: str, kind: Callable[[str], Any] = float, name: str = "value") -> list[Any]:
-    """``"0,2/255,8/255"`` -> ``[0.0, 0.00784..., 0.0313...]``; ints for ``kind=int``."""
-    out = []
-    for item in (t.strip() for t in str(text).split(",")):
-        if not item:
-            continue
-        try:
-            if "/" in item and kind is float:
-                num, den = item.split("/")
-                out.append(float(num) / float(den))
-            else:
-                out.append(kind(item))
-        except (ValueError, ZeroDivisionError):
-            raise JembenchError(f"cannot read {name} {item!r} in {text!r} (expected a comma-separated list, "
-                                "fractions like 8/255 allowed)") from None
-    return out
-
-
 def emit(doc: dict[str, Any], as_json: bool, summary: str) -> None:
     """Print the JSON document (``--json``) or a human summary."""
     click.echo(json.dumps(doc, indent=2) if as_json else summary)
+
+
+def echo_written(out_dir: Optional[str | Path]) -> None:
+    if out_dir is not None:
+        click.echo(f"results written to {Path(out_dir) / 'results.json'}", err=True)

@@ -28,7 +28,7 @@ def report_cmd(results, output, csv_dir, title, as_json):
       jembench report reports/run-all/results.json -o report.html
       jembench report reports/jem/ reports/baseline/ -o compare.html --csv-dir compare-tables
     """
-    from ..reporting import report
+    from ..evaluators.report import report
 
     result = report(list(results), output, csv_dir=csv_dir, title=title)
     summary = "\n".join(f"{t.title} [{t.protocol_key}]: {len(t.rows)} rows" for t in result.tables)

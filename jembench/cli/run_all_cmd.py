@@ -3,47 +3,68 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 
 import click
 
-from ..presets import EVALUATORS, PRESETS, field_names
-from .options import (cache_dir_option, checkpoints_argument, common_options, emit, head_option, json_option,
-                      out_dir_option, resolve_checkpoints)
+from ..evaluators.base import SharedSettings
+from ..evaluators.registry import REGISTRY
+from ..presets import PRESETS, TOP_LEVEL
+from .options import (_default_text, checkpoints_argument, emit, given, json_option, out_dir_option, parse_list,
+                      resolve_checkpoints, shared_options)
 
 
-@click.command("run-all")
+def fields_help() -> str:
+    """Every --set field with its type, default (and where the presets differ) and help: run-all's epilog."""
+    presets = {name: make() for name, make in PRESETS.items()}
+    lines = ["Fields of --set FIELD=VALUE (evaluator fields are the options of its command, dashes as underscores;",
+             "[default; what a preset sets instead]):"]
+    for f in SharedSettings.fields():
+        if f.name in TOP_LEVEL:
+            lines += _field_lines(f.name, f, [(p, getattr(preset, f.name)) for p, preset in presets.items()])
+    for name, spec in REGISTRY.items():
+        for f in spec.settings.fields():
+            lines += _field_lines(f"{name}.{f.name}", f,
+                                  [(p, getattr(preset.settings(name), f.name)) for p, preset in presets.items()])
+    return "\b\n" + "\n".join(lines)
+
+
+def _field_lines(key: str, f, preset_values) -> list[str]:
+    differ = [f"{p}: {_default_text(type(f)(f.name, f.type, v, f.spec))}" for p, v in preset_values if v != f.default]
+    head = f"  {key} ({f.kind()}) [{'; '.join([_default_text(f), *differ])}]"
+    return [head, *textwrap.wrap(f.describe(), 96, initial_indent="      ", subsequent_indent="      ")]
+
+
+@click.command("run-all", epilog=fields_help(), context_settings={"max_content_width": 100})
 @checkpoints_argument
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="quick", show_default=True,
               help="quick: small N, few eps, short sampling (minutes on a laptop CPU). paper: the JEM protocol "
                    "(sigma 0.03, JEM OOD suite, PGD-40 L-inf and L2 on 300 images, JEM-0/1/10, 10k samples).")
 @click.option("--only", default=None, metavar="LIST",
-              help=f"Run only these evaluators (comma list of {', '.join(EVALUATORS)}).")
+              help=f"Run only these evaluators (comma list of {', '.join(REGISTRY)}).")
 @click.option("--skip", default=None, metavar="LIST", help="Leave these evaluators out (comma list).")
-@click.option("--dataset", default=None, help="Evaluation dataset (default: each checkpoint's own).")
-@click.option("--n", type=int, default=None, help="Images for accuracy, calibration and OOD (overrides the preset).")
-@click.option("--sigma", type=float, default=None,
-              help="Test-time input noise sigma, model space (overrides the preset).")
 @click.option("--set", "assignments", multiple=True, metavar="FIELD=VALUE",
-              help="Override any preset field, repeatable, e.g. --set robust.eps_linf=0,8/255 --set gen.n=1000. "
-                   "Fields: " + ", ".join(field_names()) + ".")
+              help="Override any preset field, repeatable, e.g. --set robust.eps_linf=0,8/255 --set gen.n=1000 "
+                   "--set ood.temperature=2; the fields are listed below.")
+@shared_options("dataset", "n", "sigma")
 @click.option("--fid-weights", type=click.Path(dir_okay=False), default=None,
               help="Local Inception weights for generation metrics (= --set gen.fid_weights=PATH).")
 @click.option("--offline", is_flag=True,
-              help="Never download Inception weights; without --fid-weights a step that needs them fails at once.")
+              help="Never download Inception weights (= --set gen.offline=true); without --fid-weights a step "
+                   "that needs them fails at once.")
 @click.option("--no-resume", is_flag=True, help="Recompute every step even when OUT_DIR/.parts has it.")
-@head_option
-@cache_dir_option
+@shared_options("head", "norm", "cache_dir", "device", "seed", "batch_size", "data_dir", "download")
 @json_option
 @out_dir_option("run-all")
-@common_options
-def run_all_cmd(checkpoints, preset, only, skip, dataset, n, sigma, assignments, fid_weights, offline, no_resume, head,
-                cache_dir, as_json, out_dir, device, seed, batch_size, data_dir, download):
+def run_all_cmd(checkpoints, preset, only, skip, assignments, fid_weights, offline, no_resume, as_json, out_dir,
+                **shared):
     """Accuracy, calibration, OOD detection, robustness and generation of each CKPT, in one run.
 
     Writes OUT_DIR/results.json (every number with its protocol, provenance and wall times), OUT_DIR/tables/*.csv
     (one per comparison table), per-sample arrays (npz), figures, and OUT_DIR/index.html: one self-contained
     report to open in a browser. Accuracy, calibration and OOD share one forward pass per dataset. An interrupted
-    run resumes the finished steps; a failed evaluator is shown in the report and the exit status is 1.
+    run resumes the finished steps; a failed evaluator is shown in the report and the exit status is 1. Every
+    setting is checked before any checkpoint is loaded.
 
     \b
     Examples:
@@ -51,28 +72,24 @@ def run_all_cmd(checkpoints, preset, only, skip, dataset, n, sigma, assignments,
       jembench run-all jem.pt --preset paper --data-dir ~/data --out-dir reports/jem-paper
       jembench run-all jem.pt --only clf,calib,ood --sigma 0.03 --set calib.bins=20
     """
+    from ..errors import JembenchError
     from ..evaluators.run_all import run_all
-    from .options import parse_list
 
     overrides: dict[str, object] = {}
     for item in assignments:
         if "=" not in item:
-            raise click.BadParameter(f"{item!r}: expected FIELD=VALUE", param_hint="--set")
+            raise JembenchError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set calib.bins=20")
         key, value = item.split("=", 1)
         overrides[key.strip()] = value.strip()
-    selected = parse_list(only, str, "evaluator") if only else list(EVALUATORS)
-    if skip:
-        dropped = set(parse_list(skip, str, "evaluator"))
-        selected = [e for e in selected if e not in dropped]
     if only or skip:
-        overrides["evaluators"] = tuple(selected)
-    for key, value in (("dataset", dataset), ("n", n), ("sigma", sigma), ("gen.fid_weights", fid_weights),
-                       ("gen.offline", offline or None)):
-        if value is not None:
-            overrides[key] = value
+        selected = _evaluators(only, "--only") if only else list(REGISTRY)
+        dropped = set(_evaluators(skip, "--skip")) if skip else set()
+        overrides["evaluators"] = tuple(e for e in selected if e not in dropped)
+    shared = given(shared)
+    overrides.update({k: shared.pop(k) for k in TOP_LEVEL if k in shared})
+    overrides.update(given({"gen.fid_weights": fid_weights, "gen.offline": offline or None}))
     result = run_all(resolve_checkpoints(checkpoints), preset=preset, overrides=overrides, out_dir=out_dir,
-                     device=device, seed=seed, batch_size=batch_size, data_dir=data_dir, download=download, head=head,
-                     cache_dir=cache_dir, resume=not no_resume)
+                     resume=not no_resume, **shared)
     emit(result.to_dict(), as_json, result.table())
     click.echo(f"results written to {result.out_dir / 'results.json'}; report: {result.html}", err=True)
     if result.failed:
@@ -80,3 +97,14 @@ def run_all_cmd(checkpoints, preset, only, skip, dataset, n, sigma, assignments,
         click.echo(f"jembench: run-all: {len(result.failed)} step(s) failed: {failures} (details in {result.html})",
                    err=True)
         sys.exit(1)
+
+
+def _evaluators(text: str, option: str) -> list[str]:
+    from ..errors import JembenchError
+
+    names = parse_list(text, str, "evaluator")
+    bad = [n for n in names if n not in REGISTRY]
+    if bad:
+        raise JembenchError(f"{option} {text}: unknown evaluator(s) {', '.join(bad)}; choose from "
+                            f"{', '.join(REGISTRY)}")
+    return names

@@ -7,7 +7,7 @@ import json
 import click
 
 from .. import defaults
-from .options import data_dir_option, device_option, download_option, json_option, parse_list
+from .options import json_option, parse_list, shared_options
 
 D = defaults.TRAIN
 
@@ -60,9 +60,7 @@ def _opt(name: str, help: str, **kw):
 @_opt("--train-sigma", "Gaussian noise on training inputs, model space (JEM: 0.03).", type=float)
 @_opt("--energy-limit", "Divergence guard: stop when |E(x)| exceeds this.", type=float)
 @click.option("--seed", type=int, default=None, help=f"Seed of every random draw; recorded. [default: {D['seed']}]")
-@device_option
-@data_dir_option
-@download_option
+@shared_options("device", "data_dir", "download")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @json_option
 def train_cmd(dataset, out, resume, overwrite, device, data_dir, download, quiet, as_json, **options) -> None:

@@ -133,7 +133,7 @@ def _read_celeba(root: Path, split: str, download: bool, stamp: tuple) -> tuple:
     root is writable, so only the first load decodes ~20k JPEGs."""
     import hashlib
 
-    from ..results import atomic_savez
+    from ..io import atomic_savez
 
     ds = _construct("celeba", root, _celeba_files(root, split),
                     lambda dl: _tv("CelebA")(str(root), split=split, target_type=[], download=dl), download)

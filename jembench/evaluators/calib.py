@@ -10,34 +10,49 @@ Temperature scaling (Guo et al. 2017): a seeded permutation splits the evaluatio
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
 
 import torch
 
-from .. import defaults
 from ..data.imageset import ImageSet
-from ..errors import JembenchError
-from ..forward import ForwardCache, ForwardPass
+from ..forward import ForwardPass
+from ..io import atomic_savefig
 from ..metrics import (accuracy_wilson, bootstrap_calibration_errors, calibration_errors, ece, fit_temperature, nll,
                        reliability_bins)
 from ..models import HybridModel
-from ..results import Evaluation, atomic_savefig
-from ..runtime import derive_seed, generator, resolve_device
-from .clf import Checkpoints, ClfResult, base_protocol, forward_passes, refine_config, safe_name, write_raw_arrays
-from .common import finish
+from ..results import Evaluation
+from ..runtime import derive_seed, generator
+from ..settings import option
+from .base import Context, Evaluator, SharedSettings
+from .clf import ACCURACY, SHARED, ClfResult, ForwardSettings, base_protocol, forward_passes, write_raw_arrays
+
+# metric names; temperature_scaling/* are the reference row (never applied to the headline numbers)
+ECE, ADAPTIVE_ECE, MCE, RMS_CE, CLASSWISE_ECE = "ece", "adaptive_ece", "mce", "rms_ce", "classwise_ece"
+MEAN_CONFIDENCE, TS = "mean_confidence", "temperature_scaling"
+TS_TEMPERATURE = f"{TS}/temperature"
+
+
+@dataclass(frozen=True)
+class CalibSettings(ForwardSettings):
+    """Settings of ``jembench calib``: the forward pass's, plus binning, bootstrap and the temperature fit."""
+
+    bins: int = option(15, "Equal-width confidence bins (lo, hi]; JEM++ reports 20 (Guo et al. 2017: 15).", min=1)
+    bootstrap: int = option(1000, "Bootstrap resamples for the intervals (0 = none).", min=0)
+    ts_fraction: float = option(0.5, "Seeded share of the evaluation set that fits the reference temperature; "
+                                     "it is reported on the rest.", above=0, max=0.999999)
+
 
 BINNING = ("equal-width bins (lo, hi] on the max softmax probability, 0 in the first bin and 1.0 in the last; "
            "adaptive_ece: equal-mass bins; classwise_ece: per-class probability vs 1[y = k], averaged over classes; "
            "rms_ce = sqrt(sum_b n_b/N (acc_b - conf_b)^2) (torchmetrics norm='l2')")
 
 
+@dataclass
 class CalibResult(ClfResult):
     """Result of :func:`calib`; its comparison table shows the calibration errors."""
 
-    def __init__(self, evaluations: list[Evaluation], document: dict[str, Any]):
-        super().__init__(evaluations, document, ("accuracy", "ece", "adaptive_ece", "mce", "rms_ce", "classwise_ece",
-                                                 "temperature_scaling/temperature"))
+    summary_metrics: tuple[str, ...] = (ACCURACY, ECE, ADAPTIVE_ECE, MCE, RMS_CE, CLASSWISE_ECE, TS_TEMPERATURE)
 
 
 TEMPERATURE_BOUNDS = (1e-4, 1e4)
@@ -51,11 +66,9 @@ def temperature_reference(fp: ForwardPass, bins: int, fraction: float, seed: int
     fit, held = perm[:n_fit], perm[n_fit:]
     t = fit_temperature(fp.logits[fit], fp.labels[fit], bounds=TEMPERATURE_BOUNDS)
     z, y = fp.logits[held], fp.labels[held]
-    return {"temperature_scaling/temperature": t, "temperature_scaling/n_fit": n_fit,
-            "temperature_scaling/n_eval": int(held.numel()),
-            "temperature_scaling/ece_before": ece(z.softmax(-1), y, bins),
-            "temperature_scaling/ece_after": ece((z / t).softmax(-1), y, bins),
-            "temperature_scaling/nll_before": nll(z, y), "temperature_scaling/nll_after": nll(z / t, y)}
+    return {TS_TEMPERATURE: t, f"{TS}/n_fit": n_fit, f"{TS}/n_eval": int(held.numel()),
+            f"{TS}/ece_before": ece(z.softmax(-1), y, bins), f"{TS}/ece_after": ece((z / t).softmax(-1), y, bins),
+            f"{TS}/nll_before": nll(z, y), f"{TS}/nll_after": nll(z / t, y)}
 
 
 def calib_evaluation(fp: ForwardPass, model: HybridModel, imageset: ImageSet, *, seed: int, bins: int,
@@ -64,7 +77,7 @@ def calib_evaluation(fp: ForwardPass, model: HybridModel, imageset: ImageSet, *,
     probs, labels = fp.probs, fp.labels
     n = len(labels)
     acc = accuracy_wilson(probs, labels)[0]
-    metrics: dict[str, float] = {"accuracy": acc, "mean_confidence": float(probs.max(-1).values.mean()), "n": n}
+    metrics: dict[str, float] = {ACCURACY: acc, MEAN_CONFIDENCE: float(probs.max(-1).values.mean()), "n": n}
     intervals: dict[str, list[float]] = {}
     boot_seed = derive_seed(seed, "calib-bootstrap")
     metrics.update(calibration_errors(probs, labels, bins))
@@ -78,7 +91,7 @@ def calib_evaluation(fp: ForwardPass, model: HybridModel, imageset: ImageSet, *,
     fit_n = int(round(n * ts_fraction))
     if 0 < fit_n < n:
         metrics.update(temperature_reference(fp, bins, ts_fraction, seed))
-        t = metrics["temperature_scaling/temperature"]
+        t = metrics[TS_TEMPERATURE]
         if t in TEMPERATURE_BOUNDS:
             why = "every prediction on the fit split is right" if t == TEMPERATURE_BOUNDS[0] else \
                 "the predictions on the fit split are no better than uniform"
@@ -99,53 +112,56 @@ def calib_evaluation(fp: ForwardPass, model: HybridModel, imageset: ImageSet, *,
                       warnings=warnings)
 
 
-def write_reliability_figure(ev: Evaluation, fp: ForwardPass, bins: int, out_dir: str | Path, index: int,
+def write_reliability_figure(ev: Evaluation, fp: ForwardPass, bins: int, out_dir: str | Path, slug: str,
                              model: HybridModel) -> str:
     """Write the reliability diagram (confidence histogram under it) as PNG; return its path relative to out_dir."""
     from ..figures import close
     from ..figures.calibration import reliability_diagram
 
-    rel = f"figures/reliability-{index}-{safe_name(model)}.png"
+    rel = f"figures/reliability-{slug}.png"
     fig = reliability_diagram(reliability_bins(fp.probs, fp.labels, bins),
                               title=f"{model.info.name} on {ev.protocol['dataset']} ({ev.protocol['split']})",
-                              ece_value=ev.metrics["ece"])
+                              ece_value=ev.metrics[ECE])
     atomic_savefig(fig, Path(out_dir) / rel)
     close(fig)
     return rel
 
 
-def calib(checkpoints: Checkpoints, dataset: Optional[str] = None, *, split: str = defaults.CLF_SPLIT,
-          sigma: float = defaults.TEST_SIGMA, seed: int = defaults.SEED, out_dir: Optional[str | Path] = None,
-          cache: Optional[ForwardCache] = None, device: Any = defaults.DEVICE, batch_size: int = defaults.BATCH_SIZE,
-          data_dir: Any = None, download: bool = False, n: Optional[int] = None, head: Optional[str] = None,
-          bins: int = defaults.CALIB_BINS, bootstrap: int = defaults.CALIB_BOOTSTRAP,
-          level: float = defaults.CLF_INTERVAL_LEVEL, ts_fraction: float = defaults.CALIB_TS_FIT_FRACTION,
-          refine_steps: int = defaults.REFINE_STEPS, refine_step_size: float = defaults.REFINE_STEP_SIZE,
-          refine_noise: float = defaults.REFINE_NOISE, save_raw: bool = False) -> CalibResult:
-    """ECE (``bins`` equal-width bins), adaptive ECE, MCE, RMS-CE and classwise ECE with bootstrap intervals, a
-    reliability diagram (with ``out_dir``) and a temperature-scaling reference for each checkpoint. Mirrors
-    ``jembench calib``; writes ``out_dir/results.json`` when ``out_dir`` is given."""
-    if bins < 1:
-        raise JembenchError(f"--bins must be >= 1, got {bins}")
-    if bootstrap < 0:
-        raise JembenchError(f"--bootstrap must be >= 0, got {bootstrap}")
-    if not 0 < ts_fraction < 1:
-        raise JembenchError(f"the temperature-scaling fit fraction must be in (0, 1), got {ts_fraction}")
-    refine = refine_config(refine_steps, refine_step_size, refine_noise)
+def run(models: list[HybridModel], s: CalibSettings, shared: SharedSettings, ctx: Context) -> list[Evaluation]:
+    """ECE (equal-width bins), adaptive ECE, MCE, RMS-CE and classwise ECE with bootstrap intervals, a reliability
+    diagram (with an out_dir) and a temperature-scaling reference for each model."""
     evaluations = []
-    for i, (model, imageset, fp, start) in enumerate(forward_passes(
-            checkpoints, dataset, split=split, sigma=sigma, seed=seed, refine=refine, cache=cache, device=device,
-            batch_size=batch_size, data_dir=data_dir, download=download, n=n, head=head)):
-        ev = calib_evaluation(fp, model, imageset, seed=seed, bins=bins, bootstrap=bootstrap, level=level,
-                              ts_fraction=ts_fraction)
-        if out_dir is not None:
-            ev.artifacts["reliability"] = write_reliability_figure(ev, fp, bins, out_dir, i, model)
-            if save_raw:
-                ev.artifacts["raw"] = write_raw_arrays(out_dir, "calib", i, model, probs=fp.probs, labels=fp.labels)
+    for model, imageset, fp, start in forward_passes(models, s, shared, ctx):
+        ev = calib_evaluation(fp, model, imageset, seed=shared.seed, bins=s.bins, bootstrap=s.bootstrap,
+                              level=s.level, ts_fraction=s.ts_fraction)
+        if ctx.out_dir is not None:
+            ev.artifacts["reliability"] = write_reliability_figure(ev, fp, s.bins, ctx.out_dir, ctx.slug(model),
+                                                                   model)
+            if ctx.save_raw:
+                ev.artifacts["raw"] = write_raw_arrays(ctx.out_dir, "calib", ctx.slug(model), probs=fp.probs,
+                                                       labels=fp.labels)
         ev.wall_time_s = time.perf_counter() - start
         evaluations.append(ev)
-    config = {"evaluator": "calib", "dataset": dataset, "split": split, "sigma": sigma, "n": n, "head": head,
-              "batch_size": batch_size, "bins": bins, "bootstrap": bootstrap, "level": level,
-              "ts_fraction": ts_fraction, "refine": refine.to_dict() if refine else None}
-    doc = finish(out_dir, evaluations, device=resolve_device(device), seed=seed, config=config)
-    return CalibResult(evaluations, doc)
+    return evaluations
+
+
+EVALUATOR = Evaluator(
+    name="calib", title="Calibration", settings=CalibSettings, run=run, result=CalibResult,
+    summary=CalibResult.table, shared=SHARED, headline=(ECE, ADAPTIVE_ECE), headline_last=False,
+    metrics=(ACCURACY, MEAN_CONFIDENCE, "n", ECE, ADAPTIVE_ECE, MCE, RMS_CE, CLASSWISE_ECE, f"{TS}/*"),
+    figures="Reliability diagrams", uses_forward_cache=True,
+    short_help="ECE, adaptive ECE, MCE, RMS and classwise calibration error, reliability diagram.",
+    help="""ECE, adaptive ECE, MCE, RMS and classwise calibration error, reliability diagram.
+
+    \b
+    Examples:
+      jembench calib checkpoints/jem-digits.pt --dataset digits
+      jembench calib jem.pt --dataset cifar10 --sigma 0.03 --bins 20   (the JEM++ protocol)
+
+    Intervals: seeded percentile bootstrap. Temperature scaling is fitted on a seeded half of the
+    evaluation set and reported (ECE/NLL before and after, on the other half) as a reference only:
+    the headline numbers are never temperature-scaled. Writes OUT_DIR/results.json and
+    OUT_DIR/figures/reliability-*.png (and OUT_DIR/raw/*.npz with --save-raw).
+    """)
+
+calib = EVALUATOR.function()

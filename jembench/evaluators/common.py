@@ -6,8 +6,6 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
-import click
-
 from .. import defaults
 from ..data.imageset import ImageSet
 from ..data.registry import get_dataset
@@ -54,11 +52,14 @@ def check_compatible(model: HybridModel, imageset: ImageSet, *, need_labels: boo
                            f"{name!r} takes {want}: choose the matching dataset")
 
 
-def load_eval_set(model: HybridModel, name: Optional[str], split: str = "test", *, data_dir: Any = None,
+def load_eval_set(model: HybridModel, name: Optional[str | ImageSet], split: str = "test", *, data_dir: Any = None,
                   download: bool = False, n: Optional[int] = None, need_labels: bool = True) -> ImageSet:
-    """The labelled evaluation set for ``model`` (its own dataset when ``name`` is None), checked."""
-    name = name or default_dataset(model)
-    imageset = get_dataset(name, split, data_dir=data_dir, download=download).first(n)
+    """The evaluation set for ``model`` (its own dataset when ``name`` is None; an :class:`ImageSet` given
+    directly is used as it is), cut to the first ``n`` and checked against the model."""
+    if isinstance(name, ImageSet):
+        imageset = name.first(n)
+    else:
+        imageset = get_dataset(name or default_dataset(model), split, data_dir=data_dir, download=download).first(n)
     check_compatible(model, imageset, need_labels=need_labels)
     return imageset
 
@@ -99,8 +100,3 @@ def _fmt(v: Any) -> str:
     if v is None:
         return "-"
     return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-
-def echo_written(out_dir: Optional[str | Path]) -> None:
-    if out_dir is not None:
-        click.echo(f"results written to {Path(out_dir) / 'results.json'}", err=True)

@@ -4,6 +4,7 @@ One :class:`Evaluation` per (checkpoint, protocol). Metric names carry the featu
 reference split, so numbers from different extractors never share a column: ``is/digits-wrn``,
 ``fid/digits-wrn/train``, ``kid/inception-v3-compat/train+test``, ``precision/...``, ``recall/...``;
 ``is_real/<ext>/<ref>`` is the IS of as many real images (same splits), the ceiling to read IS against.
+Sampling and feature-extraction times and the sampler's bookkeeping go to each evaluation's ``provenance``.
 The protocol records the sampling protocol in full, N, seeds, the reference set (dataset, split, size,
 content fingerprint), the extractor (name, sha256, layers) and the metric settings.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 
@@ -20,15 +21,89 @@ from .. import defaults
 from ..data.imageset import ImageSet
 from ..data.registry import get_dataset
 from ..errors import JembenchError
-from ..generation import PCD_FIELDS, GenProtocol, Samples, generate, make_protocol
+from ..generation import PCD_FIELDS, PRESETS, GenProtocol, Samples, generate, make_protocol
+from ..io import atomic_savez, atomic_write_bytes
 from ..metrics import fidelity
 from ..models import HybridModel
-from ..results import Evaluation, EvaluatorResult, slugify, atomic_savez, atomic_write_bytes
+from ..results import Evaluation, EvaluatorResult
 from ..runtime import derive_seed
-from .common import Timer, check_compatible, default_dataset, finish, load_models
+from ..settings import Settings, option
+from .base import Context, Evaluator, SharedSettings
+from .common import Timer, check_compatible, default_dataset
 
 QUANTISATION = "model space -> to_pixels01 -> clamp [0, 1] -> round(255 x) -> uint8 (as the real images)"
 REFERENCE_SPLITS = ("train", "test", "train+test")
+SHARED = ("dataset", "seed", "device", "batch_size", "data_dir", "download", "head", "norm", "cache_dir")
+FRESH_N = 1000  # samples per fresh protocol when --n is not given (FID is biased in N: compare equal N only)
+GRID_MAX = 100  # images in a sample grid
+SAMPLER_FIELDS = ("steps", "step_size", "noise", "init", "conditional", *PCD_FIELDS, "buffer_top", "bn_train")
+
+
+@dataclass(frozen=True)
+class GenSettings(Settings):
+    """Settings of ``jembench gen``; the sampler fields (None: each protocol's own) apply to every protocol."""
+
+    n: Optional[int] = option(None, f"Samples per protocol (default: {FRESH_N} fresh chains; the whole replay "
+                                    "buffer). FID is biased in N: compare equal N only.", min=1)
+    protocol: tuple[str, ...] = option(
+        ("sgld",), "Sampling protocol(s), repeatable or comma list: sgld (fresh chains from U(-1,1), JEM SGLD), pcd "
+                   "(JEM's uncond_samples: PCD rounds into a buffer of N chains), jem++ (per-class Gaussian init, "
+                   "JEM++ sampler), conditional (SGLD on f(x)[y], N/K per class), buffer (the checkpoint's replay "
+                   "buffer), buffer-top (its most confident fraction per class, as SADA-JEM).",
+        choices=lambda: list(PRESETS), noun="generation protocol", aliases=("protocols",), accepts=(GenProtocol,),
+        repeatable=True, metavar="NAME")
+    steps: Optional[int] = option(None, "SGLD steps per chain (JEM++ sampler: outer steps M) [protocol's own: sgld "
+                                        "40, jem++ 10].", min=0)
+    step_size: Optional[float] = option(None, "SGLD step size [protocol's own: 1.0; JEM++ 0.2].", min=0)
+    noise: Optional[float] = option(None, "SGLD noise std [protocol's own: 0.01; JEM++ 0].", min=0)
+    init: Optional[str] = option(None, "Chain init: U(-1,1) or the per-class Gaussians fitted on the training split "
+                                       "[protocol's own].", choices=("uniform", "gaussian"))
+    conditional: Optional[bool] = option(None, "Class-conditional chains for every fresh protocol [protocol's own].")
+    pcd_rounds: Optional[int] = option(None, "pcd protocols: rounds of a batch drawn from the buffer, advanced, "
+                                             "written back; cost rounds x batch x steps whatever --n [100].", min=0)
+    pcd_batch: Optional[int] = option(None, "pcd protocols: chains per round [64].", min=1)
+    reinit_freq: Optional[float] = option(None, "pcd protocols: share of each draw restarted from the init [0.05].",
+                                          min=0, max=1)
+    buffer_top: Optional[float] = option(None, "buffer-top: fraction kept per predicted class, by max softmax [0.1; "
+                                               "SADA-JEM: 0.1 for IS, 0.9 for FID].", above=0, max=1)
+    bn_train: Optional[bool] = option(None, "Batch norm in train mode while sampling [protocol's own: train mode "
+                                            "for the JEM++ sampler on BN models, else eval].")
+    metrics: tuple[str, ...] = option(fidelity.METRICS, "Metrics, comma list: is, fid, kid, prc "
+                                                        "(precision/recall).", choices=fidelity.METRICS,
+                                      noun="metric")
+    reference: str = option("train", "Reference split for FID/KID/PRC (JEM++ used train+test).",
+                            choices=REFERENCE_SPLITS)
+    feature_extractor: str = option(
+        "auto", "auto (the dataset's bundled reference classifier, e.g. digits-wrn; else Inception), inception "
+                "(torch-fidelity's), digits-wrn, or a jembench classifier checkpoint trained on the dataset. "
+                f"digits-wrn is looked up in ${defaults.GEN_EXTRACTORS_ENV}, the checkout's checkpoints/, then "
+                "./checkpoints.", metavar="NAME|PATH")
+    fid_weights: Optional[str] = option(None, "torch-fidelity's Inception weights file "
+                                              "(weights-inception-2015-12-05-6726825d.pth), for machines without "
+                                              "internet.", metavar="FILE", path="file")
+    offline: bool = option(False, "Never download; fail at once if Inception weights are needed and absent.")
+    kid_subset_size: int = option(1000, "KID subset size (capped at the smaller set; recorded).", min=2)
+    kid_subsets: int = option(100, "KID subsets.", min=1)
+    isc_splits: int = option(10, "Inception-score splits.", min=1)
+    prc_neighborhood: int = option(3, "k of the k-NN manifolds of precision / recall.", min=1)
+
+    def check(self, spell):
+        if not self.protocol:
+            yield f"{spell.assign('protocol', '')}: name at least one of {', '.join(PRESETS)}"
+        if not self.metrics:
+            yield f"{spell.assign('metrics', '')}: name at least one of {', '.join(fidelity.METRICS)}"
+        pcd_set = [k for k in PCD_FIELDS if getattr(self, k) is not None]
+        if pcd_set and not any(make_protocol(p).pcd_rounds for p in self.protocol):
+            yield (f"{', '.join(spell.option(k) for k in pcd_set)} set but no PCD protocol chosen: add "
+                   f"{spell.assign('protocol', 'pcd')}")
+
+    def protocols(self) -> list[GenProtocol]:
+        """Each protocol with the sampler fields applied; one-line error when two share a name."""
+        overrides = {k: getattr(self, k) for k in SAMPLER_FIELDS}
+        protos = [make_protocol(p, **overrides) for p in self.protocol]
+        if len({p.name for p in protos}) != len(protos):
+            raise JembenchError("two protocols share a name; give each GenProtocol its own name")
+        return protos
 
 
 @dataclass
@@ -51,73 +126,37 @@ def reference_set(dataset: str, split: str, *, data_dir: Any = None, download: b
                     {"parts": [p.meta for p in parts]})
 
 
-def gen(checkpoints: Sequence[str | Path | HybridModel], *, n: Optional[int] = None,
-        protocol: str | GenProtocol | Sequence[str | GenProtocol] = defaults.GEN_PROTOCOLS,
-        seed: int = defaults.SEED, out_dir: Optional[str | Path] = None, device: Any = None,
-        batch_size: int = defaults.BATCH_SIZE, dataset: Optional[str] = None, data_dir: Any = None,
-        download: bool = False, reference: str = defaults.GEN_REFERENCE_SPLIT,
-        metrics: Sequence[str] = defaults.GEN_METRICS, feature_extractor: str = defaults.GEN_FEATURE_EXTRACTOR,
-        fid_weights: Optional[str | Path] = None, offline: bool = False, cache_dir: Optional[str | Path] = None,
-        isc_splits: int = defaults.GEN_ISC_SPLITS, kid_subsets: int = defaults.GEN_KID_SUBSETS,
-        kid_subset_size: int = defaults.GEN_KID_SUBSET_SIZE, prc_neighborhood: int = defaults.GEN_PRC_NEIGHBORHOOD,
-        save_raw: bool = False, head: Optional[str] = None, norm: Optional[str] = None, progress: bool = True,
-        **sampler_overrides: Any) -> GenResult:
-    """Sample each checkpoint under each protocol and score the samples (mirrors ``jembench gen``).
-
-    ``protocol``: preset name(s) from :data:`jembench.generation.PRESETS` ("sgld", "pcd", "jem++", "conditional",
-    "buffer", "buffer-top") or :class:`GenProtocol` objects. ``sampler_overrides`` (``steps``, ``step_size``,
-    ``noise``, ``init``, ``pcd_rounds``, ``pcd_batch``, ``reinit_freq``, ``conditional``, ``buffer_top``,
-    ``bn_train``) apply to every protocol. ``n``: samples per protocol (default: ``defaults.GEN_N`` for fresh
-    chains, the whole replay buffer for buffer protocols). ``reference``: "train" (default), "test" or
-    "train+test". ``feature_extractor``: "auto", "inception", a bundled name ("digits-wrn") or a classifier
-    checkpoint path. Offline, Inception needs ``fid_weights`` (or torch's hub cache) and fails at once without.
-    """
-    specs = [protocol] if isinstance(protocol, (str, GenProtocol)) else list(protocol)
-    pcd_set = [k for k in PCD_FIELDS if sampler_overrides.get(k) is not None]
-    if pcd_set and not any(make_protocol(p).pcd_rounds for p in specs):
-        raise JembenchError(f"{', '.join('--' + k.replace('_', '-') for k in pcd_set)} set but no PCD protocol "
-                            "chosen: add --protocol pcd")
-    protos = [make_protocol(p, **sampler_overrides) for p in specs]
-    if len({p.name for p in protos}) != len(protos):
-        raise JembenchError("two protocols share a name; give each GenProtocol its own name")
-    metrics = list(dict.fromkeys(metrics))
-    bad = set(metrics) - set(fidelity.METRICS)
-    if bad:
-        raise JembenchError(f"unknown metric(s) {', '.join(sorted(bad))}; choose from {', '.join(fidelity.METRICS)}")
-    models = load_models(checkpoints, device, head=head, norm=norm)
-    dev = models[0].device if models else torch.device("cpu")
-    fid_cache = Path(cache_dir) / "fidelity" if cache_dir else Path(defaults.GEN_FIDELITY_CACHE)
+def run(models: list[HybridModel], s: GenSettings, shared: SharedSettings, ctx: Context) -> list[Evaluation]:
+    """Sample each model under each protocol and score the samples. Every feature extractor (and its weights) is
+    resolved before any sampling, so a missing file fails at once; with several evaluations, one that fails
+    is recorded as failed and the others go on."""
+    protos = s.protocols()
+    fid_cache = (Path(shared.cache_dir) / "fidelity" if shared.cache_dir else Path(defaults.GEN_FIDELITY_CACHE))
     fid_cache = fid_cache.expanduser()
-    extractors: dict[str, fidelity.Extractor] = {}
-    for m in models:  # resolve every extractor (and its weights) before any sampling: fail at once
-        ds = dataset or default_dataset(m)
-        if ds not in extractors:
-            extractors[ds] = fidelity.resolve_extractor(feature_extractor, ds, fid_weights=fid_weights, offline=offline)
-    needs_reference = bool(set(metrics) & {"fid", "kid", "prc"})
+    datasets = {id(m): shared.dataset or default_dataset(m) for m in models}
+    extractors = {ds: fidelity.resolve_extractor(s.feature_extractor, ds, fid_weights=s.fid_weights,
+                                                 offline=s.offline) for ds in dict.fromkeys(datasets.values())}
     refs: dict[str, tuple[ImageSet, dict[str, torch.Tensor], dict[str, Any]]] = {}
     trains: dict[str, ImageSet] = {}
-    evaluations, all_samples = [], {}
-    slugs = _slugs(models)
-    for m, slug in zip(models, slugs):
-        ds = dataset or default_dataset(m)
-        ext = extractors[ds]
-        if needs_reference and ds not in refs:
-            ref = reference_set(ds, reference, data_dir=data_dir, download=download)
+    evaluations = []
+    for m in models:
+        ds = datasets[id(m)]
+        if set(s.metrics) & {"fid", "kid", "prc"} and ds not in refs:
+            ref = reference_set(ds, s.reference, data_dir=shared.data_dir, download=shared.download)
             check_compatible(m, ref, need_labels=False)
-            feats, cache = fidelity.reference_features(ref, ext, cache_dir=fid_cache, batch_size=batch_size, device=dev)
-            refs[ds] = (ref, feats, cache)
+            refs[ds] = (ref, *fidelity.reference_features(ref, extractors[ds], cache_dir=fid_cache,
+                                                          batch_size=shared.batch_size, device=m.device))
         if any(p.init == "gaussian" and p.source == "fresh" for p in protos) and ds not in trains:
-            trains[ds] = get_dataset(ds, "train", data_dir=data_dir, download=download)
+            trains[ds] = get_dataset(ds, "train", data_dir=shared.data_dir, download=shared.download)
         for proto in protos:
             try:
                 with Timer() as t:
-                    ev, samples = _evaluate(m, proto, n, ext, refs.get(ds), trains.get(ds), ds, reference, metrics,
-                                            seed=seed, batch_size=batch_size, isc_splits=isc_splits,
-                                            kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
-                                            prc_neighborhood=prc_neighborhood, progress=progress)
-                    ev.artifacts = _write_artifacts(out_dir, f"{slug}-{proto.name}", m, samples, save_raw)
+                    ev, samples = _evaluate(m, proto, extractors[ds], refs.get(ds), trains.get(ds), ds, s, shared,
+                                            ctx.progress)
+                    ev.artifacts = _write_artifacts(ctx.out_dir, f"{ctx.slug(m)}-{proto.name}", m, samples,
+                                                    ctx.save_raw)
                 ev.wall_time_s = t.seconds
-                all_samples[f"{m.info.name}/{proto.name}"] = samples
+                ctx.extras.setdefault("samples", {})[f"{m.info.name}/{proto.name}"] = samples
             except JembenchError as exc:
                 if len(models) * len(protos) == 1:
                     raise
@@ -125,53 +164,50 @@ def gen(checkpoints: Sequence[str | Path | HybridModel], *, n: Optional[int] = N
             evaluations.append(ev)
     if evaluations and all(e.status == "failed" for e in evaluations):
         raise JembenchError(evaluations[0].error or "every generation evaluation failed")
-    config = {"n": n, "protocols": [p.name for p in protos], "reference": reference, "metrics": metrics,
-              "feature_extractor": feature_extractor, "offline": offline, "batch_size": batch_size,
-              **{k: v for k, v in sampler_overrides.items() if v is not None}}
-    doc = finish(out_dir, evaluations, device=dev, seed=seed, config=config)
-    return GenResult(evaluations, doc, all_samples)
+    return evaluations
 
 
-def _evaluate(model: HybridModel, proto: GenProtocol, n: Optional[int], ext: fidelity.Extractor,
+def _evaluate(model: HybridModel, proto: GenProtocol, ext: fidelity.Extractor,
               ref: Optional[tuple[ImageSet, dict[str, torch.Tensor], dict[str, Any]]], train: Optional[ImageSet],
-              dataset: str, reference: str, metrics: list[str], *, seed: int, batch_size: int, isc_splits: int,
-              kid_subsets: int, kid_subset_size: int, prc_neighborhood: int, progress: bool
-              ) -> tuple[Evaluation, Samples]:
-    if n is None and proto.source == "fresh":
-        n = defaults.GEN_N
-    samples = generate(model, proto, n, seed=seed, batch_size=batch_size, train_set=train, progress=progress)
+              dataset: str, s: GenSettings, shared: SharedSettings, progress: bool) -> tuple[Evaluation, Samples]:
+    """Draw one protocol's samples from one model and score them."""
+    n = FRESH_N if s.n is None and proto.source == "fresh" else s.n
+    samples = generate(model, proto, n, seed=shared.seed, batch_size=shared.batch_size, train_set=train,
+                       progress=progress)
     with Timer() as t_feat:
-        fake = fidelity.extract(ext, samples.images, batch_size=batch_size, device=model.device)
+        fake = fidelity.extract(ext, samples.images, batch_size=shared.batch_size, device=model.device)
     real = ref[1] if ref is not None else None
-    metric_seed = derive_seed(seed, "gen-metrics")
-    values, settings = fidelity.fidelity_metrics(fake, real, ext, metrics=metrics, isc_splits=isc_splits,
-                                                 kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
-                                                 prc_neighborhood=prc_neighborhood, seed=metric_seed)
+    metric_seed = derive_seed(shared.seed, "gen-metrics")
+    values, settings = fidelity.fidelity_metrics(fake, real, ext, metrics=list(dict.fromkeys(s.metrics)),
+                                                 isc_splits=s.isc_splits, kid_subsets=s.kid_subsets,
+                                                 kid_subset_size=s.kid_subset_size,
+                                                 prc_neighborhood=s.prc_neighborhood, seed=metric_seed)
     name, n_used = ext.name, len(samples.images)
-    out: dict[str, float] = {}
-    for key, value in values.items():
-        metric = f"{key}/{name}" if key in ("is", "is_std") else f"{key}/{name}/{reference}"
-        out[metric] = value
-    if "is" in metrics and real is not None:
-        out[f"is_real/{name}/{reference}"] = _real_is(real[ext.layers["is"]], n_used, isc_splits, metric_seed)
+    out = {metric_name(key, name, s.reference): value for key, value in values.items()}
+    if "is" in s.metrics and real is not None:
+        out[f"is_real/{name}/{s.reference}"] = _real_is(real[ext.layers["is"]], n_used, s.isc_splits, metric_seed)
     warnings = list(samples.warnings)
     dim = fake[ext.layers["fid"]].shape[1]
-    if "fid" in metrics and n_used < dim:
+    if "fid" in s.metrics and n_used < dim:
         warnings.append(f"FID from N={n_used} samples < feature dimension {dim}: the covariance is singular and FID "
                         "strongly biased; compare only numbers with equal N")
-    rows, extra = _class_rows(model, samples, fake, ext, batch_size)
+    rows, extra = _class_rows(model, samples, fake, ext, shared.batch_size)
     out.update(extra)
-    out.update({k: float(v) for k, v in samples.observed.items()})
-    out["time/sampling_s"] = samples.seconds
-    out["time/features_s"] = t_feat.seconds
+    time = {"sampling_s": samples.seconds, "features_s": t_feat.seconds}
     if samples.chain_steps:
-        out["time/chain_steps_per_s"] = samples.chain_steps / max(samples.seconds, 1e-9)
+        time["chain_steps_per_s"] = samples.chain_steps / max(samples.seconds, 1e-9)
     protocol = {"sampling": samples.protocol, "n": n_used, "dataset": dataset,
-                "reference": _reference_record(ref, reference) if ref is not None else None,
+                "reference": _reference_record(ref, s.reference) if ref is not None else None,
                 "feature_extractor": ext.describe(), "quantisation": QUANTISATION,
                 "metric_settings": settings, "torch_fidelity": _tf_version()}
-    ev = Evaluation("gen", model.info.to_dict(), protocol, metrics=out, rows=rows, warnings=warnings)
+    ev = Evaluation("gen", model.info.to_dict(), protocol, metrics=out, rows=rows, warnings=warnings,
+                    provenance={"time": time, "observed": {k: float(v) for k, v in samples.observed.items()}})
     return ev, samples
+
+
+def metric_name(key: str, extractor: str, reference: str) -> str:
+    """``fid/digits-wrn/train``; IS has no reference: ``is/digits-wrn``."""
+    return f"{key}/{extractor}" if key in ("is", "is_std") else f"{key}/{extractor}/{reference}"
 
 
 def _real_is(logits: torch.Tensor, n: int, splits: int, seed: int) -> float:
@@ -226,7 +262,7 @@ def _write_artifacts(out_dir: Optional[str | Path], stem: str, model: HybridMode
     out, arts = Path(out_dir), {}
     scale = figs.auto_scale(max(model.info.image_size))
     rel = f"samples/{stem}.png"
-    atomic_write_bytes(out / rel, figs.png_bytes(figs.grid(samples.images[:defaults.GEN_GRID_MAX], scale=scale)))
+    atomic_write_bytes(out / rel, figs.png_bytes(figs.grid(samples.images[:GRID_MAX], scale=scale)))
     arts["samples"] = rel
     if samples.labels is not None:
         rel = f"samples/{stem}-per-class.png"
@@ -243,14 +279,51 @@ def _write_artifacts(out_dir: Optional[str | Path], stem: str, model: HybridMode
     return arts
 
 
-def _slugs(models: list[HybridModel]) -> list[str]:
-    """File-name-safe checkpoint names, made unique with the sha256 prefix where names collide."""
-    base = [slugify(m.info.name or "model", "model") for m in models]
-    return [b if base.count(b) == 1 else f"{b}-{(m.info.sha256 or str(i))[:8]}"
-            for i, (b, m) in enumerate(zip(base, models))]
-
-
 def _tf_version() -> str:
     import torch_fidelity
 
     return torch_fidelity.__version__
+
+
+def summary_text(result: GenResult) -> str:
+    """The command's terminal output: one line per checkpoint and protocol."""
+    lines = []
+    for ev in result.evaluations:
+        name = f"{ev.checkpoint.get('name')} / {ev.protocol.get('sampling', {}).get('name')}"
+        if ev.status != "ok":
+            lines.append(f"{name}: failed: {ev.error}")
+            continue
+        shown = {k: v for k, v in ev.metrics.items() if not k.startswith(("is_std", "kid_std"))}
+        nums = ", ".join(f"{k} = {v:.4g}" for k, v in shown.items())
+        t = ev.provenance["time"]
+        lines.append(f"{name} (n={ev.protocol['n']}, extractor {ev.protocol['feature_extractor']['name']}): {nums}; "
+                     f"sampling {t['sampling_s']:.1f}s, features {t['features_s']:.1f}s")
+        lines += [f"  warning: {w}" for w in ev.warnings]
+    return "\n".join(lines)
+
+
+EVALUATOR = Evaluator(
+    name="gen", title="Generation", settings=GenSettings, run=run, result=GenResult, summary=summary_text,
+    shared=SHARED, headline=("fid/*/*", "is/*", "kid/*/*"), headline_last=False,
+    metrics=("is/*", "is_std/*", "is_real/*/*", "fid/*/*", "kid/*/*", "kid_std/*/*", "precision/*/*", "recall/*/*",
+             "cond_acc/*"),
+    figures="Sample grids", positional=(),
+    short_help="IS / FID / KID / precision-recall of samples drawn under named protocols.",
+    help="""Generation: draw samples under each protocol, score IS / FID / KID / precision-recall.
+
+    Samples are quantised like real images (clamp to the data range, round to uint8) before any metric.
+    Metric names carry the feature extractor and reference split (fid/digits-wrn/train): numbers from
+    different extractors never share a column. Reference features are cached on disk by content
+    (--cache-dir, default ~/.cache/jembench/fidelity). Writes results.json, sample grids (pixels as
+    sampled) and, with --save-raw, the uint8 samples (npz). CKPT defaults to $JEMBENCH_CKPT.
+
+    \b
+    Examples:
+      jembench gen checkpoints/jem-digits.pt                          1000 fresh SGLD samples, digits-wrn extractor
+      jembench gen ckpt.pt --protocol pcd,conditional --n 500 --steps 40
+      jembench gen jem.pt --protocol buffer --reference train+test    JEM++'s protocol (replay buffer vs train+test)
+      jembench gen jem.pt --protocol buffer-top --buffer-top 0.1 --metrics is
+      jembench gen jem.pt --offline --fid-weights weights-inception-2015-12-05-6726825d.pth
+    """)
+
+gen = EVALUATOR.function()

@@ -14,23 +14,60 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from .. import defaults
 from ..data.imageset import ImageSet
-from ..errors import JembenchError
 from ..figures import close
 from ..figures.ood import SAVE_KW, roc_curves, score_histograms
 from ..forward import ForwardCache
+from ..io import atomic_savefig, atomic_savez
 from ..metrics.ood import AUPR_METHOD, BOOTSTRAP_METHOD, FPR_CONVENTIONS, ood_metrics, sanitize
 from ..models import HybridModel
-from ..results import Evaluation, EvaluatorResult, slugify, atomic_savefig, atomic_savez
-from ..runtime import derive_seed, resolve_device
-from ..scores import CONVENTION, LOGIT_SCORES, gradnorm_scores, logit_scores, parse_scores
-from .common import Timer, finish, load_eval_set, load_models
+from ..results import Evaluation, EvaluatorResult
+from ..runtime import derive_seed
+from ..scores import CONVENTION, SCORES, parse_scores
+from ..settings import Settings, option
+from .base import Context, Evaluator, SharedSettings
+from .clf import SHARED
+from .common import Timer, load_eval_set
 
+PRESETS = {  # --out NAME expands to these OOD sets
+    "jem": ("svhn", "cifar100", "celeba", "interp"),  # JEM paper, Table 2
+    "digits": ("noise", "uniform", "constant", "interp", "rotated"),
+    "synthetic": ("noise", "uniform", "constant", "interp"),
+}
+DEFAULT_PRESET = {"cifar10": "jem", "digits": "digits"}  # in-distribution -> preset when no --out; else synthetic
+CI_LEVEL = 0.95
+# metric names: f"{metric}/{score}/{out set}"
 METRICS = ("auroc", "aupr_in", "aupr_out", "fpr95_in_kept", "fpr95_ood_caught", "detection_error")
 NOISE_RULE = ("x + sigma * N(0, I) in model space (jembench.forward.test_noise, seed = noise_seed): sample i gets "
               "the same draw in the in-distribution set and in every OOD set")
 GRADNORM_RULE = ("-||d log p~(x)/dx||_2 over all C*H*W model-space inputs, eval mode, batched (per-sample exact)")
+_PRESET_HELP = "; ".join(f"{k} = {', '.join(v)}" for k, v in PRESETS.items())
+
+
+def metric_name(metric: str, score: str, out: str) -> str:
+    """``auroc/logp/svhn``."""
+    return f"{metric}/{score}/{out}"
+
+
+@dataclass(frozen=True)
+class OODSettings(Settings):
+    """Settings of ``jembench ood`` (the in-distribution set is the shared ``dataset``, ``--in`` on the command)."""
+
+    out: tuple[str, ...] = option(
+        (), "OOD set or preset, repeatable or comma list: a registry name (jembench datasets), npz:PATH, folder:PATH, "
+            f"a synthetic set (noise, uniform, constant, interp, rotated) or a preset ({_PRESET_HELP}). Default: "
+            "'digits' for digits, 'jem' for cifar10, else 'synthetic'.",
+        parse=lambda text: [text], repeatable=True, metavar="NAME")  # comma lists split by expand_out
+    scores: tuple[str, ...] = option(tuple(SCORES), "Score(s), repeatable or comma list; higher = more "
+                                                    "in-distribution.", choices=lambda: list(SCORES),
+                                     noun="OOD score", aliases=("score",), repeatable=True, metavar="NAME")
+    temperature: float = option(1.0, "T of the energy-T score T*logsumexp(logits/T).", above=0)
+    bootstrap: int = option(1000, "Bootstrap resamples of the AUROC 95% interval (0 = none).", min=0)
+    figures: bool = option(True, "Draw the histogram and ROC figures.")
+
+    def check(self, spell):
+        if not self.scores:
+            yield f"{spell.assign('scores', '')}: name at least one of {', '.join(SCORES)}"
 
 
 @dataclass
@@ -50,17 +87,17 @@ class OODResult(EvaluatorResult):
 
 
 def expand_out(out: Optional[Iterable[str]], in_name: str) -> list[str]:
-    """OOD set names with presets expanded (``jem``, ``digits``, ``synthetic``; see defaults.OOD_PRESETS),
+    """OOD set names with presets expanded (``jem``, ``digits``, ``synthetic``; see :data:`PRESETS`),
     comma lists split (except npz:/folder: paths), duplicates dropped. None/empty -> the in-distribution's preset."""
     items: list[str] = []
     for o in out or ():
         o = str(o).strip()
         items += [o] if o.startswith(("npz:", "folder:")) else [t.strip() for t in o.split(",") if t.strip()]
     if not items:
-        items = [defaults.OOD_DEFAULT_PRESET.get(in_name, "synthetic")]
+        items = [DEFAULT_PRESET.get(in_name, "synthetic")]
     names: list[str] = []
     for item in items:
-        for name in defaults.OOD_PRESETS.get(item, (item,)):
+        for name in PRESETS.get(item, (item,)):
             if name not in names:
                 names.append(name)
     return names
@@ -81,146 +118,163 @@ def _set_protocol(s: ImageSet) -> dict[str, Any]:
             "preprocessing": s.meta.get("preprocessing", "none"), "meta": meta}
 
 
-def _tag(model: HybridModel, index: int, taken: set[str]) -> str:
-    tag = slugify(model.info.name or "model", "model")
-    if tag in taken:
-        tag = f"{tag}-{index}"
-    taken.add(tag)
-    return tag
-
-
 def _score_sets(model: HybridModel, imageset: ImageSet, names: Sequence[str], cache: ForwardCache, timings: dict,
                 *, sigma: float, seed: int, temperature: float, batch_size: int,
                 progress: bool) -> dict[str, np.ndarray]:
-    """Every score of ``names`` on ``imageset``: one (cached) forward pass + a gradient pass for gradnorm."""
+    """Every score of ``names`` on ``imageset``: logit scores from one (cached) forward pass, the others from
+    their own (gradient) passes, each timed under ``forward_s`` or ``gradient_s``."""
     out: dict[str, np.ndarray] = {}
-    if any(s in LOGIT_SCORES for s in names):
+    if any(SCORES[n].needs == "logits" for n in names):
         with Timer() as t:
             fp = cache.get(model, imageset, sigma=sigma, seed=seed, batch_size=batch_size, progress=progress)
         timings["forward_s"] += t.seconds
-        out.update({k: v.numpy() for k, v in logit_scores(fp, names, temperature).items()})
-    if "gradnorm" in names:
+        out.update({n: SCORES[n].compute(fp, temperature).numpy() for n in names if SCORES[n].needs == "logits"})
+    for n in (n for n in names if SCORES[n].needs != "logits"):
         with Timer() as t:
-            g = gradnorm_scores(model, imageset, sigma=sigma, seed=seed, batch_size=batch_size, progress=progress)
+            out[n] = SCORES[n].compute(model, imageset, sigma=sigma, seed=seed, batch_size=batch_size,
+                                       progress=progress).numpy()
         timings["gradient_s"] += t.seconds
-        out["gradnorm"] = g.numpy()
-    return {s: out[s] for s in names}
+    return {n: out[n] for n in names}
 
 
-def ood(checkpoints: str | Path | HybridModel | Sequence[str | Path | HybridModel], in_dataset: Optional[str] = None,
-        out: Optional[str | Sequence[str]] = None, *, scores: Optional[str | Sequence[str]] = None,
-        sigma: float = defaults.TEST_SIGMA, seed: int = defaults.SEED, temperature: float = defaults.OOD_TEMPERATURE,
-        bootstrap: int = defaults.OOD_BOOTSTRAP, n: Optional[int] = None, batch_size: int = defaults.BATCH_SIZE,
-        device: Any = defaults.DEVICE, data_dir: Any = None, download: bool = False, head: Optional[str] = None,
-        cache: Optional[ForwardCache] = None, cache_dir: Any = None, out_dir: Any = None, save_raw: bool = False,
-        figures: bool = True, progress: bool = True) -> OODResult:
-    """OOD detection of each checkpoint: ``in_dataset`` test set (default: the checkpoint's dataset) against each
-    ``out`` set or preset (default: the in-distribution's preset, ``digits`` -> noise, uniform, constant, interp,
-    rotated; ``cifar10`` -> ``jem`` = svhn, cifar100, celeba, interp). Writes ``out_dir/results.json`` (figures
-    and, with ``save_raw``, per-sample scores) when ``out_dir`` is given.
-    """
-    if isinstance(checkpoints, (str, Path, HybridModel)):
-        checkpoints = [checkpoints]
-    if isinstance(out, str):
-        out = [out]
-    if isinstance(scores, str):
-        scores = [scores]
-    if not checkpoints:
-        raise JembenchError("no checkpoint given: pass one or more checkpoint files (or HybridModels)")
-    names = parse_scores(scores)
-    if not temperature > 0:
-        raise JembenchError(f"--temperature must be > 0, got {temperature}")
-    if sigma < 0 or bootstrap < 0 or batch_size < 1 or (n is not None and n < 1):
-        raise JembenchError("need --sigma >= 0, --bootstrap >= 0, --batch-size >= 1 and --n >= 1")
-    if save_raw and out_dir is None:
-        raise JembenchError("save_raw needs out_dir: per-sample scores are written there")
-    dev = resolve_device(device)
-    models = load_models(list(checkpoints), dev, dataset=in_dataset, head=head)
-    cache = cache if cache is not None else ForwardCache(cache_dir)
-    out_path = Path(out_dir) if out_dir is not None else None
-    evaluations, all_scores, all_timings, taken = [], [], [], set()
-    for index, model in enumerate(models):
+def run(models: list[HybridModel], s: OODSettings, shared: SharedSettings, ctx: Context) -> list[Evaluation]:
+    """OOD detection of each model: its in-distribution test set (``shared.dataset``, default the checkpoint's)
+    against each ``s.out`` set or preset. Per-sample scores and timings go to the API result (``ctx.extras``)."""
+    names = parse_scores(s.scores)
+    evaluations, all_scores, all_timings = [], [], []
+    for model in models:
         timings = {"forward_s": 0.0, "gradient_s": 0.0, "metrics_s": 0.0, "figures_s": 0.0}
         with Timer() as total:
-            ev, raw = _evaluate(model, _tag(model, index, taken), in_dataset, out, names, cache, timings,
-                                sigma=sigma, seed=seed, temperature=temperature, bootstrap=bootstrap, n=n,
-                                batch_size=batch_size, data_dir=data_dir, download=download, out_dir=out_path,
-                                save_raw=save_raw, figures=figures, progress=progress)
-        ev.wall_time_s = total.seconds
-        timings["total_s"] = total.seconds
+            ev, raw = _evaluate(model, ctx.slug(model), s, names, shared, ctx, timings)
+        ev.wall_time_s = timings["total_s"] = total.seconds
         evaluations.append(ev)
         all_scores.append(raw)
         all_timings.append(timings)
-    config = {"in_dataset": in_dataset, "out": list(out or []), "scores": names, "sigma": sigma,
-              "temperature": temperature, "bootstrap": bootstrap, "n": n, "batch_size": batch_size, "head": head,
-              "save_raw": save_raw}
-    doc = finish(out_path, evaluations, device=dev, seed=seed, config=config)
-    return OODResult(evaluations, doc, all_scores, all_timings, out_path)
+    ctx.extras.update(scores=all_scores, timings=all_timings, out_dir=ctx.out_dir)
+    return evaluations
 
 
-def _evaluate(model: HybridModel, tag: str, in_dataset: Optional[str], out: Optional[Sequence[str]],
-              names: list[str], cache: ForwardCache, timings: dict, *, sigma: float, seed: int, temperature: float,
-              bootstrap: int, n: Optional[int], batch_size: int, data_dir: Any, download: bool,
-              out_dir: Optional[Path], save_raw: bool, figures: bool, progress: bool) -> tuple[Evaluation, dict]:
-    in_set = load_eval_set(model, in_dataset, "test", data_dir=data_dir, download=download, n=n, need_labels=False)
-    out_sets = _load_out_sets(expand_out(out, in_set.name), in_set, model, data_dir=data_dir, download=download,
-                              seed=seed, n=n)
-    kw = dict(sigma=sigma, seed=seed, temperature=temperature, batch_size=batch_size, progress=progress)
-    score_in = _score_sets(model, in_set, names, cache, timings, **kw)
-    score_out = {o: _score_sets(model, s, names, cache, timings, **kw) for o, s in out_sets.items()}
-
-    warnings, metrics, intervals, rows, finite = [], {}, {}, [], {}
+def _evaluate(model: HybridModel, tag: str, s: OODSettings, names: list[str], shared: SharedSettings, ctx: Context,
+              timings: dict) -> tuple[Evaluation, dict]:
+    """One model: load and check every set, score them, compute the metrics, write figures and raw scores."""
+    in_set = load_eval_set(model, shared.dataset, "test", data_dir=shared.data_dir, download=shared.download,
+                           n=shared.n, need_labels=False)
+    out_sets = _load_out_sets(expand_out(s.out, in_set.name), in_set, model, data_dir=shared.data_dir,
+                              download=shared.download, seed=shared.seed, n=shared.n)
+    kw = dict(sigma=shared.sigma, seed=shared.seed, temperature=s.temperature, batch_size=shared.batch_size,
+              progress=ctx.progress)
+    score_in = _score_sets(model, in_set, names, ctx.cache, timings, **kw)
+    score_out = {o: _score_sets(model, x, names, ctx.cache, timings, **kw) for o, x in out_sets.items()}
     with Timer() as t:
-        for s in names:
-            for o in out_sets:
-                a, b, bad = finite[s, o] = sanitize(score_in[s], score_out[o][s])
-                if bad:
-                    warnings.append(f"{s} on {in_set.name} vs {o}: {bad} non-finite scores ranked as most OOD "
-                                    "(NaN, -inf) or most in-distribution (+inf)")
-                m = ood_metrics(a, b, bootstrap=bootstrap, seed=derive_seed(seed, "ood-bootstrap", s, o),
-                                level=defaults.OOD_CI_LEVEL)
-                rows.append({"score": s, "out": o, **m})
-                metrics.update({f"{k}/{s}/{o}": m[k] for k in METRICS})
-                if bootstrap:
-                    intervals[f"auroc/{s}/{o}"] = [m["auroc_lo"], m["auroc_hi"]]
+        metrics, intervals, rows, finite, warnings = _metrics(names, in_set, out_sets, score_in, score_out,
+                                                              s.bootstrap, shared.seed)
     timings["metrics_s"] += t.seconds
-    for o, s in out_sets.items():
-        if s.fingerprint() == in_set.fingerprint():
-            warnings.append(f"OOD set {o!r} holds exactly the in-distribution images: its AUROC is 0.5 by design")
-
     artifacts: dict[str, str] = {}
-    if out_dir is not None and figures:
+    if ctx.out_dir is not None and s.figures:
         with Timer() as t:
-            for s in names:
-                outs = {o: score_out[o][s] for o in out_sets}
-                auroc = {o: metrics[f"auroc/{s}/{o}"] for o in out_sets}
-                for label, fig in ((f"hist/{s}", score_histograms(s, in_set.name, score_in[s], outs)),
-                                   (f"roc/{s}", roc_curves(s, {o: finite[s, o][:2] for o in out_sets}, auroc))):
-                    rel = Path("figures") / "ood" / tag / f"{label.replace('/', '_')}.png"
-                    atomic_savefig(fig, out_dir / rel, **SAVE_KW)
-                    close(fig)
-                    artifacts[label] = rel.as_posix()
+            artifacts.update(_write_figures(ctx.out_dir, tag, names, in_set.name, score_in, score_out, finite,
+                                            metrics))
         timings["figures_s"] += t.seconds
-    if save_raw and out_dir is not None:
+    if ctx.save_raw and ctx.out_dir is not None:
         rel = Path("raw") / f"ood_{tag}.npz"
-        arrays = {f"{s}.in": score_in[s] for s in names}
-        arrays.update({f"{s}.out{j}": score_out[o][s] for j, o in enumerate(out_sets) for s in names})
-        atomic_savez(out_dir / rel, out_names=np.array(list(out_sets)), scores=np.array(names),
+        arrays = {f"{n}.in": score_in[n] for n in names}
+        arrays.update({f"{n}.out{j}": score_out[o][n] for j, o in enumerate(out_sets) for n in names})
+        atomic_savez(ctx.out_dir / rel, out_names=np.array(list(out_sets)), scores=np.array(names),
                      in_labels=in_set.labels if in_set.labels is not None else np.zeros(0, dtype=np.int64), **arrays)
         artifacts["raw_scores"] = rel.as_posix()
+    ev = Evaluation("ood", model.info.to_dict(), _protocol(model, s, names, shared, in_set, out_sets),
+                    metrics=metrics, intervals=intervals, rows=rows, warnings=warnings, artifacts=artifacts)
+    return ev, {"in": score_in, "out": score_out}
 
-    protocol = {
+
+def _metrics(names: list[str], in_set: ImageSet, out_sets: dict[str, ImageSet], score_in: dict, score_out: dict,
+             bootstrap: int, seed: int) -> tuple[dict, dict, list, dict, list[str]]:
+    """Metrics, AUROC intervals, table rows, the finite scores (for the ROC figure) and warnings of every
+    (score, OOD set) pair."""
+    warnings, metrics, intervals, rows, finite = [], {}, {}, [], {}
+    for n in names:
+        for o in out_sets:
+            a, b, bad = finite[n, o] = sanitize(score_in[n], score_out[o][n])
+            if bad:
+                warnings.append(f"{n} on {in_set.name} vs {o}: {bad} non-finite scores ranked as most OOD "
+                                "(NaN, -inf) or most in-distribution (+inf)")
+            m = ood_metrics(a, b, bootstrap=bootstrap, seed=derive_seed(seed, "ood-bootstrap", n, o), level=CI_LEVEL)
+            rows.append({"score": n, "out": o, **m})
+            metrics.update({metric_name(k, n, o): m[k] for k in METRICS})
+            if bootstrap:
+                intervals[metric_name("auroc", n, o)] = [m["auroc_lo"], m["auroc_hi"]]
+    for o, x in out_sets.items():
+        if x.fingerprint() == in_set.fingerprint():
+            warnings.append(f"OOD set {o!r} holds exactly the in-distribution images: its AUROC is 0.5 by design")
+    return metrics, intervals, rows, finite, warnings
+
+
+def _write_figures(out_dir: Path, tag: str, names: list[str], in_name: str, score_in: dict, score_out: dict,
+                   finite: dict, metrics: dict) -> dict[str, str]:
+    """Score histograms and ROC curves per score: ``{label: path relative to out_dir}``."""
+    artifacts = {}
+    for n in names:
+        outs = {o: score_out[o][n] for o in score_out}
+        auroc = {o: metrics[metric_name("auroc", n, o)] for o in score_out}
+        for label, fig in ((f"hist/{n}", score_histograms(n, in_name, score_in[n], outs)),
+                           (f"roc/{n}", roc_curves(n, {o: finite[n, o][:2] for o in score_out}, auroc))):
+            rel = Path("figures") / "ood" / tag / f"{label.replace('/', '_')}.png"
+            atomic_savefig(fig, out_dir / rel, **SAVE_KW)
+            close(fig)
+            artifacts[label] = rel.as_posix()
+    return artifacts
+
+
+def _protocol(model: HybridModel, s: OODSettings, names: list[str], shared: SharedSettings, in_set: ImageSet,
+              out_sets: dict[str, ImageSet]) -> dict[str, Any]:
+    return {
         "in_dataset": in_set.name, "in_split": in_set.split, "n_in": len(in_set), "in_sha256": in_set.fingerprint(),
-        "in_preprocessing": in_set.meta.get("preprocessing", "none"), "n_limit": n,
-        "out_sets": [_set_protocol(s) for s in out_sets.values()],
-        "scores": names, "score_convention": CONVENTION, "temperature": temperature, "gradnorm": GRADNORM_RULE,
+        "in_preprocessing": in_set.meta.get("preprocessing", "none"), "n_limit": shared.n,
+        "out_sets": [_set_protocol(x) for x in out_sets.values()],
+        "scores": names, "score_convention": CONVENTION, "temperature": s.temperature, "gradnorm": GRADNORM_RULE,
         "head": model.info.head, "positive_class": "in-distribution",
-        "test_sigma": float(sigma), "noise_seed": int(seed), "noise_rule": NOISE_RULE,
+        "test_sigma": float(shared.sigma), "noise_seed": int(shared.seed), "noise_rule": NOISE_RULE,
         "aupr_method": AUPR_METHOD, "fpr_conventions": FPR_CONVENTIONS, "tpr_level": 0.95,
         "detection_error": "min over thresholds of 0.5 * (1 - TPR) + 0.5 * FPR",
-        "bootstrap": {"resamples": bootstrap, "level": defaults.OOD_CI_LEVEL, "method": BOOTSTRAP_METHOD,
-                      "seed": int(seed), "seed_rule": "derive_seed(seed, 'ood-bootstrap', score, out set)"},
+        "bootstrap": {"resamples": s.bootstrap, "level": CI_LEVEL, "method": BOOTSTRAP_METHOD,
+                      "seed": int(shared.seed), "seed_rule": "derive_seed(seed, 'ood-bootstrap', score, out set)"},
     }
-    ev = Evaluation("ood", model.info.to_dict(), protocol, metrics=metrics, intervals=intervals, rows=rows,
-                    warnings=warnings, artifacts=artifacts)
-    return ev, {"in": score_in, "out": score_out}
+
+
+def summary_text(result: OODResult) -> str:
+    """The command's terminal output: one table per checkpoint, then its warnings."""
+    import pandas as pd
+
+    cols = ["score", "out", "auroc", "auroc_lo", "auroc_hi", "aupr_in", "aupr_out", "fpr95_in_kept",
+            "fpr95_ood_caught", "detection_error", "n_in", "n_out"]
+    parts = []
+    for ev in result.evaluations:
+        table = pd.DataFrame(ev.rows, columns=cols).to_string(index=False, float_format=lambda v: f"{v:.4f}")
+        p = ev.protocol
+        parts.append(f"{ev.checkpoint.get('name')}: in = {p['in_dataset']} (n={p['n_in']}), sigma = {p['test_sigma']}"
+                     f", in-distribution positive, higher score = more in-distribution\n{table}")
+        parts += [f"warning: {w}" for w in ev.warnings]
+    return "\n\n".join(parts)
+
+
+EVALUATOR = Evaluator(
+    name="ood", title="OOD detection", settings=OODSettings, run=run, result=OODResult, summary=summary_text,
+    shared=SHARED, headline=("auroc/logp/*", "auroc/*"), headline_last=False,
+    metrics=tuple(f"{m}/*/*" for m in METRICS), figures="OOD score histograms and ROC curves",
+    positional=("dataset", "out"), renames={"dataset": "in"}, aliases={"in_dataset": "dataset"},
+    uses_forward_cache=True,
+    short_help="OOD detection: AUROC, AUPR-In/Out, FPR@95, detection error per score and OOD set.",
+    help="""OOD detection: AUROC, AUPR-In/Out, FPR@95 (both conventions), detection error per score and OOD set.
+
+    In-distribution is the positive class; every score is oriented so that higher = more in-distribution.
+    CKPT defaults to $JEMBENCH_CKPT.
+
+    \b
+    Examples:
+      jembench ood checkpoints/jem-digits.pt                     digits vs noise, uniform, constant, interp, rotated
+      jembench ood --in cifar10 --out svhn                       CKPT from $JEMBENCH_CKPT
+      jembench ood jem.pt --out jem --sigma 0.03 --data-dir D    the JEM paper's Table 2 protocol
+      jembench ood jem.pt --out svhn --out cifar100 --score logp,gradnorm --save-raw
+    """)
+
+ood = EVALUATOR.function()

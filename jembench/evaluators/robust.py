@@ -22,39 +22,96 @@ large-eps probe must bring accuracy to about 0; transfer must not beat the white
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional
 
-import click
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from .. import defaults
-from ..attacks import ATTACKS, NORMS, PassCounter, PixelClassifier, PurifyConfig, build_attack, check_attack, \
-    default_step_size, run_attack
-from ..data.imageset import ImageSet
-from ..errors import JembenchError
-from ..forward import ForwardCache
-from ..metrics.classification import wilson_interval
+from ..attacks import ATTACKS, NORMS, check_attack
+from ..io import atomic_savefig, atomic_savez
 from ..models import HybridModel
-from ..results import Evaluation, EvaluatorResult, slugify, atomic_savefig, atomic_savez
-from ..runtime import derive_seed, resolve_device
-from .common import Timer, check_compatible, finish, load_eval_set, load_models
+from ..results import Evaluation, EvaluatorResult
+from ..settings import Settings, option
+from .base import Context, Evaluator, SharedSettings
+from .common import load_eval_set
+from .robust_run import PASS_KEYS, ModelRun, RobustConfig, attack_label, metric_name
 
-Checkpoints = str | Path | HybridModel | Sequence[str | Path | HybridModel]
-PASS_KEYS = ("fwd_per_image", "bwd_per_image", "eval_fwd_per_image", "eval_bwd_per_image")
-SEED_RECIPE = ("attack (torch global RNG, set inside fork_rng right before each call; APGD seed = same): "
-               "derive_seed(seed, 'attack', norm, eps, K, label, restart, batch); purification noise during that "
-               "attack: derive_seed(<attack seed>, 'purify'); evaluation purifications: "
-               "derive_seed(seed, 'eval-purify', K, batch)")
+__all__ = ["PASS_KEYS", "RobustResult", "RobustSettings", "attack_label", "metric_name", "robust"]
+log = logging.getLogger("jembench")
+SHARED = ("dataset", "seed", "device", "batch_size", "data_dir", "download", "head", "cache_dir")
+PIXELS = "pixels in [0, 1]"
+
+
+@dataclass(frozen=True)
+class RobustSettings(Settings):
+    """Settings of ``jembench robust`` (run-all: one step per threat model)."""
+
+    norm: tuple[str, ...] = option(("linf",), "Threat model(s), comma list: one set of results per norm.",
+                                   choices=NORMS, aliases=("norms",), metavar="linf|l2")
+    eps: Optional[tuple[float, ...]] = option(None, "Budgets of the chosen threat model, comma list, fractions "
+                                                    "allowed; replaces --eps-linf / --eps-l2 (one norm only).",
+                                              min=0, unit=PIXELS)
+    eps_linf: tuple[float, ...] = option((0.0, 2 / 255, 4 / 255, 8 / 255, 16 / 255), "L-inf budgets.", min=0, max=1,
+                                         unit=PIXELS)
+    eps_l2: tuple[float, ...] = option((0.0, 0.25, 0.5, 1.0), "L2 budgets.", min=0, unit=PIXELS)
+    n: Optional[int] = option(300, "Test images (the first N; JEM evaluated about 300).", min=1)
+    purify_steps: tuple[int, ...] = option((0,), "JEM-K settings: SGLD purification steps K, e.g. 0,1,10. K=0 "
+                                                 "(undefended) is always reported.", min=0)
+    attacks: tuple[str, ...] = option(("pgd",), "Attacks, comma list (torchattacks).", choices=lambda: list(ATTACKS),
+                                   noun="attack")
+    steps: int = option(40, "Attack iterations (JEM: 40; Hill et al. 2021: 50).", min=1)
+    step_size: Optional[float] = option(None, "Attack step (e.g. 2/255). Default: linf max(2/255, 2.5*eps/steps); "
+                                              "l2 2.5*eps/steps.", above=0, unit=PIXELS)
+    restarts: int = option(1, "Random restarts; a point is broken if any restart breaks it.", min=1)
+    eot: int = option(5, "Purifications averaged per attack gradient on defended models (EOT; Hill et al. use 15).",
+                      min=1)
+    eval_purifications: int = option(10, "Fresh purifications whose averaged logits decide a break (Hill et al. use "
+                                         "150).", min=1)
+    full_grad_max_k: int = option(2, "Also attack with full gradients through the SGLD chain when K <= this "
+                                     "(memory grows with K).", min=0)
+    purify_step_size: float = option(1.0, "SGLD step of the purifier (JEM-K: 1).", min=0, unit="model space")
+    purify_noise: float = option(0.01, "SGLD noise of the purifier (JEM-K: 0.01).", min=0, unit="model space")
+    purify_copies: int = option(5, "Noisy copies purified per input; their logits are averaged.", min=1)
+    purify_sigma: float = option(0.03, "Start noise of each copy.", min=0, unit="model space")
+    probe: bool = option(True, "Large-eps probe: accuracy must fall to about 0, else a warning (gradient masking).")
+    split: str = option("test", "Dataset split to attack.")
+
+    @property
+    def norms(self) -> tuple[str, ...]:
+        """The threat models (the field is ``norm``, as the command's ``--norm``)."""
+        return self.norm
+
+    def eps_for(self, norm: str) -> tuple[float, ...]:
+        """The budgets of ``norm``: ``eps`` when given, else ``eps_linf`` / ``eps_l2``."""
+        if self.eps is not None:
+            return self.eps
+        return self.eps_linf if norm == "linf" else self.eps_l2
+
+    def check(self, spell):
+        if self.eps is not None and len(set(self.norm)) > 1:
+            yield (f"{spell.option('eps')} applies to one threat model, but {spell.assign('norm', self.norm)} "
+                   f"names {len(set(self.norm))}: give {spell.option('eps_linf')} and {spell.option('eps_l2')}")
+        for norm in self.norm:
+            eps = self.eps_for(norm)
+            name = "eps" if self.eps is not None else f"eps_{norm}"
+            if not eps:
+                yield f"{spell.assign(name, '')}: empty; give budgets like 0,2/255,8/255"
+            elif norm == "linf" and max(eps) > 1:
+                yield (f"{spell.assign(name, eps)}: L-inf budgets are pixel units and must lie in [0, 1] "
+                       "(write 8/255, not 8)")
+        if not self.attacks:
+            yield f"{spell.assign('attacks', '')}: name at least one of {', '.join(ATTACKS)}"
+        if not self.norm:
+            yield f"{spell.assign('norm', '')}: name linf, l2 or both"
 
 
 @dataclass
 class RobustResult(EvaluatorResult):
-    """``evaluations`` (one per checkpoint and setting K) and the results document (``to_dict()``)."""
+    """``evaluations`` (one per checkpoint, threat model and setting K) and the results document."""
 
     def table(self) -> str:
         """Clean and worst-case robust accuracy per checkpoint, setting and eps (the CLI summary)."""
@@ -71,352 +128,33 @@ class RobustResult(EvaluatorResult):
         return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class RobustConfig:
-    """Everything that decides the numbers (besides model and data)."""
-
-    norm: str
-    eps: tuple[float, ...]
-    purify_steps: tuple[int, ...]
-    attacks: tuple[str, ...]
-    steps: int
-    step_size: Optional[float]
-    restarts: int
-    eot: int
-    eval_purifications: int
-    full_grad_max_k: int
-    purify: PurifyConfig
-    probe: bool
-    seed: int
-    batch_size: int
-
-    def purify_config(self, k: int) -> PurifyConfig:
-        return replace(self.purify, steps=k)
-
-    def alpha(self, eps: float) -> float:
-        return default_step_size(self.norm, eps, self.steps) if self.step_size is None else self.step_size
-
-    def probe_eps(self, shape: tuple[int, ...]) -> float:
-        base = defaults.ROBUST_PROBE_EPS[self.norm]
-        return base if self.norm == "linf" else base * math.sqrt(math.prod(shape))
-
-
-def robust(checkpoints: Checkpoints, *, norm: str = defaults.ROBUST_NORM, eps: Optional[Sequence[float] | str] = None,
-           n: Optional[int] = defaults.ROBUST_N, purify_steps: Sequence[int] = defaults.ROBUST_PURIFY_STEPS,
-           attacks: Sequence[str] = defaults.ROBUST_ATTACKS, steps: int = defaults.ROBUST_STEPS,
-           step_size: Optional[float] = None, restarts: int = defaults.ROBUST_RESTARTS, eot: int = defaults.ROBUST_EOT,
-           eval_purifications: int = defaults.ROBUST_EVAL_PURIFICATIONS,
-           full_grad_max_k: int = defaults.ROBUST_FULL_GRAD_MAX_K,
-           purify_step_size: float = defaults.ROBUST_PURIFY_STEP_SIZE,
-           purify_noise: float = defaults.ROBUST_PURIFY_NOISE,
-           purify_copies: int = defaults.ROBUST_PURIFY_COPIES, purify_sigma: float = defaults.ROBUST_PURIFY_SIGMA,
-           probe: bool = True, dataset: Optional[str | ImageSet] = None, split: str = "test", seed: int = defaults.SEED,
-           device: Any = None, batch_size: int = defaults.BATCH_SIZE, data_dir: Any = None, download: bool = False,
-           head: Optional[str] = None, save_raw: bool = False, out_dir: Optional[str | Path] = None,
-           cache: Optional[ForwardCache] = None, progress: bool = True) -> RobustResult:
-    """Robust accuracy of each checkpoint under ``norm`` attacks of budgets ``eps`` (pixels in [0, 1]; a string
-    like ``"0,2/255,8/255"`` is accepted), undefended (K = 0) and with JEM-K purification for each K in
-    ``purify_steps``. ``dataset``: a registered name or an :class:`ImageSet`. Mirrors ``jembench robust``; writes
-    results.json, curves (and raw arrays) to ``out_dir``."""
-    from ..cli.options import parse_list
-
-    if norm not in NORMS:  # before the eps defaults, which depend on it
-        raise JembenchError(f"--norm must be one of {', '.join(NORMS)}, got {norm!r}")
-    eps_list = parse_list(eps if eps is not None else defaults.ROBUST_EPS.get(norm, ""), float, "eps") \
-        if eps is None or isinstance(eps, str) else [float(e) for e in eps]
-    cfg = RobustConfig(norm=norm, eps=tuple(sorted(set(eps_list))), purify_steps=tuple(sorted({0, *purify_steps})),
-                       attacks=tuple(dict.fromkeys(attacks)), steps=steps, step_size=step_size, restarts=restarts,
-                       eot=eot, eval_purifications=eval_purifications, full_grad_max_k=full_grad_max_k,
-                       purify=PurifyConfig(0, purify_step_size, purify_noise, purify_copies, purify_sigma),
-                       probe=probe, seed=seed, batch_size=batch_size)
-    _validate(cfg, n)
-    if isinstance(checkpoints, (str, Path, HybridModel)):
-        checkpoints = [checkpoints]
-    dev = resolve_device(device)
-    models = load_models(list(checkpoints), dev, head=head)
-    sets = [_eval_set(m, dataset, split, data_dir, download, n) for m in models]
+def run(models: list[HybridModel], s: RobustSettings, shared: SharedSettings, ctx: Context) -> list[Evaluation]:
+    """Robust accuracy of each model under each threat model of ``s.norm``, undefended (K = 0) and with JEM-K
+    purification for each K in ``s.purify_steps``; curves (and per-image correctness) written to ``ctx.out_dir``."""
+    sets = [load_eval_set(m, shared.dataset, s.split, data_dir=shared.data_dir, download=shared.download, n=s.n)
+            for m in models]
     for m in models:
-        for a in cfg.attacks:
-            check_attack(a, cfg.norm, m.info.n_classes)
-    cache = cache if cache is not None else ForwardCache()
+        for norm in s.norm:
+            for a in s.attacks:
+                check_attack(a, norm, m.info.n_classes)
     evaluations: list[Evaluation] = []
-    used: set[str] = set()
-    for i, (model, imageset) in enumerate(zip(models, sets)):
-        slug = _unique_slug(model.info.name or f"model{i}", used)
-        evs = _ModelRun(model, imageset, cfg, cache, progress).evaluate()
-        if out_dir is not None:
-            _write_artifacts(Path(out_dir), slug, evs, cfg, save_raw, imageset.labels)
-        for ev in evs:
-            ev.rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in ev.rows]
-            if progress:
+    for norm in dict.fromkeys(s.norm):
+        cfg = RobustConfig.for_norm(s, norm, shared.seed, shared.batch_size)
+        for model, imageset in zip(models, sets):
+            evs = ModelRun(model, imageset, cfg, ctx.cache, ctx.progress).evaluate()
+            if ctx.out_dir is not None:
+                _write_artifacts(ctx.out_dir, ctx.slug(model), evs, cfg, ctx.save_raw, imageset.labels)
+            for ev in evs:
+                ev.rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in ev.rows]
                 for w in ev.warnings:
-                    click.echo(f"jembench: warning: {ev.checkpoint.get('name')} K={ev.protocol['K']}: {w}", err=True)
-        evaluations.extend(evs)
-    config = {"evaluator": "robust", "norm": cfg.norm, "eps": list(cfg.eps), "purify_steps": list(cfg.purify_steps),
-              "attacks": list(cfg.attacks), "n": n, "split": split,
-              "dataset": dataset.name if isinstance(dataset, ImageSet) else dataset}
-    doc = finish(out_dir, evaluations, device=dev, seed=seed, config=config)
-    return RobustResult(evaluations, doc)
+                    log.warning("%s K=%s: %s", ev.checkpoint.get("name"), ev.protocol["K"], w)
+            evaluations.extend(evs)
+    return evaluations
 
 
-def _eval_set(model: HybridModel, dataset: Optional[str | ImageSet], split: str, data_dir: Any, download: bool,
-              n: Optional[int]) -> ImageSet:
-    """A registered dataset by name (the checkpoint's own when None), or an ImageSet given directly."""
-    if isinstance(dataset, ImageSet):
-        imageset = dataset.first(n)
-        check_compatible(model, imageset)
-        return imageset
-    return load_eval_set(model, dataset, split, data_dir=data_dir, download=download, n=n)
-
-
-def _validate(cfg: RobustConfig, n: Optional[int]) -> None:
-    if not cfg.eps:
-        raise JembenchError("--eps is empty: give budgets like 0,2/255,8/255")
-    top = 1.0 if cfg.norm == "linf" else math.inf
-    if any(e < 0 or e > top for e in cfg.eps):
-        raise JembenchError(f"--eps {list(cfg.eps)}: budgets are pixel units and must lie in [0, {top}] "
-                            f"(write 8/255, not 8)")
-    checks = {"--n": (n if n is not None else 1, 1), "--steps": (cfg.steps, 1), "--restarts": (cfg.restarts, 1),
-              "--eot": (cfg.eot, 1), "--eval-purifications": (cfg.eval_purifications, 1),
-              "--purify-copies": (cfg.purify.copies, 1), "--batch-size": (cfg.batch_size, 1),
-              "--full-grad-max-k": (cfg.full_grad_max_k, 0)}
-    for name, (value, low) in checks.items():
-        if value < low:
-            raise JembenchError(f"{name} must be >= {low}, got {value}")
-    if any(k < 0 for k in cfg.purify_steps):
-        raise JembenchError(f"--purify-steps must be >= 0, got {list(cfg.purify_steps)}")
-    if cfg.step_size is not None and cfg.step_size <= 0:
-        raise JembenchError(f"--step-size must be > 0, got {cfg.step_size}")
-    if not cfg.attacks:
-        raise JembenchError(f"--attacks is empty: name at least one of {', '.join(ATTACKS)}")
-
-
-def _unique_slug(name: str, used: set[str]) -> str:
-    slug = slugify(name, "model")
-    base, i = slug, 1
-    while slug in used:
-        i += 1
-        slug = f"{base}-{i}"
-    used.add(slug)
-    return slug
-
-
-def attack_label(attack: str, k: int, gradient: str = "bpda") -> str:
-    """Row label: the attack's name at K = 0; ``bpda-eot`` / ``full-grad`` (prefixed by non-PGD attacks) at K > 0."""
-    if k == 0:
-        return attack
-    suffix = "bpda-eot" if gradient == "bpda" else "full-grad"
-    return suffix if attack == "pgd" else f"{attack}-{suffix}"
-
-
-def metric_name(norm: str, eps: float, k: int, label: str) -> str:
-    """``robust_acc/linf/0.0314/K=10/bpda-eot`` (eps with 4 decimals, pixel units)."""
-    return f"robust_acc/{norm}/{eps:.4f}/K={k}/{label}"
-
-
-class _ModelRun:
-    """All settings and budgets for one model and evaluation set."""
-
-    def __init__(self, model: HybridModel, imageset: ImageSet, cfg: RobustConfig, cache: ForwardCache,
-                 progress: bool):
-        self.model, self.imageset, self.cfg, self.cache = model, imageset, cfg, cache
-        self.x01 = imageset.pixels01().to(model.device)
-        self.y = imageset.labels.to(model.device)
-        self.eval_counter = PassCounter()
-        per_eps = [len(cfg.attacks) + (1 if k else 0) + (1 if 0 < k <= cfg.full_grad_max_k else 0)
-                   for k in cfg.purify_steps]
-        total = sum(per_eps) * len(cfg.eps) * cfg.restarts + (len(cfg.purify_steps) if cfg.probe else 0)
-        self.bar = tqdm(total=total, desc=f"robust {model.info.name}", unit="attack", leave=False,
-                        disable=not progress or None)
-        self.transfer: dict[float, list[torch.Tensor]] = {}  # eps -> K = 0 adversarial examples
-
-    # --- predictions under the (possibly stochastic) defense ------------------------------------------------
-    def predict(self, x01: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
-        """Correctness ``[N]`` (bool, CPU) of the prediction from logits averaged over R fresh purifications."""
-        reps = self.cfg.eval_purifications if k else 1
-        wrapper = PixelClassifier(self.model, self.cfg.purify_config(k), counter=self.eval_counter)
-        out, bs = [], self.cfg.batch_size
-        with torch.no_grad():
-            for b, start in enumerate(range(0, len(x01), bs)):
-                wrapper.reseed(derive_seed(self.cfg.seed, "eval-purify", k, b))
-                xb = x01[start:start + bs]
-                logits = sum(wrapper(xb) for _ in range(reps)) / reps
-                out.append((logits.argmax(-1) == y[start:start + bs]).cpu())
-        return torch.cat(out)
-
-    def attack(self, name: str, k: int, eps: float, gradient: str, label: str, x01: torch.Tensor,
-               y: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, dict[str, Any]]:
-        """Adversarial examples (one tensor per restart), per-image correctness after all restarts, and the
-        row's bookkeeping (passes per image, seeds)."""
-        cfg = self.cfg
-        eot = cfg.eot if k else 1
-        counter = PassCounter()
-        wrapper = PixelClassifier(self.model, cfg.purify_config(k), gradient=gradient, counter=counter)
-        atk = build_attack(name, wrapper, norm=cfg.norm, eps=eps, steps=cfg.steps, step_size=cfg.alpha(eps), eot=eot)
-        correct = torch.ones(len(x01), dtype=torch.bool)
-        advs, seeds = [], []
-        eval_fwd, eval_bwd = self.eval_counter.forward, self.eval_counter.backward
-        for r in range(cfg.restarts):
-            parts = []
-            for b, start in enumerate(range(0, len(x01), cfg.batch_size)):
-                s = derive_seed(cfg.seed, "attack", cfg.norm, eps, k, label, r, b)
-                wrapper.reseed(derive_seed(s, "purify"))
-                parts.append(run_attack(atk, x01[start:start + cfg.batch_size], y[start:start + cfg.batch_size], s))
-                seeds.append(s)
-            advs.append(torch.cat(parts))
-            correct &= self.predict(advs[-1], y, k)
-            self.bar.update(1)
-        info = {"attack_impl": type(atk).__name__, "gradient": gradient, "eot": eot, "steps": cfg.steps,
-                "step_size": cfg.alpha(eps), "restarts": cfg.restarts, "seeds": seeds,
-                **self._passes(len(x01), counter.forward, counter.backward, eval_fwd, eval_bwd)}
-        return advs, correct, info
-
-    def _passes(self, n: int, attack_fwd: int, attack_bwd: int, eval_fwd: int, eval_bwd: int) -> dict[str, float]:
-        """Passes per image of a row: the attack's plus its evaluation's (R purifications per restart); the
-        evaluation counter's values before the row are ``eval_fwd`` / ``eval_bwd``."""
-        ef, eb = self.eval_counter.forward - eval_fwd, self.eval_counter.backward - eval_bwd
-        return {"fwd_per_image": (attack_fwd + ef) / n, "bwd_per_image": (attack_bwd + eb) / n,
-                "eval_fwd_per_image": ef / n, "eval_bwd_per_image": eb / n}
-
-    # --- one Evaluation per setting ------------------------------------------------------------------------
-    def evaluate(self) -> list[Evaluation]:
-        evs = []
-        for k in self.cfg.purify_steps:
-            with Timer() as t:
-                ev = self._setting(k)
-            ev.wall_time_s = t.seconds
-            evs.append(ev)
-        self.bar.close()
-        return evs
-
-    def _row(self, k: int, eps: Optional[float], attack: str, correct: torch.Tensor, **extra: Any) -> dict[str, Any]:
-        """A table row; ``correct`` [N] bool is kept (as ``_correct``) for the worst case and the raw arrays."""
-        c, n = int(correct.sum()), int(correct.numel())
-        lo, hi = wilson_interval(c, n)
-        scaled = None if eps is None or self.cfg.norm != "linf" else eps * 255
-        return {"norm": self.cfg.norm, "eps": eps, "eps_x255": scaled, "K": k, "attack": attack, "n": n, "correct": c,
-                "acc": c / n, "ci95": [lo, hi], **extra, "_correct": correct}
-
-    def _setting(self, k: int) -> Evaluation:
-        cfg, n = self.cfg, len(self.x01)
-        if k == 0:  # the shared forward pass in model space: an independent path from the pixel wrapper
-            fp = self.cache.get(self.model, self.imageset, sigma=0.0, seed=cfg.seed, batch_size=cfg.batch_size,
-                                progress=False)
-            clean = fp.logits.argmax(-1) == fp.labels
-        else:
-            clean = self.predict(self.x01, self.y, k)
-        rows = [self._row(k, None, "clean", clean)]
-        metrics = {f"clean_acc/K={k}": rows[0]["acc"]}
-        intervals = {f"clean_acc/K={k}": rows[0]["ci95"]}
-        warnings: list[str] = []
-        for eps in cfg.eps:
-            eps_rows = []
-            for name in cfg.attacks:
-                label = attack_label(name, k)
-                advs, correct, info = self.attack(name, k, eps, "bpda", label, self.x01, self.y)
-                if k == 0:
-                    self.transfer.setdefault(eps, []).extend(advs)
-                eps_rows.append(self._row(k, eps, label, clean & correct, _survived=correct, **info))
-            if k:
-                correct = torch.ones(n, dtype=torch.bool)
-                eval_fwd, eval_bwd = self.eval_counter.forward, self.eval_counter.backward
-                for adv in self.transfer[eps]:
-                    correct &= self.predict(adv, self.y, k)
-                self.bar.update(cfg.restarts)
-                eps_rows.append(self._row(k, eps, "transfer", clean & correct, _survived=correct, gradient="transfer",
-                                          source="K=0 adversarials",
-                                          n_sources=len(self.transfer[eps]),
-                                          **self._passes(n, 0, 0, eval_fwd, eval_bwd)))
-            if 0 < k <= cfg.full_grad_max_k:
-                label = attack_label(cfg.attacks[0], k, "full")
-                _, correct, info = self.attack(cfg.attacks[0], k, eps, "full", label, self.x01, self.y)
-                eps_rows.append(self._row(k, eps, label, clean & correct, _survived=correct, **info))
-            worst = clean.clone()
-            for r in eps_rows:
-                worst &= r["_correct"]
-            eps_rows.append(self._row(k, eps, "worst", worst, gradient=None,
-                                      **{key: sum(r[key] for r in eps_rows) for key in PASS_KEYS}))
-            warnings += self._check(k, eps, rows[0], eps_rows, clean)
-            rows += eps_rows
-        for r in rows[1:]:
-            name = metric_name(cfg.norm, r["eps"], k, r["attack"])
-            metrics[name], intervals[name] = r["acc"], r["ci95"]
-        probe = None
-        if cfg.probe:
-            probe, warning = self._probe(k)
-            rows.append(probe)
-            metrics[f"probe_acc/{cfg.norm}/{probe['eps']:.4f}/K={k}"] = probe["acc"]
-            warnings += [warning] if warning else []
-        return Evaluation("robust", self.model.info.to_dict(), self._protocol(k, probe), metrics, intervals, rows,
-                          warnings)
-
-    def _probe(self, k: int) -> tuple[dict[str, Any], Optional[str]]:
-        """The default attack at a very large eps on a few images: accuracy must fall to about 0."""
-        cfg = self.cfg
-        m = min(defaults.ROBUST_PROBE_N, len(self.x01))
-        eps = cfg.probe_eps(tuple(self.x01.shape[1:]))
-        name = cfg.attacks[0]
-        label = attack_label(name, k)
-        _, correct, info = self.attack(name, k, eps, "bpda", f"probe-{label}", self.x01[:m], self.y[:m])
-        row = self._row(k, eps, "probe", correct, probe_attack=label, **info)
-        warning = None
-        if row["acc"] > defaults.ROBUST_PROBE_MAX_ACC:
-            warning = (f"large-eps probe: accuracy {row['acc']:.3f} > {defaults.ROBUST_PROBE_MAX_ACC} under {label} at "
-                       f"{cfg.norm} eps={eps:.3g} on {m} images; it should be about 0 (gradient masking or a broken "
-                       "attack): raise --steps / --eot, try --attacks apgd-ce, inspect the defense")
-        return row, warning
-
-    def _check(self, k: int, eps: float, clean: dict[str, Any], eps_rows: list[dict[str, Any]],
-               clean_correct: torch.Tensor) -> list[str]:
-        """The sanity warnings of one eps: eps = 0 must reproduce the clean predictions image by image (compared
-        before the rows are ANDed with clean correctness); transfer must not beat the white-box attacks."""
-        out = []
-        attacks = [r for r in eps_rows if r["attack"] != "worst"]
-        if eps == 0:
-            for r in attacks:
-                survived = r.get("_survived", r["_correct"])
-                if not torch.equal(survived, clean_correct):
-                    out.append(f"robust accuracy at eps=0 ({survived.float().mean():.4f} under {r['attack']}, "
-                               f"{int((survived != clean_correct).sum())} images changed) differs from clean accuracy "
-                               f"({clean['acc']:.4f}): the attack or the pixel wrapper changes unperturbed inputs")
-        white = [r for r in attacks if r["gradient"] in ("bpda", "full")]
-        for r in attacks:
-            if r["gradient"] == "transfer" and white and r["acc"] < min(w["acc"] for w in white):
-                out.append(f"transfer attack ({r['acc']:.4f}) beats the white-box attacks (best "
-                           f"{min(w['acc'] for w in white):.4f}) at eps={eps:.4g}: gradients through the defense "
-                           "mislead the attack (gradient masking); trust the worst case, raise --eot / --steps")
-        return out
-
-    def _protocol(self, k: int, probe: Optional[dict[str, Any]]) -> dict[str, Any]:
-        import torchattacks
-
-        cfg, iset = self.cfg, self.imageset
-        return {
-            "dataset": iset.name, "split": iset.split, "n": len(iset), "dataset_sha256": iset.fingerprint(),
-            "dataset_meta": dict(iset.meta), "threat_model": cfg.norm, "eps": list(cfg.eps),
-            "eps_units": "pixels in [0, 1]; attacks see [0, 1] images through model.to_model_space",
-            "attacks": list(cfg.attacks), "library": f"torchattacks {torchattacks.__version__}",
-            "steps": cfg.steps, "random_start": True, "restarts": cfg.restarts,
-            "step_size": cfg.step_size if cfg.step_size is not None else
-            ("max(2/255, 2.5*eps/steps)" if cfg.norm == "linf" else "2.5*eps/steps"),
-            "K": k, "purification": cfg.purify_config(k).to_dict(),
-            "eot": cfg.eot if k else 1, "eval_purifications": cfg.eval_purifications if k else 1,
-            "full_gradient": bool(0 < k <= cfg.full_grad_max_k), "full_grad_max_k": cfg.full_grad_max_k,
-            "transfer_source": "K=0 adversarial examples of every attack and restart" if k else None,
-            "break_rule": ("wrong prediction from logits averaged over eval_purifications fresh purifications"
-                           if k else "wrong prediction (deterministic model)"),
-            "robust_rule": "per image: correct on the clean input and after the attack (every restart), so robust "
-                           "accuracy never exceeds clean accuracy",
-            "worst_case": "per image: correct on the clean input and under every attack row",
-            "interval": "Wilson 95%", "test_sigma": 0.0,
-            "clean_path": "shared forward pass in model space (ForwardCache)" if k == 0 else "evaluation purifications",
-            "probe": None if probe is None else {"eps": probe["eps"], "n": probe["n"], "attack": probe["probe_attack"],
-                                                 "max_acc": defaults.ROBUST_PROBE_MAX_ACC},
-            "seed": cfg.seed, "seed_recipe": SEED_RECIPE, "batch_size": cfg.batch_size,
-            "pass_counting": "network passes per image, counted in the wrapper (SGLD step = 1 fwd + 1 bwd per copy): "
-                             "fwd/bwd_per_image = the attack's + its evaluation's (eval_*: R purifications per "
-                             "restart); worst = sum of the rows",
-        }
+def per_norm_steps(s: RobustSettings) -> list[tuple[str, RobustSettings]]:
+    """run-all attacks one threat model per step (so each resumes on its own)."""
+    return [(norm, replace(s, norm=(norm,))) for norm in dict.fromkeys(s.norm)]
 
 
 def _write_artifacts(out_dir: Path, slug: str, evs: list[Evaluation], cfg: RobustConfig, save_raw: bool,
@@ -440,3 +178,27 @@ def _write_artifacts(out_dir: Path, slug: str, evs: list[Evaluation], cfg: Robus
         artifacts["per-image correctness (npz)"] = raw
     for ev in evs:
         ev.artifacts.update(artifacts)
+
+
+EVALUATOR = Evaluator(
+    name="robust", title="Robustness", settings=RobustSettings, run=run, result=RobustResult,
+    summary=RobustResult.table, shared=SHARED, headline=("robust_acc/*/worst",), headline_last=True,
+    metrics=("clean_acc/K=*", "robust_acc/*/*/K=*/*", "probe_acc/*/*/K=*"), figures="Robustness curves",
+    positional=(), uses_forward_cache=True, steps=per_norm_steps,
+    short_help="Robust accuracy under PGD / APGD, with and without SGLD purification.",
+    help="""Robust accuracy of CKPT... under L-inf or L2 attacks, undefended (K=0) and with JEM-K purification.
+
+    Attacks (torchattacks, seeded) run on images in [0, 1]; a wrapper maps them to the model's input space.
+    On purified models every attack is adaptive: BPDA with EOT, transfer of the undefended model's adversarial
+    examples, and full gradients through the chain for small K. A point counts as broken only if the logits
+    averaged over --eval-purifications fresh purifications predict a wrong class. Robust accuracy is the
+    per-image worst case over attacks, with 95% Wilson intervals.
+
+    \b
+    Examples:
+      jembench robust checkpoints/jem-digits.pt --eps 0,2/255,8/255 --n 100
+      jembench robust ckpt.pt --purify-steps 0,1,10 --eot 15 --eval-purifications 150
+      jembench robust ckpt.pt --norm l2 --eps 0,0.5,1 --attacks pgd,apgd-ce,apgd-dlr
+    """)
+
+robust = EVALUATOR.function()

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from ..data.imageset import ImageSet
 from ..errors import JembenchError
-from ..results import atomic_savez
+from ..io import atomic_savez
 
 INCEPTION = "inception-v3-compat"  # torch-fidelity's registry name
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"

@@ -23,7 +23,7 @@ from typing import Any, Optional
 import torch
 
 from ..errors import CheckpointError, DatasetError, JembenchError
-from ..results import atomic_write_bytes
+from ..io import atomic_write_bytes
 from .hybrid import HybridModel, ModelInfo, describe
 from .wrn import NORMS, JEMNet
 
@@ -359,7 +359,7 @@ def save_native(model: HybridModel, path: str | os.PathLike, *, replay_buffer: O
     ``replay_buffer`` defaults to ``model.replay_buffer``, ``extras`` (tensors and plain containers, e.g. JEM++
     per-class Gaussian statistics) to ``model.extras``; ``train_state`` (optimizer state, step) is for resuming.
     """
-    from .. import __version__
+    from ..version import __version__
 
     if not isinstance(model.net, JEMNet):
         raise JembenchError(f"save_native writes JEM-layout WRNs only; {model.info.architecture} is a wrapped module: "

@@ -1,7 +1,8 @@
 """Reports from results files: comparison tables (pandas, CSV) and one self-contained HTML page.
 
-``report(["a/results.json", "b/results.json"], out="report.html")`` merges earlier runs without
-recomputing anything; artifact paths are resolved relative to each results.json.
+``build_report(load_runs(["a/results.json", "b/results.json"]), "report.html", catalog=...)`` merges earlier runs
+without recomputing anything; artifact paths are resolved relative to each results.json. The public
+``jembench.report`` (:mod:`jembench.evaluators.report`) does this with the evaluator registry as the catalog.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ..errors import JembenchError
-from ..results import Evaluation, atomic_write_text, read_results, to_jsonable
+from ..results import Evaluation, read_results
+from ..io import atomic_write_text, to_jsonable
 from .render import Run, render_html
-from .tables import ComparisonTable, comparison_tables, write_csvs
+from .tables import Catalog, ComparisonTable, PlainCatalog, comparison_tables, write_csvs
 
-__all__ = ["ComparisonTable", "ReportResult", "Run", "build_report", "comparison_tables", "load_run", "render_html",
-           "report"]
+__all__ = ["Catalog", "ComparisonTable", "PlainCatalog", "ReportResult", "Run", "build_report", "comparison_tables",
+           "load_run", "load_runs", "render_html"]
 
 
 @dataclass
@@ -48,23 +50,23 @@ def load_run(path: str | os.PathLike, label: Optional[str] = None) -> Run:
 
 
 def build_report(runs: Sequence[Run], out: str | os.PathLike, *, csv_dir: Optional[str | os.PathLike] = None,
-                 title: str = "jembench report") -> ReportResult:
-    """Tables and HTML for ``runs``; the HTML (and, with ``csv_dir``, one CSV per table) written atomically."""
+                 title: str = "jembench report", catalog: Optional[Catalog] = None) -> ReportResult:
+    """Tables and HTML for ``runs``; the HTML (and, with ``csv_dir``, one CSV per table) written atomically.
+    ``catalog`` (the evaluator registry, :func:`jembench.report` passes it) titles and orders the sections."""
     runs = _unique_labels(list(runs))
-    tables = comparison_tables((ev, run.label) for run in runs for ev in run.evaluations)
+    tables = comparison_tables(((ev, run.label) for run in runs for ev in run.evaluations), catalog)
     out = Path(out)
-    atomic_write_text(out, render_html(runs, tables, title=title))
+    atomic_write_text(out, render_html(runs, tables, title=title, catalog=catalog))
     csvs = write_csvs(tables, csv_dir) if csv_dir is not None else []
     return ReportResult(out, tables, runs, csvs)
 
 
-def report(results: str | os.PathLike | Sequence[str | os.PathLike], out: str | os.PathLike = "report.html", *,
-           csv_dir: Optional[str | os.PathLike] = None, title: str = "jembench report") -> ReportResult:
-    """Merge results.json files of earlier runs into one comparison report (nothing is recomputed)."""
+def load_runs(results: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Run]:
+    """Each results.json (or the folder holding it) as a :class:`Run`; one-line error when none is given."""
     paths = [results] if isinstance(results, (str, os.PathLike)) else list(results)
     if not paths:
         raise JembenchError("no results file given: pass one or more results.json files (or their folders)")
-    return build_report([load_run(p) for p in paths], out, csv_dir=csv_dir, title=title)
+    return [load_run(p) for p in paths]
 
 
 def _unique_labels(runs: list[Run]) -> list[Run]:

@@ -21,16 +21,11 @@ from PIL import Image
 
 from ..reported import flatten
 from ..results import Evaluation
-from .tables import (EVALUATOR_TITLES, ComparisonTable, checkpoint_label, column_groups, evaluator_rank,
-                     format_number)
+from .tables import Catalog, ComparisonTable, PlainCatalog, checkpoint_label, column_groups, format_number
 
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
                ".svg": "image/svg+xml", ".webp": "image/webp"}
-FIGURE_TITLES = {"clf": "Accuracy figures", "calib": "Reliability diagrams",
-                 "ood": "OOD score histograms and ROC curves", "robust": "Robustness curves", "gen": "Sample grids"}
-# metrics shown on each checkpoint's summary card (the first present of each evaluator; else its first metric)
 FOLD_AFTER_PARTS = 3  # a comparison table split into more parts than this shows its first metric family open
-HEADLINE = {"clf": ("accuracy", "nll"), "calib": ("ece", "ece_adaptive"), "gen": ("fid", "is", "kid")}
 
 
 @dataclass
@@ -52,26 +47,29 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def render_html(runs: list[Run], tables: list[ComparisonTable], *, title: str = "jembench report") -> str:
-    """The report as one HTML string."""
+def render_html(runs: list[Run], tables: list[ComparisonTable], *, title: str = "jembench report",
+                catalog: Optional[Catalog] = None) -> str:
+    """The report as one HTML string; ``catalog`` (the evaluator registry) names and orders the sections and picks
+    each checkpoint card's headline metrics."""
+    catalog = catalog or PlainCatalog()
     notes: list[str] = []
     context = {
         "title": title,
         "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "runs": [_run_view(r) for r in runs],
-        "checkpoints": _checkpoint_cards(runs, {(t.evaluator, t.protocol_key): t.title for t in tables}),
+        "checkpoints": _checkpoint_cards(runs, {(t.evaluator, t.protocol_key): t.title for t in tables}, catalog),
         "tables": [_table_view(t) for t in tables],
-        "figures": _figure_sections(runs, notes),
-        "details": _detail_views(runs),
+        "figures": _figure_sections(runs, notes, catalog),
+        "details": _detail_views(runs, catalog),
         "failures": [{"evaluator": e.evaluator, "checkpoint": checkpoint_label(e.checkpoint), "run": r.label,
                       "error": e.error or "failed (no message)"} for r in runs for e in r.evaluations
                      if e.status != "ok"],
         "warnings": [{"evaluator": e.evaluator, "checkpoint": checkpoint_label(e.checkpoint), "text": w}
                      for r in runs for e in r.evaluations for w in e.warnings],
         "report_notes": notes,
-        "titles": EVALUATOR_TITLES,
+        "titles": {e.evaluator: catalog.title(e.evaluator) for r in runs for e in r.evaluations},
     }
-    from .. import __version__
+    from ..version import __version__
 
     context["version"] = __version__
     return _environment().get_template("report.html.j2").render(**context)
@@ -100,7 +98,7 @@ def _run_view(run: Run) -> dict[str, Any]:
     }
 
 
-def _checkpoint_cards(runs: list[Run], titles: dict[tuple[str, str], str]) -> list[dict[str, Any]]:
+def _checkpoint_cards(runs: list[Run], titles: dict[tuple[str, str], str], catalog: Catalog) -> list[dict[str, Any]]:
     """One card per checkpoint (by sha256, else name): what it is, its headline numbers, each evaluation's status
     under its comparison table's title (``titles``: (evaluator, protocol key) -> title, e.g. "Robustness (K=1)")."""
     cards: dict[str, dict[str, Any]] = {}
@@ -112,26 +110,16 @@ def _checkpoint_cards(runs: list[Run], titles: dict[tuple[str, str], str]) -> li
                 "name": checkpoint_label(ck), "sha256": ck.get("sha256") or "", "path": ck.get("path") or "",
                 "facts": _checkpoint_facts(ck), "headline": [], "statuses": []})
             card["statuses"].append({"evaluator": ev.evaluator,
-                                     "title": titles.get((ev.evaluator, ev.protocol_key),
-                                                         EVALUATOR_TITLES.get(ev.evaluator, ev.evaluator)),
+                                     "title": titles.get((ev.evaluator, ev.protocol_key), catalog.title(ev.evaluator)),
                                      "status": ev.status, "wall": ev.wall_time_s, "run": run.label,
                                      "n_warnings": len(ev.warnings)})
             if ev.status == "ok":
                 card["headline"] += [{"name": m, "value": ev.metrics[m], "evaluator": ev.evaluator}
-                                     for m in _headline(ev) if m not in {h["name"] for h in card["headline"]}]
+                                     for m in catalog.headline(ev) if m not in {h["name"] for h in card["headline"]}]
     for card in cards.values():
-        card["statuses"].sort(key=lambda s: evaluator_rank(s["evaluator"]))
-        card["headline"].sort(key=lambda h: evaluator_rank(h["evaluator"]))
+        card["statuses"].sort(key=lambda s: catalog.rank(s["evaluator"]))
+        card["headline"].sort(key=lambda h: catalog.rank(h["evaluator"]))
     return list(cards.values())
-
-
-def _headline(ev: Evaluation) -> list[str]:
-    """Up to two named metrics; robustness: the worst case at the largest budget; else the first metric."""
-    present = [m for m, v in ev.metrics.items() if v is not None]
-    wanted = [m for m in HEADLINE.get(ev.evaluator, ()) if m in present]
-    if ev.evaluator == "robust":
-        wanted = [m for m in present if m.endswith("/worst")][-1:]
-    return wanted[:2] or present[:1]
 
 
 def _checkpoint_facts(ck: dict[str, Any]) -> list[tuple[str, str]]:
@@ -172,7 +160,7 @@ def _protocol_items(protocol: dict[str, Any]) -> list[tuple[str, str]]:
     return [(k, v if isinstance(v, str) else json.dumps(v, default=str)) for k, v in flatten(protocol).items()]
 
 
-def _figure_sections(runs: list[Run], notes: list[str]) -> list[dict[str, Any]]:
+def _figure_sections(runs: list[Run], notes: list[str], catalog: Catalog) -> list[dict[str, Any]]:
     """Images from every evaluation's artifacts, embedded; other artifacts listed by path; missing ones noted."""
     sections: dict[str, dict[str, Any]] = {}
     shown: set[Path] = set()  # one file listed by several evaluations (e.g. per K) is shown once
@@ -184,7 +172,7 @@ def _figure_sections(runs: list[Run], notes: list[str]) -> list[dict[str, Any]]:
                     continue
                 shown.add(path.resolve())
                 sec = sections.setdefault(ev.evaluator, {
-                    "evaluator": ev.evaluator, "title": FIGURE_TITLES.get(ev.evaluator, ev.evaluator),
+                    "evaluator": ev.evaluator, "title": catalog.figures_title(ev.evaluator),
                     "images": [], "files": []})
                 item = {"checkpoint": checkpoint_label(ev.checkpoint), "label": label, "path": str(rel)}
                 if not path.is_file():
@@ -196,8 +184,8 @@ def _figure_sections(runs: list[Run], notes: list[str]) -> list[dict[str, Any]]:
     for sec in sections.values():
         sec["images"].sort(key=lambda f: f["label"])  # the same figure of each checkpoint side by side
         if not sec["images"]:
-            sec["title"] = EVALUATOR_TITLES.get(sec["evaluator"], sec["evaluator"]) + ": files"
-    return sorted(sections.values(), key=lambda s: evaluator_rank(s["evaluator"]))
+            sec["title"] = catalog.title(sec["evaluator"]) + ": files"
+    return sorted(sections.values(), key=lambda s: catalog.rank(s["evaluator"]))
 
 
 def _is_wide(path: Path) -> bool:
@@ -214,7 +202,7 @@ def breakable(name: str) -> Markup:
     return Markup(re.sub(r"([/_])", r"\1<wbr>", str(escape(name))))
 
 
-def _detail_views(runs: list[Run]) -> list[dict[str, Any]]:
+def _detail_views(runs: list[Run], catalog: Catalog) -> list[dict[str, Any]]:
     """Each evaluation's detailed rows (per-class accuracy, per-eps results, ...) as a collapsible table."""
     out = []
     for run in runs:
@@ -224,10 +212,10 @@ def _detail_views(runs: list[Run]) -> list[dict[str, Any]]:
             columns: list[str] = []
             for row in ev.rows:
                 columns += [c for c in row if c not in columns]
-            out.append({"evaluator": ev.evaluator, "title": EVALUATOR_TITLES.get(ev.evaluator, ev.evaluator),
+            out.append({"evaluator": ev.evaluator, "title": catalog.title(ev.evaluator),
                         "checkpoint": checkpoint_label(ev.checkpoint), "key": ev.protocol_key, "columns": columns,
                         "rows": [[_cell(row.get(c)) for c in columns] for row in ev.rows]})
-    out.sort(key=lambda d: evaluator_rank(d["evaluator"]))
+    out.sort(key=lambda d: catalog.rank(d["evaluator"]))
     return out
 
 

@@ -10,19 +10,43 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Protocol
 
 import pandas as pd
 
+from ..io import atomic_write_text
 from ..reported import ReportedNumber, flatten, matching
-from ..results import Evaluation, atomic_write_text
+from ..results import Evaluation
 
-EVALUATOR_TITLES = {"clf": "Accuracy", "calib": "Calibration", "ood": "OOD detection", "robust": "Robustness",
-                    "gen": "Generation"}
-EVALUATOR_ORDER = list(EVALUATOR_TITLES)
 # protocol fields named first in a table title when they tell same-evaluator tables apart
 SALIENT = {"dataset", "in_dataset", "threat_model", "K", "test_sigma", "bins", "n", "n_in", "name", "extractor"}
 MAX_COLUMNS = 10  # metric columns per HTML table part: about what a 1280-pixel laptop screen shows unscrolled
+
+
+class Catalog(Protocol):
+    """What the report asks about evaluators; the evaluator registry answers (it lives a layer above, so it is
+    passed in: ``build_report(..., catalog=REGISTRY)``)."""
+
+    def title(self, name: str) -> str: ...
+    def figures_title(self, name: str) -> str: ...
+    def rank(self, name: str) -> int: ...
+    def headline(self, ev: Evaluation) -> list[str]: ...
+
+
+class PlainCatalog:
+    """No registry at hand: evaluator names as titles, first-seen order, the first metric as the headline."""
+
+    def title(self, name: str) -> str:
+        return name
+
+    def figures_title(self, name: str) -> str:
+        return f"{name} figures"
+
+    def rank(self, name: str) -> int:
+        return 0
+
+    def headline(self, ev: Evaluation) -> list[str]:
+        return [m for m, v in ev.metrics.items() if v is not None][:1]
 
 
 @dataclass
@@ -45,6 +69,7 @@ class ComparisonTable:
     protocol: dict[str, Any]
     metrics: list[str]
     rows: list[Row]
+    base_title: str = ""  # the evaluator's title (Catalog.title)
     distinguishing: dict[str, Any] = field(default_factory=dict)  # protocol fields that differ from sibling tables
 
     @property
@@ -53,7 +78,7 @@ class ComparisonTable:
 
     @property
     def title(self) -> str:
-        base = EVALUATOR_TITLES.get(self.evaluator, self.evaluator)
+        base = self.base_title or self.evaluator
         if not self.distinguishing:
             return base
         return base + " (" + ", ".join(f"{k}={_short(v)}" for k, v in self.distinguishing.items()) + ")"
@@ -75,11 +100,14 @@ class ComparisonTable:
         return pd.DataFrame.from_records(records)
 
 
-def comparison_tables(evaluations: Iterable[tuple[Evaluation, str]]) -> list[ComparisonTable]:
-    """Tables from ``(evaluation, run_label)`` pairs (the run label tells duplicate checkpoints apart).
+def comparison_tables(evaluations: Iterable[tuple[Evaluation, str]],
+                      catalog: Optional[Catalog] = None) -> list[ComparisonTable]:
+    """Tables from ``(evaluation, run_label)`` pairs (the run label tells duplicate checkpoints apart), titled and
+    ordered by ``catalog``.
 
     Failed evaluations have no numbers and are left out (the report lists them with their errors).
     """
+    catalog = catalog or PlainCatalog()
     groups: dict[tuple[str, str], list[tuple[Evaluation, str]]] = {}
     for ev, run in evaluations:
         if ev.status == "ok" and ev.metrics:
@@ -93,8 +121,8 @@ def comparison_tables(evaluations: Iterable[tuple[Evaluation, str]]) -> list[Com
         rows = [Row(label, "measured", {m: ev.metrics.get(m) for m in metrics}, dict(ev.intervals),
                     sha256=ev.checkpoint.get("sha256")) for (ev, _), label in zip(members, labels)]
         rows += _reported_rows(matching(evaluator, members[0][0].protocol, metrics))
-        tables.append(ComparisonTable(evaluator, key, members[0][0].protocol, metrics, rows))
-    tables.sort(key=lambda t: evaluator_rank(t.evaluator))  # stable: first-seen order within an evaluator
+        tables.append(ComparisonTable(evaluator, key, members[0][0].protocol, metrics, rows, catalog.title(evaluator)))
+    tables.sort(key=lambda t: catalog.rank(t.evaluator))  # stable: first-seen order within an evaluator
     _mark_distinguishing(tables)
     return tables
 
@@ -237,8 +265,3 @@ def _mark_distinguishing(tables: list[ComparisonTable]) -> None:
 def _short(v: Any) -> str:
     text = v if isinstance(v, str) else json.dumps(v, default=str)
     return text if len(text) <= 28 else text[:25] + "..."
-
-
-def evaluator_rank(evaluator: str) -> int:
-    return EVALUATOR_ORDER.index(evaluator) if evaluator in EVALUATOR_ORDER else len(EVALUATOR_ORDER)
-

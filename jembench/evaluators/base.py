@@ -1,0 +1,214 @@
+"""What an evaluator is: its settings, the settings every evaluator shares, and how the API runs one.
+
+An :class:`Evaluator` is registered once (:mod:`jembench.evaluators.registry`) with its name, title, settings
+class, the function that runs it, its headline metrics and its figures. The Python API function of an evaluator
+(``jembench.clf`` ...) is :meth:`Evaluator.function`; the command (``jembench clf``) is generated from the same
+object by :mod:`jembench.cli.evaluator_cmd`; run-all runs :attr:`Evaluator.run` on each checkpoint.
+
+``run(models, settings, shared, ctx) -> list[Evaluation]``: the models are loaded and on the device, the
+settings validated; ``ctx`` says where files go (paths in ``Evaluation.artifacts`` are relative to
+``ctx.out_dir``) and holds the shared forward cache. It writes no results.json: the caller does, once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from .. import defaults
+from ..data.imageset import ImageSet
+from ..errors import JembenchError
+from ..forward import ForwardCache
+from ..io import checkpoint_slugs
+from ..models import HybridModel
+from ..models.wrn import NORMS
+from ..results import Evaluation, EvaluatorResult
+from ..runtime import resolve_device
+from ..settings import CLI, Settings, Spelling, option
+from .common import finish, load_models
+
+log = logging.getLogger("jembench")
+Checkpoints = str | Path | HybridModel | Sequence[str | Path | HybridModel]
+
+
+@dataclass(frozen=True)
+class SharedSettings(Settings):
+    """Settings every evaluator reads the same way; top-level in run-all (``--sigma``, not ``--set clf.sigma``).
+    ``dataset``, ``n`` and ``sigma`` define the shared forward pass of accuracy, calibration and OOD."""
+
+    dataset: Optional[str] = option(
+        None, "Evaluation dataset (default: the checkpoint's own; JEM/JEM++ files: cifar10, or cifar100 for "
+              "100-class files). See `jembench datasets`.", accepts=(ImageSet,), metavar="NAME")
+    n: Optional[int] = option(None, "Use only the first N images of each set (quick runs; default: all).", min=1)
+    sigma: float = option(defaults.TEST_SIGMA, "Test-time Gaussian input noise (JEM's scripts use 0.03).", min=0,
+                          unit="model space")
+    seed: int = option(defaults.SEED, "Seed of every random draw (noise, splits, samplers, attacks); recorded.")
+    device: str = option(defaults.DEVICE, "cpu, cuda, cuda:1, mps, or auto (CUDA when available).")
+    batch_size: int = option(defaults.BATCH_SIZE, "Images per model call.", min=1)
+    data_dir: Optional[str] = option(None, f"Dataset root (default ${defaults.DATA_ENV}, else "
+                                           "~/.cache/jembench/data).", accepts=(os.PathLike,), metavar="DIR",
+                                     path="dir")
+    download: bool = option(False, "Allow downloading absent datasets (torchvision).")
+    head: Optional[str] = option(None, "JEM files do not say: ccf = log p(x) from logits (default), f = energy "
+                                       "head.", choices=("ccf", "f"))
+    norm: Optional[str] = option(None, "Override the inferred normalisation; GroupNorm files share InstanceNorm's "
+                                       "keys: pass --norm layer for them.", choices=NORMS)
+    cache_dir: Optional[str] = option(None, "Persist forward passes (and generation reference features) here, "
+                                            "keyed by content hashes, and reuse them.", accepts=(os.PathLike,),
+                                      metavar="DIR", path="dir")
+
+    def check(self, spell: Spelling):
+        try:
+            resolve_device(self.device)
+        except JembenchError as exc:
+            yield f"{spell.assign('device', self.device)}: {exc}"
+        except RuntimeError:
+            yield f"{spell.assign('device', self.device)}: not a device; use cpu, cuda, cuda:N, mps or auto"
+
+    def overrides(self) -> dict[str, Any]:
+        """Model overrides for :func:`jembench.load` (what a JEM file cannot say)."""
+        return {k: v for k, v in (("head", self.head), ("norm", self.norm)) if v is not None}
+
+
+@dataclass
+class Context:
+    """Where and how an evaluator runs: device, shared forward cache, output folder, progress bars."""
+
+    device: Any
+    cache: Optional[ForwardCache]  # the shared forward pass (None for evaluators that do not read it)
+    out_dir: Optional[Path] = None
+    save_raw: bool = False
+    progress: bool = True
+    slugs: dict[int, str] = field(default_factory=dict)  # id(model) -> its unique file-name slug
+    extras: dict[str, Any] = field(default_factory=dict)  # per-sample data the API result carries (not written)
+
+    def name_files(self, models: Sequence[HybridModel], *, numbered: bool = False) -> list[str]:
+        """Give each model its unique slug (:func:`jembench.io.checkpoint_slugs`); returns them in order."""
+        slugs = checkpoint_slugs([m.info.name for m in models], numbered=numbered)
+        self.slugs.update({id(m): s for m, s in zip(models, slugs)})
+        return slugs
+
+    def slug(self, model: HybridModel) -> str:
+        """The model's file-name slug (its name made safe and unique among the run's checkpoints)."""
+        if id(model) not in self.slugs:
+            self.name_files([model])
+        return self.slugs[id(model)]
+
+
+def single_step(settings: Settings) -> list[tuple[str, Settings]]:
+    return [("", settings)]
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """One evaluator, registered once; the API, the command, run-all and the report read it from here."""
+
+    name: str  # command name and run-all's --set section
+    title: str  # report section and table titles
+    settings: type[Settings]
+    run: Callable[..., list[Evaluation]]  # run(models, settings, shared, ctx)
+    result: type[EvaluatorResult]  # what the API returns
+    summary: Callable[[Any], str]  # the command's terminal output for a result
+    shared: tuple[str, ...]  # the SharedSettings fields its command takes
+    headline: tuple[str, ...]  # metric-name patterns (fnmatch) for the summary cards, in order of preference
+    headline_last: bool  # a pattern picks its last match (robustness: the largest budget), else its first
+    metrics: tuple[str, ...]  # patterns of every metric name it writes (a test checks outputs against them)
+    figures: str  # title of its figures in the report
+    help: str  # the command's --help text
+    short_help: str = ""
+    positional: tuple[str, ...] = ("dataset",)  # API arguments after the checkpoints, in order
+    renames: Mapping[str, str] = field(default_factory=dict)  # shared field -> its option name on this command
+    aliases: Mapping[str, str] = field(default_factory=dict)  # extra API keyword -> field (in_dataset -> dataset)
+    uses_forward_cache: bool = False  # reads the shared forward pass (run-all gives it the run's cache)
+    steps: Callable[[Settings], list[tuple[str, Settings]]] = single_step  # run-all steps: (variant, settings)
+
+    def headline_metrics(self, metrics: Mapping[str, Any]) -> list[str]:
+        """Up to two metric names for a summary card: the first present of each headline pattern."""
+        present = [m for m, v in metrics.items() if v is not None]
+        out: list[str] = []
+        for pattern in self.headline:
+            hits = [m for m in present if fnmatch.fnmatchcase(m, pattern) and m not in out]
+            out += hits[-1:] if self.headline_last else hits[:1]
+        return out[:2] or present[:1]
+
+    def writes(self, metric: str) -> bool:
+        """Whether ``metric`` is a name this evaluator writes."""
+        return any(fnmatch.fnmatchcase(metric, p) for p in self.metrics)
+
+    def spelling(self) -> Spelling:
+        return Spelling(renames=self.renames)
+
+    def parse(self, values: Mapping[str, Any], spell: Optional[Spelling] = None) -> tuple[Settings, SharedSettings]:
+        """Split keyword values into this evaluator's settings and the shared ones, both validated."""
+        spell = spell or self.spelling()
+        own, shared = {}, {}
+        for key, value in values.items():
+            key = self.aliases.get(key, key)
+            if self.settings.field(key) is not None:
+                own[key] = value
+            elif key in self.shared:
+                shared[key] = value
+            else:
+                allowed = [f.name for f in self.settings.fields()] + list(self.shared)
+                raise JembenchError(f"{self.name}: unknown option {key!r}; options: {', '.join(allowed)}")
+        return self.settings.build(own, spell=spell), SharedSettings.build(shared, spell=spell)
+
+    def call(self, checkpoints: Checkpoints, *args: Any, out_dir: Any = None, save_raw: bool = False,
+             cache: Optional[ForwardCache] = None, progress: bool = True, **values: Any) -> EvaluatorResult:
+        """The Python API: validate everything, load the checkpoints, run, write ``out_dir/results.json``."""
+        if len(args) > len(self.positional):
+            raise JembenchError(f"{self.name}() takes {len(self.positional)} positional argument(s) after the "
+                                f"checkpoints ({', '.join(self.positional)}); pass the rest by keyword")
+        values.update(zip(self.positional, args))
+        settings, shared = self.parse(values)
+        if save_raw and out_dir is None:
+            raise JembenchError("save_raw needs out_dir: per-sample arrays are written there")
+        if isinstance(checkpoints, (str, Path, HybridModel)):
+            checkpoints = [checkpoints]
+        if not checkpoints:
+            raise JembenchError("no checkpoint given: pass one or more checkpoint files (or HybridModels)")
+        device = resolve_device(shared.device)
+        dataset = shared.dataset if isinstance(shared.dataset, str) else None
+        models = load_models(list(checkpoints), device, dataset=dataset, **shared.overrides())
+        if self.uses_forward_cache and cache is None:
+            cache = ForwardCache(shared.cache_dir)
+        ctx = Context(device, cache if self.uses_forward_cache else None,
+                      Path(out_dir) if out_dir is not None else None, save_raw, progress)
+        ctx.name_files(models)
+        evaluations = self.run(models, settings, shared, ctx)
+        doc = finish(ctx.out_dir, evaluations, device=device, seed=shared.seed,
+                     config=settings_config(self, settings, shared))
+        return self.result(evaluations, doc, **ctx.extras)
+
+    def function(self) -> Callable[..., EvaluatorResult]:
+        """The API function (``jembench.<name>``), its signature and defaults generated from the settings."""
+        def api(checkpoints: Checkpoints, *args: Any, **kwargs: Any) -> EvaluatorResult:
+            return self.call(checkpoints, *args, **kwargs)
+
+        shared = SharedSettings.fields()
+        params = [inspect.Parameter("checkpoints", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        params += [inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+                   for p in self.positional]
+        params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+                   for f in [*self.settings.fields(), *(f for f in shared if f.name in self.shared)]
+                   if f.name not in self.positional]
+        params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=d)
+                   for k, d in (("out_dir", None), ("save_raw", False), ("cache", None), ("progress", True))]
+        api.__signature__ = inspect.Signature(params, return_annotation=self.result)  # type: ignore[attr-defined]
+        api.__name__ = api.__qualname__ = self.name.replace("-", "_")
+        api.__doc__ = (f"{self.short_help or self.title} (mirrors ``jembench {self.name}``).\n\n"
+                       + "\n".join(f"``{f.name}``: {f.describe()}" for f in self.settings.fields()))
+        return api
+
+
+def settings_config(spec: Evaluator, settings: Settings, shared: SharedSettings) -> dict[str, Any]:
+    """What run-all and the API record as an evaluator's configuration."""
+    return {"evaluator": spec.name, "settings": settings.to_dict(), "shared": shared.to_dict()}
+
+
+__all__ = ["CLI", "Checkpoints", "Context", "Evaluator", "SharedSettings", "settings_config", "single_step"]

@@ -1,0 +1,25 @@
+"""``report``: merge results.json files of earlier runs into one comparison report (the API of ``jembench report``).
+
+The reporting package renders; this module gives it the evaluator registry, which names, orders and summarises
+each evaluator's sections.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+from ..reporting import ReportResult, Run, build_report, load_runs
+from .registry import REGISTRY
+
+
+def build(runs: Sequence[Run], out: str | os.PathLike, *, csv_dir: Optional[str | os.PathLike] = None,
+          title: str = "jembench report") -> ReportResult:
+    """:func:`jembench.reporting.build_report` with the registry's titles, order and headline metrics."""
+    return build_report(runs, out, csv_dir=csv_dir, title=title, catalog=REGISTRY)
+
+
+def report(results: str | os.PathLike | Sequence[str | os.PathLike], out: str | os.PathLike = "report.html", *,
+           csv_dir: Optional[str | os.PathLike] = None, title: str = "jembench report") -> ReportResult:
+    """Merge results.json files of earlier runs into one comparison report (nothing is recomputed)."""
+    return build(load_runs(results), out, csv_dir=csv_dir, title=title)

@@ -1,0 +1,107 @@
+"""Writing files safely and naming them: atomic writes, JSON conversion, file-name slugs.
+
+The bottom layer: every module that writes a file goes through here, so readers never see half a file and every
+output file of a checkpoint carries the same unique slug.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Tensors, numpy scalars/arrays, tuples and paths to JSON types; NaN/inf to None."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "detach"):  # torch tensor
+        obj = obj.detach().cpu().numpy()
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def to_numpy(v: Any) -> Any:
+    return v.detach().cpu().numpy() if hasattr(v, "detach") else v
+
+
+def slugify(text: str, default: str = "x") -> str:
+    """A file-name-safe version of ``text``: runs of anything but letters, digits, dot, dash and underscore become
+    one underscore; no leading or trailing dot or underscore (no hidden files); ``default`` when nothing is left."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or default
+
+
+def checkpoint_slugs(names: Sequence[str | None], *, numbered: bool = False, max_len: int = 60) -> list[str]:
+    """One file-name slug per checkpoint, unique within the list: the slugified name (``model`` when empty), cut
+    to ``max_len``, a ``-2``, ``-3`` ... suffix where names collide; ``numbered`` prefixes the list index
+    (``0-jem-digits``), as run-all's step folders. Every output file of a checkpoint is named with this."""
+    slugs: list[str] = []
+    for i, name in enumerate(names):
+        base = slugify(str(name or ""), "model")[:max_len]
+        slug, k = base, 1
+        while slug in slugs:
+            k += 1
+            slug = f"{base}-{k}"
+        slugs.append(slug)
+    return [f"{i}-{s}" for i, s in enumerate(slugs)] if numbered else slugs
+
+
+# --- atomic writes: write to a temporary file in the same folder, then rename ----------------------
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def atomic_savez(path: str | os.PathLike, **arrays: Any) -> None:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(to_numpy(v)) for k, v in arrays.items()})
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_savefig(fig: Any, path: str | os.PathLike, **kwargs: Any) -> None:
+    """Save a matplotlib figure atomically (PNG unless the suffix says otherwise)."""
+    buf = io.BytesIO()
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    fig.savefig(buf, format=fmt, **{"dpi": 110, "bbox_inches": "tight", **kwargs})
+    atomic_write_bytes(path, buf.getvalue())
