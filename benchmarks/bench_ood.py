@@ -19,7 +19,7 @@ import torch
 
 from jembench.data import get_dataset
 from jembench.data.ood_sets import load_ood_set
-from jembench.defaults import OOD_PRESETS
+from jembench.evaluators.ood import PRESETS as OOD_PRESETS
 from jembench.evaluators.ood import ood
 from jembench.forward import ForwardCache
 from jembench.models.hybrid import HybridModel

@@ -17,7 +17,7 @@ import json
 
 import torch
 
-from jembench import defaults
+from jembench.evaluators.robust import RobustSettings
 from jembench.attacks import PassCounter, PixelClassifier, PurifyConfig, build_attack, run_attack
 from jembench.data import get_dataset
 from jembench.models.hybrid import HybridModel
@@ -26,9 +26,11 @@ from jembench.runtime import resolve_device
 from common import demo_model, median_seconds
 
 
+DEFAULTS = RobustSettings()  # jembench robust's defaults
+
 def purifier(k: int) -> PurifyConfig:
-    return PurifyConfig(k, defaults.ROBUST_PURIFY_STEP_SIZE, defaults.ROBUST_PURIFY_NOISE,
-                        defaults.ROBUST_PURIFY_COPIES, defaults.ROBUST_PURIFY_SIGMA)
+    return PurifyConfig(k, DEFAULTS.purify_step_size, DEFAULTS.purify_noise, DEFAULTS.purify_copies,
+                        DEFAULTS.purify_sigma)
 
 
 def time_attack(model: HybridModel, x: torch.Tensor, y: torch.Tensor, *, k: int, eot: int, steps: int,
@@ -72,7 +74,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n", type=int, default=32, help="images per timed attack")
-    ap.add_argument("--steps", type=int, default=defaults.ROBUST_STEPS)
+    ap.add_argument("--steps", type=int, default=DEFAULTS.steps)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--scaling-steps", type=int, default=5, help="attack steps of the K / EOT scaling rows")
     args = ap.parse_args()
@@ -84,7 +86,7 @@ def main() -> None:
     rows = {"model": model.info.name, "device": str(device), "threads": args.threads, "default": [], "by_K": [],
             "by_eot": [], "full_grad": [], "evaluation": []}
     for k in (0, 10):  # the default attack, undefended and JEM-10 (default copies and EOT)
-        rows["default"].append(time_attack(model, x, y, k=k, eot=defaults.ROBUST_EOT, steps=args.steps,
+        rows["default"].append(time_attack(model, x, y, k=k, eot=DEFAULTS.eot, steps=args.steps,
                                            repeats=args.repeats))
         print(json.dumps(rows["default"][-1]), flush=True)
     for k in (0, 1, 2, 5, 10):
@@ -98,7 +100,7 @@ def main() -> None:
                                              gradient="full"))
         print(json.dumps(rows["full_grad"][-1]), flush=True)
     for k in (0, 10):
-        rows["evaluation"].append(time_evaluation(model, x, k=k, purifications=defaults.ROBUST_EVAL_PURIFICATIONS,
+        rows["evaluation"].append(time_evaluation(model, x, k=k, purifications=DEFAULTS.eval_purifications,
                                                   repeats=args.repeats))
         print(json.dumps(rows["evaluation"][-1]), flush=True)
     print(json.dumps(rows, indent=1))

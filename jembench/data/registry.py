@@ -82,12 +82,6 @@ def get_dataset(name: str, split: str = "test", *, data_dir: Optional[str | os.P
     return spec.loader(split, root, download)
 
 
-_BUILTIN_LOADED = False
-
-
 def _ensure_builtin() -> None:
-    """Import the modules that register the built-in datasets (once)."""
-    global _BUILTIN_LOADED
-    if not _BUILTIN_LOADED:
-        _BUILTIN_LOADED = True
-        from . import digits, torchvision_sets  # noqa: F401
+    """Import the modules that register the built-in datasets (Python imports each once)."""
+    from . import digits, torchvision_sets  # noqa: F401

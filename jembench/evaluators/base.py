@@ -190,13 +190,12 @@ class Evaluator:
         def api(checkpoints: Checkpoints, *args: Any, **kwargs: Any) -> EvaluatorResult:
             return self.call(checkpoints, *args, **kwargs)
 
-        shared = SharedSettings.fields()
+        fields = {f.name: f for f in [*self.settings.fields(),
+                                      *(g for g in SharedSettings.fields() if g.name in self.shared)]}
         params = [inspect.Parameter("checkpoints", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-        params += [inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
-                   for p in self.positional]
-        params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
-                   for f in [*self.settings.fields(), *(f for f in shared if f.name in self.shared)]
-                   if f.name not in self.positional]
+        params += [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD if f.name in self.positional
+                                     else inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+                   for f in sorted(fields.values(), key=lambda f: (list(self.positional) + [f.name]).index(f.name))]
         params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=d)
                    for k, d in (("out_dir", None), ("save_raw", False), ("cache", None), ("progress", True))]
         api.__signature__ = inspect.Signature(params, return_annotation=self.result)  # type: ignore[attr-defined]

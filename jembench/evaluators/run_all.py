@@ -24,7 +24,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from .. import defaults
 from ..errors import JembenchError
@@ -125,53 +125,30 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
     out = Path(out_dir) if out_dir is not None else None
     cache = ForwardCache(cache_dir)
     folders = Context(dev, cache).name_files(models, numbered=True)
-    steps = [(spec, variant, settings, model, folder) for model, folder in zip(models, folders)
+    steps = [Step(spec, variant, settings, model, folder) for model, folder in zip(models, folders)
              for spec in REGISTRY.values() if spec.name in cfg.evaluators
              for variant, settings in spec.steps(cfg.settings(spec.name))]
     evaluations: list[Evaluation] = []
     resumed, records, errors, wall = [], [], {}, {}
     started = time.perf_counter()
-    for i, (spec, variant, settings, model, folder) in enumerate(steps, 1):
-        step = f"{spec.name}-{variant}" if variant else spec.name
-        label = f"{step} ({checkpoint_label(model.info.to_dict())})"
-        key = step_key(step, spec, settings, shared, checkpoint_hash(model), str(dev))
-        part = out / PARTS_DIR / f"{key}.json" if out is not None else None
-        done = _read_part(part, out) if (part is not None and resume) else None
-        if done is not None:
-            evs, seconds = done
-            resumed.append(label)
-            if progress:
-                log.info("[%d/%d] %s: done earlier, resumed from %s", i, len(steps), label, part.name)
-        else:
-            if progress:
-                log.info("[%d/%d] %s ...", i, len(steps), label)
-            ctx = Context(dev, cache if spec.uses_forward_cache else None,
-                          out / step / folder if out is not None else None, save_raw=True, progress=progress,
-                          slugs={id(model): folder.split("-", 1)[1]})
-            evs, seconds = _run_step(spec, model, settings, shared, ctx, out)
-            if all(e.status == "ok" for e in evs) and part is not None:
-                atomic_write_json(part, {"key": key, "evaluator": spec.name, "settings": settings.to_dict(),
-                                         "checkpoint_sha256": checkpoint_hash(model), "wall_time_s": seconds,
-                                         "evaluations": [e.to_dict() for e in evs]})
-            if progress:
-                log.info("[%d/%d] %s: %s in %.1f s", i, len(steps), label,
-                         "ok" if all(e.status == "ok" for e in evs) else "FAILED", seconds)
+    for i, step in enumerate(steps, 1):
+        say = (lambda msg, *args: log.info(f"[%d/%d] {msg}", i, len(steps), *args)) if progress else _quiet
+        evs, seconds, was_resumed = _resume_or_run(step, shared, Context(dev, cache, save_raw=True,
+                                                                          progress=progress), out, resume, say)
         ok = all(e.status == "ok" for e in evs)
         if not ok:
-            errors[label] = "; ".join(e.error or "failed" for e in evs if e.status != "ok")
+            errors[step.label] = "; ".join(e.error or "failed" for e in evs if e.status != "ok")
+        resumed += [step.label] if was_resumed else []
         for e in evs:
-            e.checkpoint["sha256"] = e.checkpoint.get("sha256") or checkpoint_hash(model)
-        wall[f"{step}/{folder}"] = round(seconds, 3)
-        records.append({"step": step, "checkpoint": checkpoint_label(model.info.to_dict()), "seconds": seconds,
-                        "status": "ok" if ok else "failed", "resumed": done is not None})
+            e.checkpoint["sha256"] = e.checkpoint.get("sha256") or checkpoint_hash(step.model)
+        wall[f"{step.name}/{step.folder}"] = round(seconds, 3)
+        records.append({"step": step.name, "checkpoint": checkpoint_label(step.model.info.to_dict()),
+                        "seconds": seconds, "status": "ok" if ok else "failed", "resumed": was_resumed})
         evaluations += evs
     wall["total"] = round(sum(r["seconds"] for r in records), 3)  # steps resumed from earlier runs included
     wall["this_run"] = round(time.perf_counter() - started, 3)
-
     config = {"preset": cfg.to_dict(), "overrides": dict(overrides or {}), "shared": shared.to_dict(),
-              "steps": {f"{spec.name}-{v}" if v else spec.name: st.to_dict()
-                        for spec in REGISTRY.values() if spec.name in cfg.evaluators
-                        for v, st in spec.steps(cfg.settings(spec.name))}}
+              "steps": {s.name: s.settings.to_dict() for s in steps}}
     prov = provenance(device=dev, seed=shared.seed, config=config)
     prov.update(wall_time_s=wall, forward_model_calls=cache.model_calls, resumed=resumed)
     if out is not None:
@@ -182,6 +159,53 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
             build([Run(out.name or "run-all", out, prov, evaluations, out / "results.json")], out / "index.html",
                   csv_dir=out / "tables", title=f"jembench run-all ({cfg.name} preset)")
     return RunAllResult(evaluations, results_document(evaluations, prov), out, list(errors), resumed, records, errors)
+
+
+@dataclass
+class Step:
+    """One (evaluator, variant, checkpoint) of a run; ``folder`` is the checkpoint's numbered slug."""
+
+    spec: Evaluator
+    variant: str
+    settings: Settings
+    model: HybridModel
+    folder: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.spec.name}-{self.variant}" if self.variant else self.spec.name
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({checkpoint_label(self.model.info.to_dict())})"
+
+
+def _quiet(msg: str, *args: Any) -> None:
+    pass
+
+
+def _resume_or_run(step: Step, shared: SharedSettings, ctx: Context, out: Optional[Path], resume: bool,
+                   say: Callable[..., None]) -> tuple[list[Evaluation], float, bool]:
+    """A step's evaluations and wall time: read back from its part file, or run (and the part file written once
+    when every evaluation is ok). ``ctx`` is completed with the step's folder, cache and file slug."""
+    key = step_key(step.name, step.spec, step.settings, shared, checkpoint_hash(step.model), str(ctx.device))
+    part = out / PARTS_DIR / f"{key}.json" if out is not None else None
+    done = _read_part(part, out) if (part is not None and resume) else None
+    if done is not None:
+        say("%s: done earlier, resumed from %s", step.label, part.name)
+        return (*done, True)
+    say("%s ...", step.label)
+    ctx.out_dir = out / step.name / step.folder if out is not None else None
+    ctx.cache = ctx.cache if step.spec.uses_forward_cache else None
+    ctx.slugs[id(step.model)] = step.folder.split("-", 1)[1]
+    evs, seconds = _run_step(step.spec, step.model, step.settings, shared, ctx, out)
+    ok = all(e.status == "ok" for e in evs)
+    if ok and part is not None:
+        atomic_write_json(part, {"key": key, "evaluator": step.spec.name, "settings": step.settings.to_dict(),
+                                 "checkpoint_sha256": checkpoint_hash(step.model), "wall_time_s": seconds,
+                                 "evaluations": [e.to_dict() for e in evs]})
+    say("%s: %s in %.1f s", step.label, "ok" if ok else "FAILED", seconds)
+    return evs, seconds, False
 
 
 def _run_step(spec: Evaluator, model: HybridModel, settings: Settings, shared: SharedSettings, ctx: Context,

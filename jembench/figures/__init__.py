@@ -1,5 +1,5 @@
 """Figures (matplotlib, Agg backend): one module per topic; each function returns a Figure to save with
-:func:`jembench.results.atomic_savefig`."""
+:func:`jembench.io.atomic_savefig`."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ def auto_scale(image_size: int, target: int = 32) -> int:
 
 
 def png_bytes(array: np.ndarray) -> bytes:
-    """``[H, W, C]`` uint8 (C = 1 or 3) -> PNG bytes (write with :func:`jembench.results.atomic_write_bytes`)."""
+    """``[H, W, C]`` uint8 (C = 1 or 3) -> PNG bytes (write with :func:`jembench.io.atomic_write_bytes`)."""
     from PIL import Image
 
     img = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)

@@ -384,7 +384,7 @@ def save_native(model: HybridModel, path: str | os.PathLike, *, replay_buffer: O
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` through :func:`jembench.results.atomic_write_bytes`: readers never see half a file."""
+    """``torch.save`` through :func:`jembench.io.atomic_write_bytes`: readers never see half a file."""
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
