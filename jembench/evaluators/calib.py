@@ -27,6 +27,7 @@ from ..settings import option
 from .base import Context, Evaluator, SharedSettings
 from .clf import ACCURACY, SHARED, ClfResult, ForwardSettings, base_protocol, forward_passes, write_raw_arrays
 
+NAME = "calib"
 # metric names; temperature_scaling/* are the reference row (never applied to the headline numbers)
 ECE, ADAPTIVE_ECE, MCE, RMS_CE, CLASSWISE_ECE = "ece", "adaptive_ece", "mce", "rms_ce", "classwise_ece"
 MEAN_CONFIDENCE, TS = "mean_confidence", "temperature_scaling"
@@ -108,7 +109,7 @@ def calib_evaluation(fp: ForwardPass, model: HybridModel, imageset: ImageSet, *,
                 "temperature_scaling": {"fit_fraction": ts_fraction,
                                         "split_seed": derive_seed(seed, "temperature-split"),
                                         "fit": "minimum NLL over T in [1e-4, 1e4] (Newton on 1/T)", "applied": False}}
-    return Evaluation("calib", model.info.to_dict(), protocol, metrics=metrics, intervals=intervals, rows=rows,
+    return Evaluation(NAME, model.info.to_dict(), protocol, metrics=metrics, intervals=intervals, rows=rows,
                       warnings=warnings)
 
 
@@ -138,7 +139,7 @@ def run(models: list[HybridModel], s: CalibSettings, shared: SharedSettings, ctx
             ev.artifacts["reliability"] = write_reliability_figure(ev, fp, s.bins, ctx.out_dir, ctx.slug(model),
                                                                    model)
             if ctx.save_raw:
-                ev.artifacts["raw"] = write_raw_arrays(ctx.out_dir, "calib", ctx.slug(model), probs=fp.probs,
+                ev.artifacts["raw"] = write_raw_arrays(ctx.out_dir, NAME, ctx.slug(model), probs=fp.probs,
                                                        labels=fp.labels)
         ev.wall_time_s = time.perf_counter() - start
         evaluations.append(ev)
@@ -146,7 +147,7 @@ def run(models: list[HybridModel], s: CalibSettings, shared: SharedSettings, ctx
 
 
 EVALUATOR = Evaluator(
-    name="calib", title="Calibration", settings=CalibSettings, run=run, result=CalibResult,
+    name=NAME, title="Calibration", settings=CalibSettings, run=run, result=CalibResult,
     summary=CalibResult.table, shared=SHARED, headline=(ECE, ADAPTIVE_ECE), headline_last=False,
     metrics=(ACCURACY, MEAN_CONFIDENCE, "n", ECE, ADAPTIVE_ECE, MCE, RMS_CE, CLASSWISE_ECE, f"{TS}/*"),
     figures="Reliability diagrams", uses_forward_cache=True,

@@ -24,6 +24,7 @@ from ..settings import Settings, option
 from .base import Context, Evaluator, SharedSettings
 from .common import load_eval_set, summary_table
 
+NAME = "clf"
 SHARED = ("dataset", "n", "sigma", "seed", "device", "batch_size", "data_dir", "download", "head", "cache_dir")
 
 # metric names (``n`` is the number of evaluated images)
@@ -106,7 +107,7 @@ def clf_evaluation(fp: ForwardPass, model: HybridModel, imageset: ImageSet, *, s
     absent = [c for c in range(k) if int(cm[c].sum()) == 0]
     warnings = [f"{len(absent)} of {k} classes have no samples in the evaluation set (their accuracy is NaN): "
                 + ", ".join(map(str, absent[:20])) + (", ..." if len(absent) > 20 else "")] if absent else []
-    return Evaluation("clf", model.info.to_dict(), protocol,
+    return Evaluation(NAME, model.info.to_dict(), protocol,
                       metrics={ACCURACY: acc, ERROR: 1 - acc, NLL: nll(fp.logits, labels), BRIER: brier(probs, labels),
                                N: len(labels)},
                       intervals={ACCURACY: [lo, hi], ERROR: [1 - hi, 1 - lo]}, rows=rows, warnings=warnings)
@@ -118,7 +119,7 @@ def run(models: list[HybridModel], s: ClfSettings, shared: SharedSettings, ctx: 
     for model, imageset, fp, start in forward_passes(models, s, shared, ctx):
         ev = clf_evaluation(fp, model, imageset, seed=shared.seed, level=s.level)
         if ctx.save_raw and ctx.out_dir is not None:
-            ev.artifacts["raw"] = write_raw_arrays(ctx.out_dir, "clf", ctx.slug(model), probs=fp.probs,
+            ev.artifacts["raw"] = write_raw_arrays(ctx.out_dir, NAME, ctx.slug(model), probs=fp.probs,
                                                    logits=fp.logits, log_px=fp.log_px, labels=fp.labels)
         ev.wall_time_s = time.perf_counter() - start
         evaluations.append(ev)
@@ -126,7 +127,7 @@ def run(models: list[HybridModel], s: ClfSettings, shared: SharedSettings, ctx: 
 
 
 EVALUATOR = Evaluator(
-    name="clf", title="Accuracy", settings=ClfSettings, run=run, result=ClfResult, summary=ClfResult.table,
+    name=NAME, title="Accuracy", settings=ClfSettings, run=run, result=ClfResult, summary=ClfResult.table,
     shared=SHARED, headline=(ACCURACY, NLL), headline_last=False, metrics=(ACCURACY, ERROR, NLL, BRIER, N),
     figures="Accuracy figures", uses_forward_cache=True,
     short_help="Accuracy (95% Wilson interval), NLL, Brier score, per-class accuracy, confusion matrix.",

@@ -31,6 +31,7 @@ from ..settings import Settings, option
 from .base import Context, Evaluator, SharedSettings
 from .common import Timer, check_compatible, default_dataset
 
+NAME = "gen"
 QUANTISATION = "model space -> to_pixels01 -> clamp [0, 1] -> round(255 x) -> uint8 (as the real images)"
 REFERENCE_SPLITS = ("train", "test", "train+test")
 SHARED = ("dataset", "seed", "device", "batch_size", "data_dir", "download", "head", "norm", "cache_dir")
@@ -160,7 +161,7 @@ def run(models: list[HybridModel], s: GenSettings, shared: SharedSettings, ctx: 
             except JembenchError as exc:
                 if len(models) * len(protos) == 1:
                     raise
-                ev = Evaluation("gen", m.info.to_dict(), {"sampling": proto.to_dict()}, status="failed", error=str(exc))
+                ev = Evaluation(NAME, m.info.to_dict(), {"sampling": proto.to_dict()}, status="failed", error=str(exc))
             evaluations.append(ev)
     if evaluations and all(e.status == "failed" for e in evaluations):
         raise JembenchError(evaluations[0].error or "every generation evaluation failed")
@@ -200,7 +201,7 @@ def _evaluate(model: HybridModel, proto: GenProtocol, ext: fidelity.Extractor,
                 "reference": _reference_record(ref, s.reference) if ref is not None else None,
                 "feature_extractor": ext.describe(), "quantisation": QUANTISATION,
                 "metric_settings": settings, "torch_fidelity": _tf_version()}
-    ev = Evaluation("gen", model.info.to_dict(), protocol, metrics=out, rows=rows, warnings=warnings,
+    ev = Evaluation(NAME, model.info.to_dict(), protocol, metrics=out, rows=rows, warnings=warnings,
                     provenance={"time": time, "observed": {k: float(v) for k, v in samples.observed.items()}})
     return ev, samples
 
@@ -303,7 +304,7 @@ def summary_text(result: GenResult) -> str:
 
 
 EVALUATOR = Evaluator(
-    name="gen", title="Generation", settings=GenSettings, run=run, result=GenResult, summary=summary_text,
+    name=NAME, title="Generation", settings=GenSettings, run=run, result=GenResult, summary=summary_text,
     shared=SHARED, headline=("fid/*/*", "is/*", "kid/*/*"), headline_last=False,
     metrics=("is/*", "is_std/*", "is_real/*/*", "fid/*/*", "kid/*/*", "kid_std/*/*", "precision/*/*", "recall/*/*",
              "cond_acc/*"),

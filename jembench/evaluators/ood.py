@@ -29,6 +29,7 @@ from .base import Context, Evaluator, SharedSettings
 from .clf import SHARED
 from .common import Timer, load_eval_set
 
+NAME = "ood"
 PRESETS = {  # --out NAME expands to these OOD sets
     "jem": ("svhn", "cifar100", "celeba", "interp"),  # JEM paper, Table 2
     "digits": ("noise", "uniform", "constant", "interp", "rotated"),
@@ -147,6 +148,7 @@ def run(models: list[HybridModel], s: OODSettings, shared: SharedSettings, ctx: 
         with Timer() as total:
             ev, raw = _evaluate(model, ctx.slug(model), s, names, shared, ctx, timings)
         ev.wall_time_s = timings["total_s"] = total.seconds
+        ev.provenance["time"] = dict(timings)
         evaluations.append(ev)
         all_scores.append(raw)
         all_timings.append(timings)
@@ -182,7 +184,7 @@ def _evaluate(model: HybridModel, tag: str, s: OODSettings, names: list[str], sh
         atomic_savez(ctx.out_dir / rel, out_names=np.array(list(out_sets)), scores=np.array(names),
                      in_labels=in_set.labels if in_set.labels is not None else np.zeros(0, dtype=np.int64), **arrays)
         artifacts["raw_scores"] = rel.as_posix()
-    ev = Evaluation("ood", model.info.to_dict(), _protocol(model, s, names, shared, in_set, out_sets),
+    ev = Evaluation(NAME, model.info.to_dict(), _protocol(model, s, names, shared, in_set, out_sets),
                     metrics=metrics, intervals=intervals, rows=rows, warnings=warnings, artifacts=artifacts)
     return ev, {"in": score_in, "out": score_out}
 
@@ -218,7 +220,7 @@ def _write_figures(out_dir: Path, tag: str, names: list[str], in_name: str, scor
         auroc = {o: metrics[metric_name("auroc", n, o)] for o in score_out}
         for label, fig in ((f"hist/{n}", score_histograms(n, in_name, score_in[n], outs)),
                            (f"roc/{n}", roc_curves(n, {o: finite[n, o][:2] for o in score_out}, auroc))):
-            rel = Path("figures") / "ood" / tag / f"{label.replace('/', '_')}.png"
+            rel = Path("figures") / NAME / tag / f"{label.replace('/', '_')}.png"
             atomic_savefig(fig, out_dir / rel, **SAVE_KW)
             close(fig)
             artifacts[label] = rel.as_posix()
@@ -258,7 +260,7 @@ def summary_text(result: OODResult) -> str:
 
 
 EVALUATOR = Evaluator(
-    name="ood", title="OOD detection", settings=OODSettings, run=run, result=OODResult, summary=summary_text,
+    name=NAME, title="OOD detection", settings=OODSettings, run=run, result=OODResult, summary=summary_text,
     shared=SHARED, headline=("auroc/logp/*", "auroc/*"), headline_last=False,
     metrics=tuple(f"{m}/*/*" for m in METRICS), figures="OOD score histograms and ROC curves",
     positional=("dataset", "out"), renames={"dataset": "in"}, aliases={"in_dataset": "dataset"},

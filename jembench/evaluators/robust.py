@@ -38,7 +38,7 @@ from ..results import Evaluation, EvaluatorResult
 from ..settings import Settings, option
 from .base import Context, Evaluator, SharedSettings
 from .common import load_eval_set
-from .robust_run import PASS_KEYS, ModelRun, RobustConfig, attack_label, metric_name
+from .robust_run import NAME, PASS_KEYS, ModelRun, RobustConfig, attack_label, metric_name
 
 __all__ = ["PASS_KEYS", "RobustResult", "RobustSettings", "attack_label", "metric_name", "robust"]
 log = logging.getLogger("jembench")
@@ -181,7 +181,7 @@ def _write_artifacts(out_dir: Path, slug: str, evs: list[Evaluation], cfg: Robus
 
 
 EVALUATOR = Evaluator(
-    name="robust", title="Robustness", settings=RobustSettings, run=run, result=RobustResult,
+    name=NAME, title="Robustness", settings=RobustSettings, run=run, result=RobustResult,
     summary=RobustResult.table, shared=SHARED, headline=("robust_acc/*/worst",), headline_last=True,
     metrics=("clean_acc/K=*", "robust_acc/*/*/K=*/*", "probe_acc/*/*/K=*"), figures="Robustness curves",
     positional=(), uses_forward_cache=True, steps=per_norm_steps,

@@ -23,6 +23,7 @@ from ..results import Evaluation
 from ..runtime import derive_seed
 from .common import Timer
 
+NAME = "robust"
 PASS_KEYS = ("fwd_per_image", "bwd_per_image", "eval_fwd_per_image", "eval_bwd_per_image")
 SEED_RECIPE = ("attack (torch global RNG, set inside fork_rng right before each call; APGD seed = same): "
                "derive_seed(seed, 'attack', norm, eps, K, label, restart, batch); purification noise during that "
@@ -219,7 +220,7 @@ class ModelRun:
             rows.append(probe)
             metrics[f"probe_acc/{cfg.norm}/{probe['eps']:.4f}/K={k}"] = probe["acc"]
             warnings += [warning] if warning else []
-        return Evaluation("robust", self.model.info.to_dict(), self._protocol(k, probe), metrics, intervals, rows,
+        return Evaluation(NAME, self.model.info.to_dict(), self._protocol(k, probe), metrics, intervals, rows,
                           warnings)
 
     def _probe(self, k: int) -> tuple[dict[str, Any], Optional[str]]:
