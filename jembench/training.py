@@ -18,7 +18,6 @@ good (end-of-epoch) checkpoint is left as it was.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,16 +28,16 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import defaults
-from .data import get_dataset
+from .data import ImageSet
 from .errors import JembenchError
-from .models.checkpoints import NATIVE_FORMAT, read_checkpoint, save_native
+from .models.checkpoints import NATIVE_FORMAT, save_native
 from .models.hybrid import HybridModel, ModelInfo
-from .models.wrn import NORMS, JEMNet
+from .models.wrn import JEMNet
 from .runtime import derive_seed, generator, randn, resolve_device
 from .sampling import GaussianInit, JEMPPConfig, ReplayBuffer, SGLDConfig, UniformInit
 from .sampling.sgld import run_sampler
+from .training_setup import load_splits, read_resume, resolve_config, resolve_out
 
-FIXED_ON_RESUME = ("dataset", "depth", "width", "norm", "labels_per_class", "buffer_size", "init", "seed")
 NOISE_PROBE = 256  # uniform-noise images whose mean log p~ is tracked against the test set's
 
 
@@ -96,30 +95,6 @@ def select_labelled(labels: torch.Tensor, per_class: int, n_classes: int, gen: t
     return torch.cat(chosen).sort().values
 
 
-def _resolve_config(resume_cfg: Optional[dict[str, Any]], overrides: dict[str, Any]) -> dict[str, Any]:
-    config = dict(defaults.TRAIN)
-    if resume_cfg is not None:
-        config.update({k: v for k, v in resume_cfg.items() if k in config})
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if resume_cfg is not None and key in FIXED_ON_RESUME and value != config[key]:
-            raise JembenchError(f"--resume: {key} is {config[key]!r} in the checkpoint, cannot change it to "
-                                f"{value!r} (start a new run instead)")
-        config[key] = value
-    if config["norm"] not in NORMS:
-        raise JembenchError(f"unknown --norm {config['norm']!r}; choose one of {', '.join(NORMS)}")
-    if config["sampler"] not in ("sgld", "jem++"):
-        raise JembenchError(f"unknown --sampler {config['sampler']!r}; choose sgld or jem++")
-    if config["init"] not in ("uniform", "gaussian"):
-        raise JembenchError(f"unknown --init {config['init']!r}; choose uniform or gaussian (JEM++'s informative)")
-    if (config["depth"] - 4) % 6 or config["depth"] < 10:
-        raise JembenchError(f"--depth {config['depth']}: a WRN depth is 6n + 4 with n >= 1 (10, 16, 28, ...)")
-    if config["epochs"] < 1 or config["batch_size"] < 1 or config["lr"] <= 0:
-        raise JembenchError("--epochs and --batch-size must be >= 1 and --lr > 0")
-    return config
-
-
 def _model_info(config: dict[str, Any], shape: tuple[int, int, int], n_classes: int, name: str) -> ModelInfo:
     c, h, w = shape
     return ModelInfo(family="jembench", source_format=NATIVE_FORMAT, architecture="wrn", n_classes=n_classes,
@@ -144,20 +119,6 @@ def _evaluate(model: HybridModel, test, noise: torch.Tensor, batch_size: int) ->
             "logp_gap": logp / n - logp_noise}
 
 
-def _check_writable(out: Path) -> None:
-    """Refuse an --out that cannot be written now, not after the first epoch's work."""
-    parent = out.parent
-    blocker = next((p for p in (parent, *parent.parents) if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        raise JembenchError(f"--out {out}: {blocker} is a file, not a folder; choose another --out")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise JembenchError(f"--out {out}: cannot create folder {parent} ({exc.strerror or exc})") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise JembenchError(f"--out {out}: folder {parent} is not writable; choose another --out")
-
-
 def train(dataset: Optional[str] = None, *, out: Optional[str | Path] = None, resume: Optional[str | Path] = None,
           overwrite: bool = False, device: Optional[str] = None, data_dir: Optional[str] = None,
           download: bool = False, progress: bool = True, **options: Any) -> TrainResult:
@@ -171,177 +132,200 @@ def train(dataset: Optional[str] = None, *, out: Optional[str | Path] = None, re
     if unknown:
         raise TypeError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(defaults.TRAIN)}")
     t_start = time.perf_counter()
-    state: Optional[dict[str, Any]] = None
-    saved: Optional[dict[str, Any]] = None
-    if resume is not None:
-        if not Path(resume).is_file():
-            raise JembenchError(f"--resume {resume}: {'is a directory' if Path(resume).is_dir() else 'no such file'}; "
-                                "give a checkpoint written by jembench train")
-        saved = read_checkpoint(resume)
-        if not (isinstance(saved, dict) and saved.get("format") == NATIVE_FORMAT and "train_state" in saved):
-            raise JembenchError(f"--resume {resume}: not a jembench training checkpoint (no train_state); "
-                                "only files written by jembench train can be resumed")
-        state = saved["train_state"]
-    config = _resolve_config(saved["train_config"] if saved else None, {"dataset": dataset, **options})
-    objective = objective_name(config)
-    default_out = resume if resume is not None else f"runs/{objective}-{config['dataset']}.pt"
-    out = Path(out if out is not None else default_out)
-    if out.is_dir():
-        raise JembenchError(f"--out {out} is a directory; give a file name, e.g. {out / 'jem.pt'}")
-    if out.exists() and resume is None and not overwrite:
-        raise JembenchError(f"{out} exists; pass --resume {out} to continue it, --overwrite to replace it, "
-                            "or another --out")
-    _check_writable(out)
+    saved = read_resume(resume)
+    config = resolve_config(saved["train_config"] if saved else None, {"dataset": dataset, **options})
+    out = resolve_out(out, resume, overwrite, f"runs/{objective_name(config)}-{config['dataset']}.pt")
     dev = resolve_device(device)
+    train_set, test_set = load_splits(config, data_dir, download)
+    run = _Run(config, train_set, test_set, out, dev, saved, resume, progress)
+    run.fit()
+    last = run.history[-1]
+    return TrainResult(path=str(out), config=config, epochs_done=last["epoch"], test_accuracy=last["test_acc"],
+                       history=run.history, wall_time_s=time.perf_counter() - t_start)
 
-    train_set = get_dataset(config["dataset"], "train", data_dir=data_dir, download=download)
-    test_set = get_dataset(config["dataset"], "test", data_dir=data_dir, download=download)
-    if train_set.split != "train" or test_set.split != "test":
-        raise JembenchError(f"dataset {config['dataset']!r} has no separate train and test splits (it would be "
-                            "tested on its training images); for npz:PATH store x_train, y_train, x_test, y_test")
-    if train_set.labels is None or not train_set.n_classes:
-        raise JembenchError(f"dataset {config['dataset']!r} has no labels; training needs a labelled dataset")
+
+def _build_model(config: dict[str, Any], train_set: ImageSet, name: str, dev: torch.device,
+                 saved: Optional[dict[str, Any]]) -> HybridModel:
+    """The WRN hybrid on ``dev``: weights drawn from the seed, or the resumed ones."""
     n_classes, shape = train_set.n_classes, train_set.shape
-
     with torch.random.fork_rng(devices=[]):  # the only global-RNG use: weight initialisation, seeded
         torch.manual_seed(derive_seed(config["seed"], "init"))
         net = JEMNet(config["depth"], config["width"], config["norm"], shape[0], n_classes)
-    model = HybridModel(net, _model_info(config, shape, n_classes, out.stem)).to(dev)
+    model = HybridModel(net, _model_info(config, shape, n_classes, name)).to(dev)
     if saved is not None:
         model.net.load_state_dict(saved["model_state_dict"])
+    return model
 
-    gen_data = generator(derive_seed(config["seed"], "train-data"))  # order, labelled draws (CPU)
-    gen_chain = generator(derive_seed(config["seed"], "train-chains"), dev)  # input noise, buffer, sampler
-    images = train_set.images.to(dev)
-    labels = train_set.labels.to(dev)
-    lo, hi = model.info.value_range
-    labelled = None
-    if config["labels_per_class"] is not None:
-        labelled = select_labelled(train_set.labels, config["labels_per_class"], n_classes,
-                                   generator(derive_seed(config["seed"], "labels"))).to(dev)
 
-    extras: dict[str, Any] = {}
-    if config["init"] == "gaussian":  # fitted on the labelled images only: JEM++ uses the training labels
-        fit_idx = labelled if labelled is not None else torch.arange(len(images), device=dev)
-        init = GaussianInit.fit(model.to_model_space(images[fit_idx].float() / 255).cpu(), labels[fit_idx].cpu(),
-                                n_classes, lo, hi)
-        init.means, init.chol = init.means.to(dev), init.chol.to(dev)
-        extras = init.to_extras()
-    else:
-        init = UniformInit(shape, lo, hi)
-    buffer = None
-    if config["px_weight"]:
-        buffer = ReplayBuffer(config["buffer_size"], init, gen_chain, reinit_freq=config["reinit_freq"],
-                              n_classes=n_classes)
-    sampler = sampler_config(config)
-    bn_train = config["sampler"] == "jem++" and config["norm"] == "batch"  # JEM++ samples with BN in train mode
-
-    params = model.net.parameters()
+def _make_optimizer(config: dict[str, Any], params) -> torch.optim.Optimizer:
+    """Adam, or SGD with momentum 0.9, at the configured lr and weight decay."""
     if config["optimizer"] == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=config["lr"], weight_decay=config["weight_decay"])
-    elif config["optimizer"] == "sgd":
-        opt = torch.optim.SGD(params, lr=config["lr"], momentum=0.9, weight_decay=config["weight_decay"])
-    else:
-        raise JembenchError(f"unknown --optimizer {config['optimizer']!r}; choose adam or sgd")
+        return torch.optim.Adam(params, lr=config["lr"], weight_decay=config["weight_decay"])
+    if config["optimizer"] == "sgd":
+        return torch.optim.SGD(params, lr=config["lr"], momentum=0.9, weight_decay=config["weight_decay"])
+    raise JembenchError(f"unknown --optimizer {config['optimizer']!r}; choose adam or sgd")
 
-    start_epoch, step, history = 0, 0, []
-    if state is not None:
-        opt.load_state_dict(state["optimizer"])
-        for group in opt.param_groups:  # the (possibly overridden) config wins over the saved hyper-parameters
-            group["weight_decay"] = config["weight_decay"]
-        start_epoch, step, history = int(state["epoch"]), int(state["step"]), list(state["history"])
-        gen_data.set_state(state["rng"]["data"])
-        gen_chain.set_state(state["rng"]["chains"])
-        if buffer is not None:
-            if saved.get("replay_buffer") is None:
-                raise JembenchError(f"--resume {resume}: the checkpoint has no replay buffer to continue the chains")
-            buffer.load(saved["replay_buffer"], state.get("buffer", {}))
-    if start_epoch >= config["epochs"]:
-        raise JembenchError(f"--resume {resume}: already trained for {start_epoch} epochs; pass --epochs N > "
-                            f"{start_epoch} (the total) to continue")
-    noise_probe = lo + (hi - lo) * torch.rand((NOISE_PROBE, *shape), generator=generator(
-        derive_seed(config["seed"], "noise-probe"))).to(dev)
 
-    def to_input(idx: torch.Tensor) -> torch.Tensor:
-        x = model.to_model_space(images[idx].float() / 255)
-        return x + config["train_sigma"] * randn(tuple(x.shape), gen_chain, x) if config["train_sigma"] else x
+class _Run:
+    """One training run: model, optimizer, data and chains (built in a fixed order), its epochs and checkpoints."""
 
-    good = {"epoch": start_epoch if resume is not None else None}  # epoch of the last checkpoint written to out
+    def __init__(self, config: dict[str, Any], train_set: ImageSet, test_set: ImageSet, out: Path,
+                 dev: torch.device, saved: Optional[dict[str, Any]], resume: Optional[str | Path], progress: bool):
+        self.config, self.test_set, self.out, self.dev, self.progress = config, test_set, out, dev, progress
+        self.model = _build_model(config, train_set, out.stem, dev, saved)
+        self.gen_data = generator(derive_seed(config["seed"], "train-data"))  # order, labelled draws (CPU)
+        self.gen_chain = generator(derive_seed(config["seed"], "train-chains"), dev)  # input noise, buffer, sampler
+        self.images, self.labels = train_set.images.to(dev), train_set.labels.to(dev)
+        self.lo, self.hi = self.model.info.value_range
+        self.labelled = None
+        if config["labels_per_class"] is not None:
+            self.labelled = select_labelled(train_set.labels, config["labels_per_class"], train_set.n_classes,
+                                            generator(derive_seed(config["seed"], "labels"))).to(dev)
+        self.init, self.extras = self._chain_init(train_set.n_classes, train_set.shape)
+        self.buffer = ReplayBuffer(config["buffer_size"], self.init, self.gen_chain, reinit_freq=config["reinit_freq"],
+                                   n_classes=train_set.n_classes) if config["px_weight"] else None
+        self.sampler = sampler_config(config)
+        self.bn_train = config["sampler"] == "jem++" and config["norm"] == "batch"  # JEM++ samples with BN in train
+        self.opt = _make_optimizer(config, self.model.net.parameters())
+        self.start_epoch, self.step, self.history = self._restore(saved, resume)
+        probe_gen = generator(derive_seed(config["seed"], "noise-probe"))
+        probe = torch.rand((NOISE_PROBE, *train_set.shape), generator=probe_gen)
+        self.noise_probe = self.lo + (self.hi - self.lo) * probe.to(dev)
+        self.good_epoch = self.start_epoch if resume is not None else None  # of the last checkpoint written to out
 
-    def diverged(epoch: int, why: str) -> TrainingDiverged:
-        kept = (f"the last good checkpoint (epoch {good['epoch']}) is kept at {out}" if good["epoch"] is not None
-                and out.exists() else "no checkpoint was written yet")
-        return TrainingDiverged(f"training diverged at epoch {epoch}, step {step}: {why}; {kept}; lower --lr, add "
-                                "--warmup-steps or fewer/smaller sampler steps, then --resume")
+    def _chain_init(self, n_classes: int, shape: tuple[int, int, int]) -> tuple[GaussianInit | UniformInit, dict]:
+        """The chains' init and its checkpoint extras; JEM++'s Gaussians are fitted on the labelled images only."""
+        if self.config["init"] != "gaussian":
+            return UniformInit(shape, self.lo, self.hi), {}
+        fit_idx = self.labelled if self.labelled is not None else torch.arange(len(self.images), device=self.dev)
+        init = GaussianInit.fit(self.model.to_model_space(self.images[fit_idx].float() / 255).cpu(),
+                                self.labels[fit_idx].cpu(), n_classes, self.lo, self.hi)
+        init.means, init.chol = init.means.to(self.dev), init.chol.to(self.dev)
+        return init, init.to_extras()
 
-    if not history:  # epoch 0: the untrained model, the reference for what training achieved
-        history.append({"epoch": 0, **_evaluate(model, test_set, noise_probe, 256)})
-    n, bs = len(images), config["batch_size"]
-    steps_per_epoch = math.ceil(n / bs)
-    for epoch in range(start_epoch + 1, config["epochs"] + 1):
+    def _restore(self, saved: Optional[dict[str, Any]], resume: Optional[str | Path]) -> tuple[int, int, list]:
+        """Optimizer, generator and buffer states from ``saved``; the epoch, step and history to go on from."""
+        start_epoch, step, history = 0, 0, []
+        if saved is not None:
+            state = saved["train_state"]
+            self.opt.load_state_dict(state["optimizer"])
+            for group in self.opt.param_groups:  # the (possibly overridden) config wins over the saved values
+                group["weight_decay"] = self.config["weight_decay"]
+            start_epoch, step, history = int(state["epoch"]), int(state["step"]), list(state["history"])
+            self.gen_data.set_state(state["rng"]["data"])
+            self.gen_chain.set_state(state["rng"]["chains"])
+            if self.buffer is not None:
+                if saved.get("replay_buffer") is None:
+                    raise JembenchError(f"--resume {resume}: the checkpoint has no replay buffer to continue the "
+                                        "chains")
+                self.buffer.load(saved["replay_buffer"], state.get("buffer", {}))
+        if start_epoch >= self.config["epochs"]:
+            raise JembenchError(f"--resume {resume}: already trained for {start_epoch} epochs; pass --epochs N > "
+                                f"{start_epoch} (the total) to continue")
+        return start_epoch, step, history
+
+    def fit(self) -> None:
+        """The remaining epochs, each ending with a checkpoint."""
+        if not self.history:  # epoch 0: the untrained model, the reference for what training achieved
+            self.history.append({"epoch": 0, **_evaluate(self.model, self.test_set, self.noise_probe, 256)})
+        for epoch in range(self.start_epoch + 1, self.config["epochs"] + 1):
+            self._epoch(epoch)
+        self.model.eval()
+
+    def _epoch(self, epoch: int) -> None:
+        """One pass over the training images in a fresh order, with a progress bar of running loss and accuracy."""
+        n, bs = len(self.images), self.config["batch_size"]
         t0 = time.perf_counter()
-        perm = torch.randperm(n, generator=gen_data).to(dev)
+        perm = torch.randperm(n, generator=self.gen_data).to(self.dev)
         sums = {"loss": 0.0, "ce": 0.0, "correct": 0, "seen": 0}
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config['epochs']}", disable=not progress,
-                   unit="step", leave=True, dynamic_ncols=True)
+        bar = tqdm(range(math.ceil(n / bs)), desc=f"epoch {epoch}/{self.config['epochs']}",
+                   disable=not self.progress, unit="step", leave=True, dynamic_ncols=True)
         for b in bar:
-            model.train()
             idx = perm[b * bs:(b + 1) * bs]
-            x = to_input(idx)
-            for group in opt.param_groups:
-                group["lr"] = learning_rate(config, epoch, step)
-            if buffer is not None:  # chains first (as JEM): the sampler's own passes build no training graph
-                x0, slots = buffer.sample(len(idx))
-                xq = run_sampler(model, x0, sampler, gen_chain, value_range=(lo, hi), bn_train=bn_train)
-                buffer.update(slots, xq)
-            if labelled is None:
-                logits, lp_data = model.logits_and_log_px(x)
-                y = labels[idx]
-            else:
-                li = labelled[torch.randint(len(labelled), (len(idx),), generator=gen_data).to(dev)]
-                logits, y = model.logits(to_input(li)), labels[li]
-                lp_data = model.log_px(x) if buffer is not None else None
-            ce = F.cross_entropy(logits, y)
-            loss, worst = ce, 0.0
-            if buffer is not None:
-                lp_q = model.log_px(xq)
-                loss = ce + config["px_weight"] * (lp_q.mean() - lp_data.mean())  # E(x_data) - E(x_sampled)
-                worst = float(torch.cat([lp_data.detach().abs(), lp_q.detach().abs()]).max())
-            step += 1
-            if not math.isfinite(float(loss.detach())):
-                raise diverged(epoch, f"loss is {float(loss.detach())}")
-            if worst > config["energy_limit"] or not math.isfinite(worst):
-                raise diverged(epoch, f"|E(x)| reached {worst:.3g} > --energy-limit {config['energy_limit']:g}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss, ce, logits, y = self._step(epoch, idx)
             sums["loss"] += float(loss.detach()) * len(idx)
             sums["ce"] += float(ce.detach()) * len(idx)
             sums["correct"] += int((logits.argmax(1) == y).sum())
             sums["seen"] += len(idx)
             bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.3f}", acc=f"{sums['correct'] / sums['seen']:.3f}")
-        if not all(torch.isfinite(p).all() for p in model.net.parameters()):
-            raise diverged(epoch, "non-finite weights after the last step")
+        self._finish_epoch(epoch, sums, t0, bar)
+
+    def _step(self, epoch: int, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One optimizer step on the images ``idx``; returns the loss, the CE term, the logits and their labels."""
+        self.model.train()
+        x = self._to_input(idx)
+        for group in self.opt.param_groups:
+            group["lr"] = learning_rate(self.config, epoch, self.step)
+        if self.buffer is not None:  # chains first (as JEM): the sampler's own passes build no training graph
+            x0, slots = self.buffer.sample(len(idx))
+            xq = run_sampler(self.model, x0, self.sampler, self.gen_chain, value_range=(self.lo, self.hi),
+                             bn_train=self.bn_train)
+            self.buffer.update(slots, xq)
+        logits, y, lp_data = self._data_terms(x, idx)
+        ce = F.cross_entropy(logits, y)
+        loss, worst = ce, 0.0
+        if self.buffer is not None:
+            lp_q = self.model.log_px(xq)
+            loss = ce + self.config["px_weight"] * (lp_q.mean() - lp_data.mean())  # E(x_data) - E(x_sampled)
+            worst = float(torch.cat([lp_data.detach().abs(), lp_q.detach().abs()]).max())
+        self.step += 1
+        if not math.isfinite(float(loss.detach())):
+            raise self._diverged(epoch, f"loss is {float(loss.detach())}")
+        if worst > self.config["energy_limit"] or not math.isfinite(worst):
+            raise self._diverged(epoch, f"|E(x)| reached {worst:.3g} > --energy-limit {self.config['energy_limit']:g}")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return loss, ce, logits, y
+
+    def _to_input(self, idx: torch.Tensor) -> torch.Tensor:
+        """Training images ``idx`` in model space, plus the ``train_sigma`` input noise."""
+        x = self.model.to_model_space(self.images[idx].float() / 255)
+        sigma = self.config["train_sigma"]
+        return x + sigma * randn(tuple(x.shape), self.gen_chain, x) if sigma else x
+
+    def _data_terms(self, x: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Logits and labels for CE (a labelled draw when semi-supervised) and log p~ of ``x`` (None if unused)."""
+        if self.labelled is None:
+            logits, lp_data = self.model.logits_and_log_px(x)
+            return logits, self.labels[idx], lp_data
+        li = self.labelled[torch.randint(len(self.labelled), (len(idx),), generator=self.gen_data).to(self.dev)]
+        logits, y = self.model.logits(self._to_input(li)), self.labels[li]
+        return logits, y, self.model.log_px(x) if self.buffer is not None else None
+
+    def _finish_epoch(self, epoch: int, sums: dict[str, float], t0: float, bar: tqdm) -> None:
+        """Check the weights and test energies, add the history row, write the checkpoint."""
+        if not all(torch.isfinite(p).all() for p in self.model.net.parameters()):
+            raise self._diverged(epoch, "non-finite weights after the last step")
         row = {"epoch": epoch, "loss": sums["loss"] / sums["seen"], "ce": sums["ce"] / sums["seen"],
-               "train_acc": sums["correct"] / sums["seen"], **_evaluate(model, test_set, noise_probe, 256)}
+               "train_acc": sums["correct"] / sums["seen"],
+               **_evaluate(self.model, self.test_set, self.noise_probe, 256)}
         row["seconds"] = time.perf_counter() - t0
-        if not math.isfinite(row["logp_test"]) or abs(row["logp_test"]) > config["energy_limit"]:
-            raise diverged(epoch, f"mean log p~(test) is {row['logp_test']:.3g}")
-        history.append(row)
+        if not math.isfinite(row["logp_test"]) or abs(row["logp_test"]) > self.config["energy_limit"]:
+            raise self._diverged(epoch, f"mean log p~(test) is {row['logp_test']:.3g}")
+        self.history.append(row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_acc']:.3f}", test_acc=f"{row['test_acc']:.3f}")
         bar.close()
-        model.info.train_config = {**config, "objective": objective, "augmentation": "none",
-                                   "sampler_config": sampler.to_dict() if buffer is not None else None,
-                                   "init_config": init.describe() if buffer is not None else None,
-                                   "bn_train_sampling": bn_train if buffer is not None else None, "epochs_done": epoch,
-                                   "test_accuracy": row["test_acc"], "history": history}
-        train_state = {"epoch": epoch, "step": step, "optimizer": opt.state_dict(), "history": history,
-                       "rng": {"data": gen_data.get_state(), "chains": gen_chain.get_state()},
-                       "buffer": buffer.state() if buffer is not None else {}}
-        save_native(model, out, replay_buffer=buffer.data if buffer is not None else None, train_state=train_state,
-                    extras=extras)
-        good["epoch"] = epoch
-    model.eval()
-    return TrainResult(path=str(out), config=config, epochs_done=history[-1]["epoch"] if history else 0,
-                       test_accuracy=history[-1]["test_acc"] if history else None, history=history,
-                       wall_time_s=time.perf_counter() - t_start)
+        self._save(epoch, row["test_acc"])
+
+    def _save(self, epoch: int, test_acc: float) -> None:
+        """Write the checkpoint atomically: weights, config, history, optimizer, generator and buffer states."""
+        chains = self.buffer is not None
+        self.model.info.train_config = {**self.config, "objective": objective_name(self.config), "augmentation": "none",
+                                        "sampler_config": self.sampler.to_dict() if chains else None,
+                                        "init_config": self.init.describe() if chains else None,
+                                        "bn_train_sampling": self.bn_train if chains else None,
+                                        "epochs_done": epoch, "test_accuracy": test_acc, "history": self.history}
+        train_state = {"epoch": epoch, "step": self.step, "optimizer": self.opt.state_dict(), "history": self.history,
+                       "rng": {"data": self.gen_data.get_state(), "chains": self.gen_chain.get_state()},
+                       "buffer": self.buffer.state() if chains else {}}
+        save_native(self.model, self.out, replay_buffer=self.buffer.data if chains else None, train_state=train_state,
+                    extras=self.extras)
+        self.good_epoch = epoch
+
+    def _diverged(self, epoch: int, why: str) -> TrainingDiverged:
+        """The error to raise at ``epoch``, saying which checkpoint (if any) is kept."""
+        kept = (f"the last good checkpoint (epoch {self.good_epoch}) is kept at {self.out}"
+                if self.good_epoch is not None and self.out.exists() else "no checkpoint was written yet")
+        return TrainingDiverged(f"training diverged at epoch {epoch}, step {self.step}: {why}; {kept}; lower --lr, "
+                                "add --warmup-steps or fewer/smaller sampler steps, then --resume")
