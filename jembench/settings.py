@@ -176,10 +176,6 @@ class Settings:
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in self.fields()}
 
-    def changed(self) -> dict[str, Any]:
-        """The fields that differ from the class defaults."""
-        return {f.name: _plain(getattr(self, f.name)) for f in self.fields() if getattr(self, f.name) != f.default}
-
 
 # --- parsing ---------------------------------------------------------------------------------------------
 def parse_list(text: Any, kind: Callable[[str], Any] = float, name: str = "value") -> list[Any]:

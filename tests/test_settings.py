@@ -50,7 +50,8 @@ def sample(f: Field) -> tuple[str, object]:
     return text, ((text,) if f.is_list else text)
 
 
-CASES = [pytest.param(name, f, id=f"{name}.{f.name}") for name, spec in REGISTRY.items() for f in spec.settings.fields()]
+CASES = [pytest.param(name, f, id=f"{name}.{f.name}")
+         for name, spec in REGISTRY.items() for f in spec.settings.fields()]
 
 
 def _context(name: str, f: Field) -> dict:

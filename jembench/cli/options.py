@@ -18,8 +18,8 @@ from ..errors import JembenchError
 from ..evaluators.base import SharedSettings
 from ..settings import Field, parse_list
 
-__all__ = ["checkpoints_argument", "compose", "emit", "field_option", "json_option", "out_dir_option",
-           "parse_list", "resolve_checkpoints", "shared_option"]
+__all__ = ["checkpoints_argument", "compose", "echo_written", "emit", "field_option", "given", "json_option",
+           "out_dir_option", "parse_list", "resolve_checkpoints", "shared_option", "shared_options", "value_text"]
 
 
 def compose(*decorators: Callable) -> Callable:
@@ -36,7 +36,7 @@ def field_option(f: Field, rename: Optional[str] = None) -> click.Option:
     where the field says so. Its default is None (= not given) and the settings default is shown in the help."""
     names = [rename or f.name, *([f.name] if rename else []), *f.spec.aliases]
     flags = list(dict.fromkeys("--" + n.replace("_", "-") for n in names))
-    help_text = f"{f.describe()} [default: {_default_text(f)}]"
+    help_text = f"{f.describe()} [default: {value_text(f.default)}]"
     if f.item_type is bool and not f.is_list:
         decl = [f"{flags[0]}/--no-{flags[0][2:]}", *flags[1:], f.name]
         return click.Option(decl, default=None, help=help_text)
@@ -60,12 +60,13 @@ def given(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None and v != ()}
 
 
-def _default_text(f: Field) -> str:
-    if f.default is None:
+def value_text(value: Any) -> str:
+    """A setting's value as one would type it: ``none``, ``0,2/255,8/255``, ``on``."""
+    if value is None:
         return "none"
-    if isinstance(f.default, tuple):
-        return ",".join(_number(v) for v in f.default) or "none"
-    return _number(f.default)
+    if isinstance(value, tuple):
+        return ",".join(_number(v) for v in value) or "none"
+    return _number(value)
 
 
 def _number(v: Any) -> str:

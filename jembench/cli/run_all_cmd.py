@@ -10,8 +10,8 @@ import click
 from ..evaluators.base import SharedSettings
 from ..evaluators.registry import REGISTRY
 from ..presets import PRESETS, TOP_LEVEL
-from .options import (_default_text, checkpoints_argument, emit, given, json_option, out_dir_option, parse_list,
-                      resolve_checkpoints, shared_options)
+from .options import (checkpoints_argument, emit, given, json_option, out_dir_option, parse_list, resolve_checkpoints,
+                      shared_options, value_text)
 
 
 def fields_help() -> str:
@@ -30,8 +30,8 @@ def fields_help() -> str:
 
 
 def _field_lines(key: str, f, preset_values) -> list[str]:
-    differ = [f"{p}: {_default_text(type(f)(f.name, f.type, v, f.spec))}" for p, v in preset_values if v != f.default]
-    head = f"  {key} ({f.kind()}) [{'; '.join([_default_text(f), *differ])}]"
+    differ = [f"{p}: {value_text(v)}" for p, v in preset_values if v != f.default]
+    head = f"  {key} ({f.kind()}) [{'; '.join([value_text(f.default), *differ])}]"
     return [head, *textwrap.wrap(f.describe(), 96, initial_indent="      ", subsequent_indent="      ")]
 
 

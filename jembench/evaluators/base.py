@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +28,9 @@ from ..models import HybridModel
 from ..models.wrn import NORMS
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import resolve_device
-from ..settings import CLI, Settings, Spelling, option
+from ..settings import Settings, Spelling, option
 from .common import finish, load_models
 
-log = logging.getLogger("jembench")
 Checkpoints = str | Path | HybridModel | Sequence[str | Path | HybridModel]
 
 
@@ -210,4 +208,4 @@ def settings_config(spec: Evaluator, settings: Settings, shared: SharedSettings)
     return {"evaluator": spec.name, "settings": settings.to_dict(), "shared": shared.to_dict()}
 
 
-__all__ = ["CLI", "Checkpoints", "Context", "Evaluator", "SharedSettings", "settings_config", "single_step"]
+__all__ = ["Checkpoints", "Context", "Evaluator", "SharedSettings", "settings_config", "single_step"]
