@@ -1,8 +1,19 @@
 """Adversarial attacks in pixel space: a wrapper that hides the model's input range (and optionally
 defends it with JEM-K SGLD purification), and the torchattacks attacks run on it, explicitly seeded."""
 
-from .registry import ATTACKS, NORMS, EOTPGDL2, build_attack, check_attack, default_step_size, run_attack
+from typing import Any
+
+from .registry import ATTACKS, NORMS, build_attack, check_attack, default_step_size, run_attack
 from .wrapper import PassCounter, PixelClassifier, PurifyConfig
+
+
+def __getattr__(name: str) -> Any:  # EOTPGDL2 imports torchattacks: only when asked for
+    if name == "EOTPGDL2":
+        from .eot_pgd_l2 import EOTPGDL2
+
+        return EOTPGDL2
+    raise AttributeError(f"module 'jembench.attacks' has no attribute {name!r}")
+
 
 __all__ = ["ATTACKS", "EOTPGDL2", "NORMS", "PassCounter", "PixelClassifier", "PurifyConfig", "build_attack",
            "check_attack", "default_step_size", "run_attack"]

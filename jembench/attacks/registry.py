@@ -13,57 +13,19 @@ that seed with ``derive_seed(seed, "attack", norm, eps, K, label, restart, batch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 import torch.nn as nn
-import torchattacks
 
 from ..errors import JembenchError
+
+if TYPE_CHECKING:
+    import torchattacks
 
 NORMS = ("linf", "l2")
 LINF_STEP = 2 / 255  # the L-inf step, widened to L2_REL_STEP * eps / steps when that is larger (Madry et al. 2018)
 REL_STEP = 2.5  # step = 2.5 * eps / steps
-
-
-class EOTPGDL2(torchattacks.PGDL2):
-    """torchattacks' PGDL2 with the gradient summed over ``eot_iter`` forward/backward passes per step (EOT,
-    Athalye et al. 2018): the L2 counterpart of ``torchattacks.EOTPGD``. The projection is safe at eps = 0."""
-
-    def __init__(self, model: nn.Module, eps: float = 1.0, alpha: float = 0.2, steps: int = 10, eot_iter: int = 1,
-                 random_start: bool = True, eps_for_division: float = 1e-10):
-        super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start,
-                         eps_for_division=eps_for_division)
-        self.attack = "EOTPGDL2"
-        self.eot_iter = eot_iter
-        self.supported_mode = ["default"]
-
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        images = images.clone().detach().to(self.device)
-        labels = labels.clone().detach().to(self.device)
-        loss = nn.CrossEntropyLoss()
-        b = len(images)
-        adv = images.clone().detach()
-        if self.random_start:  # the same draws, in the same order, as PGDL2
-            delta = torch.empty_like(adv).normal_()
-            n = delta.view(b, -1).norm(p=2, dim=1).view(b, 1, 1, 1)
-            r = torch.zeros_like(n).uniform_(0, 1)
-            delta *= r / n * self.eps
-            adv = torch.clamp(adv + delta, min=0, max=1).detach()
-        for _ in range(self.steps):
-            adv.requires_grad = True
-            grad = torch.zeros_like(adv)
-            for _ in range(self.eot_iter):
-                cost = loss(self.get_logits(adv), labels)
-                grad += torch.autograd.grad(cost, adv, retain_graph=False, create_graph=False)[0]
-            grad_norms = torch.norm(grad.view(b, -1), p=2, dim=1) + self.eps_for_division
-            grad = grad / grad_norms.view(b, 1, 1, 1)
-            adv = adv.detach() + self.alpha * grad
-            delta = adv - images
-            delta_norms = torch.norm(delta.view(b, -1), p=2, dim=1).clamp_min(1e-12)
-            factor = torch.min(self.eps / delta_norms, torch.ones_like(delta_norms))
-            adv = torch.clamp(images + delta * factor.view(-1, 1, 1, 1), min=0, max=1).detach()
-        return adv
 
 
 def default_step_size(norm: str, eps: float, steps: int) -> float:
@@ -78,12 +40,16 @@ class AttackSpec:
     """A registered attack: ``build(model, norm, eps, steps, alpha, eot)`` returns a torchattacks attack."""
 
     name: str
-    build: Callable[..., torchattacks.attack.Attack]
+    build: Callable[..., "torchattacks.attack.Attack"]
     min_classes: int = 2
     doc: str = ""
 
 
 def _pgd(model: nn.Module, norm: str, eps: float, steps: int, alpha: float, eot: int) -> torchattacks.attack.Attack:
+    import torchattacks  # imported when an attack is built, not when the registry is read
+
+    from .eot_pgd_l2 import EOTPGDL2
+
     if norm == "l2":
         return EOTPGDL2(model, eps=eps, alpha=alpha, steps=steps, eot_iter=eot, random_start=True)
     if eot == 1:
@@ -93,6 +59,8 @@ def _pgd(model: nn.Module, norm: str, eps: float, steps: int, alpha: float, eot:
 
 def _apgd(loss: str) -> Callable[..., torchattacks.attack.Attack]:
     def build(model: nn.Module, norm: str, eps: float, steps: int, alpha: float, eot: int):
+        import torchattacks
+
         return torchattacks.APGD(model, norm="Linf" if norm == "linf" else "L2", eps=eps, steps=steps, n_restarts=1,
                                  seed=0, loss=loss, eot_iter=eot)
     return build
@@ -130,6 +98,8 @@ def run_attack(attack: torchattacks.attack.Attack, images: torch.Tensor, labels:
                seed: int) -> torch.Tensor:
     """``attack(images, labels)`` with torch's global RNG (and APGD's own seed) set to ``seed`` for the call
     only; returns detached adversarial images."""
+    import torchattacks  # already imported by the attack's construction
+
     device = images.device
     devices = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else []

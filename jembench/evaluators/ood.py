@@ -15,8 +15,6 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 
 from ..data.imageset import ImageSet
-from ..figures import close
-from ..figures.ood import SAVE_KW, roc_curves, score_histograms
 from ..forward import ForwardCache
 from ..io import atomic_savefig, atomic_savez
 from ..metrics.ood import AUPR_METHOD, BOOTSTRAP_METHOD, FPR_CONVENTIONS, ood_metrics, sanitize
@@ -214,6 +212,9 @@ def _metrics(names: list[str], in_set: ImageSet, out_sets: dict[str, ImageSet], 
 def _write_figures(out_dir: Path, tag: str, names: list[str], in_name: str, score_in: dict, score_out: dict,
                    finite: dict, metrics: dict) -> dict[str, str]:
     """Score histograms and ROC curves per score: ``{label: path relative to out_dir}``."""
+    from ..figures import close
+    from ..figures.ood import SAVE_KW, roc_curves, score_histograms
+
     artifacts = {}
     for n in names:
         outs = {o: score_out[o][n] for o in score_out}

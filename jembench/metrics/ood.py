@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from ..errors import JembenchError
 from ..runtime import generator
@@ -52,6 +51,8 @@ def _labelled(score_in: np.ndarray, score_out: np.ndarray) -> tuple[np.ndarray, 
 
 def fpr_at_tpr(positive: np.ndarray, negative: np.ndarray, level: float = 0.95) -> float:
     """FPR at the first ROC point whose TPR >= ``level`` (positive = higher score)."""
+    from sklearn.metrics import roc_curve  # imported when a metric is computed: listing commands stays light
+
     y, s = _labelled(positive, negative)
     fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
     return float(fpr[np.searchsorted(tpr, level - 1e-12, side="left")])
@@ -59,6 +60,8 @@ def fpr_at_tpr(positive: np.ndarray, negative: np.ndarray, level: float = 0.95) 
 
 def detection_error(score_in: np.ndarray, score_out: np.ndarray) -> float:
     """min_t 0.5 * (1 - TPR(t)) + 0.5 * FPR(t), in-distribution positive (0.5 = chance)."""
+    from sklearn.metrics import roc_curve
+
     y, s = _labelled(score_in, score_out)
     fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
     return float(np.min(0.5 * (1.0 - tpr) + 0.5 * fpr))
@@ -133,6 +136,8 @@ def ood_metrics(score_in: Any, score_out: Any, *, bootstrap: int = 1000, seed: i
     Returns ``auroc, auroc_lo, auroc_hi, aupr_in, aupr_out, fpr95_in_kept, fpr95_ood_caught, detection_error,
     n_in, n_out`` (the interval is None when ``bootstrap`` is 0).
     """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     a, b = _as_array(score_in, "in-distribution"), _as_array(score_out, "OOD")
     y, s = _labelled(a, b)
     lo, hi = bootstrap_auroc(a, b, resamples=bootstrap, seed=seed, level=level) if bootstrap else (None, None)
