@@ -142,6 +142,7 @@ BAD = [  # (argv, what the one line must say); every case must fail before any c
     (["gen", "--protocol", "nope"], "unknown generation protocol 'nope'"),
     (["gen", "--metrics", "is,xx"], "unknown metric 'xx'"),
     (["gen", "--pcd-rounds", "5"], "--pcd-rounds set but no PCD protocol chosen: add --protocol pcd"),
+    (["gen", "--protocol", "sgld,sgld"], "--protocol sgld,sgld: names a protocol twice"),
     (["run-all", "--preset", "nope"], "'nope' is not one of 'quick', 'paper'"),
     (["run-all", "--set", "calib.bins=0"], "--set calib.bins must be >= 1, got 0"),
     (["run-all", "--set", "ood.temperature=x"], "--set ood.temperature=x: cannot read it as float"),

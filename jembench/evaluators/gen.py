@@ -91,6 +91,9 @@ class GenSettings(Settings):
     def check(self, spell):
         if not self.protocol:
             yield f"{spell.assign('protocol', '')}: name at least one of {', '.join(PRESETS)}"
+        names = [p.name if isinstance(p, GenProtocol) else p for p in self.protocol]
+        if len(set(names)) != len(names):
+            yield f"{spell.assign('protocol', names)}: names a protocol twice; give each once"
         if not self.metrics:
             yield f"{spell.assign('metrics', '')}: name at least one of {', '.join(fidelity.METRICS)}"
         pcd_set = [k for k in PCD_FIELDS if getattr(self, k) is not None]
@@ -99,12 +102,9 @@ class GenSettings(Settings):
                    f"{spell.assign('protocol', 'pcd')}")
 
     def protocols(self) -> list[GenProtocol]:
-        """Each protocol with the sampler fields applied; one-line error when two share a name."""
+        """Each protocol with the sampler fields applied."""
         overrides = {k: getattr(self, k) for k in SAMPLER_FIELDS}
-        protos = [make_protocol(p, **overrides) for p in self.protocol]
-        if len({p.name for p in protos}) != len(protos):
-            raise JembenchError("two protocols share a name; give each GenProtocol its own name")
-        return protos
+        return [make_protocol(p, **overrides) for p in self.protocol]
 
 
 @dataclass
