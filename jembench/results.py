@@ -1,4 +1,4 @@
-"""results.json: the schema, the provenance block and atomic writes.
+"""results.json: the schema and the provenance block (atomic writes: :mod:`jembench.io`).
 
 Schema ``jembench.results`` version 1::
 
@@ -8,7 +8,8 @@ Schema ``jembench.results`` version 1::
 
 One :class:`Evaluation` per (evaluator, checkpoint, setting): ``metrics`` is a flat ``{name: number}``
 (names like ``"auroc/logp/svhn"``), ``intervals`` holds ``{name: [lo, hi]}`` for the same names,
-``rows`` is the evaluator's detailed table, ``protocol`` everything needed to reproduce the numbers.
+``rows`` is the evaluator's detailed table, ``protocol`` everything needed to reproduce the numbers, and
+``provenance`` how the run went (timings, sampler bookkeeping): never compared, never a metric.
 Two evaluations share a comparison column only when their ``protocol_key`` is equal.
 """
 
@@ -37,7 +38,7 @@ SCHEMA_VERSION = 1
 
 @dataclass
 class Evaluation:
-    evaluator: str  # "clf", "calib", "ood", "robust", "gen"
+    evaluator: str  # the registered evaluator's name ("clf", "calib", "ood", "robust", "gen")
     checkpoint: dict[str, Any]  # ModelInfo.to_dict() (name, path, sha256, family, ...)
     protocol: dict[str, Any]
     metrics: dict[str, float] = field(default_factory=dict)
