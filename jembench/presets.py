@@ -72,7 +72,7 @@ class Preset:
                     raise JembenchError(f"--set {key}={value}: {unknown}")
                 sections.setdefault(section, {})[name] = value
             elif key == "evaluators":
-                top[key] = _evaluators(value)
+                top[key] = evaluator_names(value)
             elif key in TOP_LEVEL:
                 top[key] = value
             else:
@@ -94,11 +94,13 @@ class Preset:
             self.settings(name).validate(Spelling(name))
 
 
-def _evaluators(value: Any) -> tuple[str, ...]:
+def evaluator_names(value: Any, option: str = "evaluators", spell: Spelling = Spelling("")) -> tuple[str, ...]:
+    """Evaluator names (a comma list or a sequence), checked against the registry, in run order; one-line error
+    naming the option as ``spell`` writes it (``--set evaluators=...``; run-all's ``--only`` / ``--skip``)."""
     names = parse_list(value, str, "evaluator") if isinstance(value, str) else list(value)
     bad = [n for n in names if n not in REGISTRY]
     if bad:
-        raise JembenchError(f"--set evaluators={','.join(names)}: unknown evaluator(s) {', '.join(bad)}; choose from "
+        raise JembenchError(f"{spell.assign(option, names)}: unknown evaluator(s) {', '.join(bad)}; choose from "
                             f"{', '.join(REGISTRY)}")
     return tuple(n for n in REGISTRY if n in names)
 
@@ -150,4 +152,4 @@ def field_names() -> list[str]:
             *(f"{name}.{f.name}" for name, spec in REGISTRY.items() for f in spec.settings.fields())]
 
 
-__all__ = ["EVALUATORS", "PRESETS", "Preset", "field_names", "get_preset", "paper", "quick"]
+__all__ = ["EVALUATORS", "PRESETS", "Preset", "evaluator_names", "field_names", "get_preset", "paper", "quick"]

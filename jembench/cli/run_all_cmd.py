@@ -7,10 +7,12 @@ import textwrap
 
 import click
 
+from ..errors import JembenchError
 from ..evaluators.base import SharedSettings
 from ..evaluators.registry import REGISTRY
-from ..presets import PRESETS, TOP_LEVEL
-from .options import (checkpoints_argument, emit, given, json_option, out_dir_option, parse_list, resolve_checkpoints,
+from ..presets import PRESETS, TOP_LEVEL, evaluator_names
+from ..settings import CLI
+from .options import (checkpoints_argument, emit, given, json_option, out_dir_option, resolve_checkpoints,
                       shared_options, value_text)
 
 
@@ -72,7 +74,6 @@ def run_all_cmd(checkpoints, preset, only, skip, assignments, fid_weights, offli
       jembench run-all jem.pt --preset paper --data-dir ~/data --out-dir reports/jem-paper
       jembench run-all jem.pt --only clf,calib,ood --sigma 0.03 --set calib.bins=20
     """
-    from ..errors import JembenchError
     from ..evaluators.run_all import run_all
 
     overrides: dict[str, object] = {}
@@ -82,8 +83,8 @@ def run_all_cmd(checkpoints, preset, only, skip, assignments, fid_weights, offli
         key, value = item.split("=", 1)
         overrides[key.strip()] = value.strip()
     if only or skip:
-        selected = _evaluators(only, "--only") if only else list(REGISTRY)
-        dropped = set(_evaluators(skip, "--skip")) if skip else set()
+        selected = evaluator_names(only, "only", CLI) if only else tuple(REGISTRY)
+        dropped = set(evaluator_names(skip, "skip", CLI)) if skip else set()
         overrides["evaluators"] = tuple(e for e in selected if e not in dropped)
     shared = given(shared)
     overrides.update({k: shared.pop(k) for k in TOP_LEVEL if k in shared})
@@ -97,14 +98,3 @@ def run_all_cmd(checkpoints, preset, only, skip, assignments, fid_weights, offli
         click.echo(f"jembench: run-all: {len(result.failed)} step(s) failed: {failures} (details in {result.html})",
                    err=True)
         sys.exit(1)
-
-
-def _evaluators(text: str, option: str) -> list[str]:
-    from ..errors import JembenchError
-
-    names = parse_list(text, str, "evaluator")
-    bad = [n for n in names if n not in REGISTRY]
-    if bad:
-        raise JembenchError(f"{option} {text}: unknown evaluator(s) {', '.join(bad)}; choose from "
-                            f"{', '.join(REGISTRY)}")
-    return names

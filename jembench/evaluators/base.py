@@ -85,11 +85,9 @@ class Context:
     slugs: dict[int, str] = field(default_factory=dict)  # id(model) -> its unique file-name slug
     extras: dict[str, Any] = field(default_factory=dict)  # per-sample data the API result carries (not written)
 
-    def name_files(self, models: Sequence[HybridModel], *, numbered: bool = False) -> list[str]:
-        """Give each model its unique slug (:func:`jembench.io.checkpoint_slugs`); returns them in order."""
-        slugs = checkpoint_slugs([m.info.name for m in models], numbered=numbered)
-        self.slugs.update({id(m): s for m, s in zip(models, slugs)})
-        return slugs
+    def name_files(self, models: Sequence[HybridModel]) -> None:
+        """Give each model its unique file-name slug (:func:`jembench.io.checkpoint_slugs`)."""
+        self.slugs.update(zip(map(id, models), checkpoint_slugs([m.info.name for m in models])))
 
     def slug(self, model: HybridModel) -> str:
         """The model's file-name slug (its name made safe and unique among the run's checkpoints)."""
@@ -179,8 +177,8 @@ class Evaluator:
                       Path(out_dir) if out_dir is not None else None, save_raw, progress)
         ctx.name_files(models)
         evaluations = self.run(models, settings, shared, ctx)
-        doc = finish(ctx.out_dir, evaluations, device=device, seed=shared.seed,
-                     config=settings_config(self, settings, shared))
+        config = {"evaluator": self.name, "settings": settings.to_dict(), "shared": shared.to_dict()}
+        doc = finish(ctx.out_dir, evaluations, device=device, seed=shared.seed, config=config)
         return self.result(evaluations, doc, **ctx.extras)
 
     def function(self) -> Callable[..., EvaluatorResult]:
@@ -203,9 +201,4 @@ class Evaluator:
         return api
 
 
-def settings_config(spec: Evaluator, settings: Settings, shared: SharedSettings) -> dict[str, Any]:
-    """What run-all and the API record as an evaluator's configuration."""
-    return {"evaluator": spec.name, "settings": settings.to_dict(), "shared": shared.to_dict()}
-
-
-__all__ = ["Checkpoints", "Context", "Evaluator", "SharedSettings", "settings_config", "single_step"]
+__all__ = ["Checkpoints", "Context", "Evaluator", "SharedSettings", "single_step"]

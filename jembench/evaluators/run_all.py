@@ -29,7 +29,7 @@ from typing import Any, Callable, Optional, Sequence
 from .. import defaults
 from ..errors import JembenchError
 from ..forward import ForwardCache, model_fingerprint
-from ..io import atomic_write_json, atomic_write_text, to_jsonable
+from ..io import atomic_write_json, atomic_write_text, checkpoint_slugs, to_jsonable
 from ..models import HybridModel
 from ..presets import Preset, get_preset
 from ..reporting import Run
@@ -124,8 +124,9 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
     models = load_models(checkpoints, dev, **shared.overrides())
     out = Path(out_dir) if out_dir is not None else None
     cache = ForwardCache(cache_dir)
-    folders = Context(dev, cache).name_files(models, numbered=True)
-    steps = [Step(spec, variant, settings, model, folder) for model, folder in zip(models, folders)
+    names = [m.info.name for m in models]
+    steps = [Step(spec, variant, settings, model, folder, slug) for model, folder, slug in
+             zip(models, checkpoint_slugs(names, numbered=True), checkpoint_slugs(names))
              for spec in REGISTRY.values() if spec.name in cfg.evaluators
              for variant, settings in spec.steps(cfg.settings(spec.name))]
     evaluations: list[Evaluation] = []
@@ -163,13 +164,15 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
 
 @dataclass
 class Step:
-    """One (evaluator, variant, checkpoint) of a run; ``folder`` is the checkpoint's numbered slug."""
+    """One (evaluator, variant, checkpoint) of a run; ``folder`` is the checkpoint's numbered slug (its step's
+    output folder), ``slug`` the name its files carry inside it."""
 
     spec: Evaluator
     variant: str
     settings: Settings
     model: HybridModel
     folder: str
+    slug: str
 
     @property
     def name(self) -> str:
@@ -197,7 +200,7 @@ def _resume_or_run(step: Step, shared: SharedSettings, ctx: Context, out: Option
     say("%s ...", step.label)
     ctx.out_dir = out / step.name / step.folder if out is not None else None
     ctx.cache = ctx.cache if step.spec.uses_forward_cache else None
-    ctx.slugs[id(step.model)] = step.folder.split("-", 1)[1]
+    ctx.slugs[id(step.model)] = step.slug
     evs, seconds = _run_step(step.spec, step.model, step.settings, shared, ctx, out)
     ok = all(e.status == "ok" for e in evs)
     if ok and part is not None:
