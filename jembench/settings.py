@@ -216,7 +216,7 @@ def _coerce(f: Field, value: Any) -> Any:
     if f.spec.accepts and isinstance(value, f.spec.accepts):
         return value
     if f.is_list:  # text items are split (a comma list, or the field's parser); repeated options arrive as a tuple
-        split = f.spec.parse or (lambda text: [t.strip() for t in text.split(",") if t.strip()])
+        split = f.spec.parse or (lambda text: parse_list(text, str))
         values = value if isinstance(value, Iterable) and not isinstance(value, str) else [value]
         items = [item for v in values for item in (split(v) if isinstance(v, str) else [v])]
         return tuple(_coerce_item(f, v) for v in items)
