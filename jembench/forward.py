@@ -24,11 +24,12 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .data.imageset import ImageSet
 from .models.checkpoints import atomic_torch_save
 from .models.hybrid import HybridModel
@@ -103,24 +104,38 @@ def refine_inputs(model: HybridModel, x: torch.Tensor, cfg: SGLDConfig, start: i
 
 
 def noisy_batches(model: HybridModel, imageset: ImageSet, batch_size: int, sigma: float, seed: int, desc: str,
-                  progress: bool = True) -> Iterator[tuple[int, torch.Tensor]]:
-    """``(start, x)`` over ``imageset`` in order: x in model space plus the test noise of samples
-    ``[start, start + len(x))``, on the model's device, with the model in eval mode (its train/eval flags and
-    BN statistics restored afterwards) and a progress bar. Every per-sample pass (logits, input gradients)
-    iterates this way, so all of them see the same noisy inputs whatever the batch size."""
-    bar = tqdm(total=len(imageset), desc=f"{desc} {imageset.name}", unit="img", disable=not progress or None,
+                  progress: bool = True, span: Optional[tuple[int, int]] = None) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(start, x)`` over samples ``span = (lo, hi)`` of ``imageset`` (default all) in order: x in model space
+    plus the test noise of samples ``[start, start + len(x))``, on the model's device, with the model in eval mode
+    (its train/eval flags and BN statistics restored afterwards) and a progress bar. Every per-sample pass (logits,
+    input gradients) iterates this way, so all of them see the same noisy inputs whatever the batch size."""
+    lo, hi = span if span is not None else (0, len(imageset))
+    bar = tqdm(total=hi - lo, desc=f"{desc} {imageset.name}", unit="img", disable=not progress or None,
                leave=False)
-    start = 0
     with preserve_bn_stats(model):
         model.eval()
-        for x, _ in imageset.batches(batch_size, model):
-            stop = start + x.shape[0]
+        for start in range(lo, hi, batch_size):
+            stop = min(start + batch_size, hi)
+            x = model.to_model_space(imageset.pixels01(start, stop))
             if sigma:
                 x = x + test_noise(start, stop, tuple(x.shape[1:]), sigma, seed)
             yield start, x.to(model.device)
             bar.update(stop - start)
-            start = stop
     bar.close()
+
+
+def sharded(model: HybridModel, imageset: ImageSet, batch_size: int, sigma: float, seed: int, desc: str,
+            progress: bool, fn: Callable[[int, torch.Tensor], tuple[torch.Tensor, ...]],
+            empty: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """``fn(start, x)`` over this rank's block of samples (:func:`jembench.distributed.shard`, whole batches, so
+    every batch holds the samples it holds in one process and outputs are bit-identical), outputs (CPU, per
+    sample) concatenated and gathered from every rank in sample order; ``empty`` are the outputs of no samples.
+    In a single process: the whole set, no communication."""
+    span = distributed.shard(len(imageset), align=batch_size)
+    outs = [fn(start, x) for start, x in noisy_batches(model, imageset, batch_size, sigma, seed, desc,
+                                                        progress and distributed.is_main(), span)]
+    local = tuple(torch.cat(parts) for parts in zip(*outs)) if outs else empty
+    return tuple(distributed.gather(t) for t in local)
 
 
 class ForwardCache:
@@ -150,33 +165,41 @@ class ForwardCache:
         if key in self.memory:
             return self.memory[key]
         path = self.cache_dir / f"{key}.pt" if self.cache_dir else None
-        if path is not None and path.exists():
-            try:
-                d = torch.load(path, map_location="cpu", weights_only=True)
-                fp = ForwardPass(d["logits"], d["log_px"], d.get("labels"), key, d["protocol"])
-                if fp.logits.shape[0] == len(imageset):
-                    self.memory[key] = fp
-                    self.disk_hits += 1
-                    return fp
-            except Exception:  # noqa: BLE001 - a corrupt cache entry is recomputed (and rewritten)
-                pass
+        if path is not None:  # rank 0 reads the file and hands it to the others: ranks agree without a shared disk
+            fp = distributed.from_main(self._read(path, key, len(imageset)) if distributed.is_main() else None)
+            if fp is not None:
+                self.memory[key] = fp
+                self.disk_hits += 1
+                return fp
         fp = self._compute(model, imageset, sigma, seed, refine, batch_size, progress, key)
         self.memory[key] = fp
-        if path is not None:
+        if path is not None and distributed.is_main():
             atomic_torch_save({"logits": fp.logits, "log_px": fp.log_px, "labels": fp.labels,
                                "protocol": fp.protocol}, path)
         return fp
 
+    @staticmethod
+    def _read(path: Path, key: str, n: int) -> Optional[ForwardPass]:
+        """The pass stored at ``path``, or None when absent, corrupt or of another length (then recomputed)."""
+        if not path.exists():
+            return None
+        try:
+            d = torch.load(path, map_location="cpu", weights_only=True)
+            fp = ForwardPass(d["logits"], d["log_px"], d.get("labels"), key, d["protocol"])
+        except Exception:  # noqa: BLE001 - a corrupt cache entry is recomputed (and rewritten)
+            return None
+        return fp if fp.logits.shape[0] == n else None
+
     def _compute(self, model: HybridModel, imageset: ImageSet, sigma: float, seed: int,
                  refine_cfg: Optional[SGLDConfig], batch_size: int, progress: bool, key: str) -> ForwardPass:
-        logits, log_px = [], []
-        for start, x in noisy_batches(model, imageset, batch_size, sigma, seed, "forward", progress):
+        def one(start: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             if refine_cfg is not None and refine_cfg.steps:
                 x = refine_inputs(model, x, refine_cfg, start, seed)
             with torch.no_grad():
                 lg, lp = model.logits_and_log_px(x)
             self.model_calls += 1
-            logits.append(lg.float().cpu())
-            log_px.append(lp.float().cpu())
-        return ForwardPass(torch.cat(logits), torch.cat(log_px), imageset.labels, key,
-                           self.protocol(imageset, sigma, seed, refine_cfg))
+            return lg.float().cpu(), lp.float().cpu()
+
+        empty = (torch.zeros(0, model.info.n_classes), torch.zeros(0))
+        logits, log_px = sharded(model, imageset, batch_size, sigma, seed, "forward", progress, one, empty)
+        return ForwardPass(logits, log_px, imageset.labels, key, self.protocol(imageset, sigma, seed, refine_cfg))

@@ -29,6 +29,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from . import distributed
 from .errors import JembenchError
 from .io import atomic_write_json, to_jsonable
 
@@ -120,6 +121,7 @@ def provenance(device: Any = None, seed: Optional[int] = None,
                         else platform.processor() or platform.machine()),
         "platform": platform.platform(),
         "seed": seed,
+        "distributed": distributed.describe(),
         "config": config or {},
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]) if sys.argv else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

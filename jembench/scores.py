@@ -27,7 +27,7 @@ import torch
 
 from .data.imageset import ImageSet
 from .errors import JembenchError
-from .forward import ForwardPass, noisy_batches
+from .forward import ForwardPass, sharded
 from .models.hybrid import HybridModel
 
 NEEDS = ("logits", "gradient", "pass")
@@ -128,9 +128,9 @@ def gradnorm_scores(model: HybridModel, imageset: ImageSet, *, sigma: float = 0.
     the forward cache (train-mode batch norm would mix samples); its flags and BN statistics are restored after.
     Returns float32 ``[N]`` on CPU.
     """
-    out = [-input_grad_norm(model, x).float().cpu()
-           for _, x in noisy_batches(model, imageset, batch_size, sigma, seed, "gradnorm", progress)]
-    return torch.cat(out) if out else torch.zeros(0)
+    (out,) = sharded(model, imageset, batch_size, sigma, seed, "gradnorm", progress,
+                     lambda _, x: (-input_grad_norm(model, x).float().cpu(),), (torch.zeros(0),))
+    return out
 
 
 CONVENTION = ("higher = more in-distribution; " + ", ".join(f"{s.name} = {s.doc}" for s in SCORES.values())

@@ -9,14 +9,14 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "jembench"
 # layer of each module (a prefix names a package): a module may import only from its own layer or lower ones
 LAYERS = {
-    "jembench": 5, "jembench.cli": 5,
+    "jembench": 5, "jembench.cli": 5, "jembench.__main__": 5,
     "jembench.evaluators": 4, "jembench.presets": 4,
     "jembench.forward": 3, "jembench.scores": 3, "jembench.attacks": 3, "jembench.generation": 3,
     "jembench.metrics": 3, "jembench.figures": 3, "jembench.reporting": 3, "jembench.reported": 3,
     "jembench.feature_extractors": 3, "jembench.training": 3, "jembench.training_setup": 3,
     "jembench.models": 2, "jembench.data": 2, "jembench.sampling": 2, "jembench.results": 2,
     "jembench.io": 1, "jembench.errors": 1, "jembench.runtime": 1, "jembench.defaults": 1, "jembench.version": 1,
-    "jembench.settings": 1,
+    "jembench.settings": 1, "jembench.distributed": 1,
 }
 NAMES = {1: "io, errors, runtime, settings", 2: "models, data, sampling, results",
          3: "forward, scores, attacks, generation, metrics, figures, reporting, training",

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import click
 
+from ..distributed import env_rank
 from ..errors import JembenchError
 
 # the commands that are not evaluators: name -> "module:function" (module relative to jembench.cli)
@@ -64,18 +66,24 @@ class JembenchGroup(click.Group):
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         show_log()
+        if env_rank() > 0:  # torchrun: rank 0 alone prints results, progress and warnings; errors show on every rank
+            logging.getLogger("jembench").setLevel(logging.ERROR)
+            sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this process
         try:
             return super().invoke(ctx)
         except JembenchError as exc:
-            click.echo(f"jembench: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            fail(f"jembench: error: {exc}", exc.exit_code)
         except click.UsageError as exc:  # a bad option value: one line too, with where to read more
             where = f"jembench {exc.ctx.info_name} --help" if exc.ctx and exc.ctx.parent else "jembench --help"
-            click.echo(f"jembench: error: {exc.format_message()} (see {where})", err=True)
-            sys.exit(exc.exit_code)
+            fail(f"jembench: error: {exc.format_message()} (see {where})", exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("jembench: interrupted; finished results were kept, nothing half-written", err=True)
-            sys.exit(130)
+            fail("jembench: interrupted; finished results were kept, nothing half-written", 130)
+
+
+def fail(message: str, code: int) -> None:
+    """Print the one-line error on stderr (the real one on a quiet torchrun rank) and exit with ``code``."""
+    click.echo(message, file=sys.__stderr__ if env_rank() > 0 else None, err=True)
+    sys.exit(code)
 
 
 @click.group(cls=JembenchGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

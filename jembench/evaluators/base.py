@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from .. import defaults
+from .. import defaults, distributed
 from ..data.imageset import ImageSet
 from ..errors import JembenchError
 from ..forward import ForwardCache
@@ -168,13 +168,15 @@ class Evaluator:
             checkpoints = [checkpoints]
         if not checkpoints:
             raise JembenchError("no checkpoint given: pass one or more checkpoint files (or HybridModels)")
-        device = resolve_device(shared.device)
+        device = distributed.local_device(resolve_device(shared.device))
+        distributed.init(device)
         dataset = shared.dataset if isinstance(shared.dataset, str) else None
         models = load_models(list(checkpoints), device, dataset=dataset, **shared.overrides())
         if self.uses_forward_cache and cache is None:
             cache = ForwardCache(shared.cache_dir)
+        main = distributed.is_main()  # under torchrun rank 0 alone writes files and shows progress
         ctx = Context(device, cache if self.uses_forward_cache else None,
-                      Path(out_dir) if out_dir is not None else None, save_raw, progress)
+                      Path(out_dir) if out_dir is not None and main else None, save_raw, progress and main)
         ctx.name_files(models)
         evaluations = self.run(models, settings, shared, ctx)
         config = {"evaluator": self.name, "settings": settings.to_dict(), "shared": shared.to_dict()}

@@ -14,6 +14,7 @@ from typing import Any, Optional
 import torch
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..attacks import PassCounter, PixelClassifier, PurifyConfig, build_attack, default_step_size, run_attack
 from ..data.imageset import ImageSet
 from ..forward import ForwardCache
@@ -109,13 +110,17 @@ class ModelRun:
         reps = self.cfg.eval_purifications if k else 1
         wrapper = PixelClassifier(self.model, self.cfg.purify_config(k), counter=self.eval_counter)
         out, bs = [], self.cfg.batch_size
+        lo, hi = distributed.shard(len(x01), align=bs)  # whole batches per rank: draws are keyed by batch index
+        before = self.eval_counter.forward, self.eval_counter.backward
         with torch.no_grad():
-            for b, start in enumerate(range(0, len(x01), bs)):
-                wrapper.reseed(derive_seed(self.cfg.seed, "eval-purify", k, b))
+            for start in range(lo, hi, bs):
+                wrapper.reseed(derive_seed(self.cfg.seed, "eval-purify", k, start // bs))
                 xb = x01[start:start + bs]
                 logits = sum(wrapper(xb) for _ in range(reps)) / reps
                 out.append((logits.argmax(-1) == y[start:start + bs]).cpu())
-        return torch.cat(out)
+        self.eval_counter.forward = before[0] + distributed.total(self.eval_counter.forward - before[0])
+        self.eval_counter.backward = before[1] + distributed.total(self.eval_counter.backward - before[1])
+        return distributed.gather(torch.cat(out) if out else torch.zeros(0, dtype=torch.bool))
 
     def attack(self, name: str, k: int, eps: float, gradient: str, label: str, x01: torch.Tensor,
                y: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, dict[str, Any]]:
@@ -129,16 +134,20 @@ class ModelRun:
         correct = torch.ones(len(x01), dtype=torch.bool)
         advs, seeds = [], []
         eval_fwd, eval_bwd = self.eval_counter.forward, self.eval_counter.backward
+        bs = cfg.batch_size
+        lo, hi = distributed.shard(len(x01), align=bs)  # whole batches per rank: seeds are keyed by batch index
         for r in range(cfg.restarts):
             parts = []
-            for b, start in enumerate(range(0, len(x01), cfg.batch_size)):
+            for b, start in enumerate(range(0, len(x01), bs)):
                 s = derive_seed(cfg.seed, "attack", cfg.norm, eps, k, label, r, b)
-                wrapper.reseed(derive_seed(s, "purify"))
-                parts.append(run_attack(atk, x01[start:start + cfg.batch_size], y[start:start + cfg.batch_size], s))
                 seeds.append(s)
-            advs.append(torch.cat(parts))
+                if lo <= start < hi:
+                    wrapper.reseed(derive_seed(s, "purify"))
+                    parts.append(run_attack(atk, x01[start:start + bs], y[start:start + bs], s))
+            advs.append(distributed.gather(torch.cat(parts) if parts else x01[:0]))
             correct &= self.predict(advs[-1], y, k)
             self.bar.update(1)
+        counter.forward, counter.backward = distributed.total(counter.forward), distributed.total(counter.backward)
         info = {"attack_impl": type(atk).__name__, "gradient": gradient, "eot": eot, "steps": cfg.steps,
                 "step_size": cfg.alpha(eps), "restarts": cfg.restarts, "seeds": seeds,
                 **self._passes(len(x01), counter.forward, counter.backward, eval_fwd, eval_bwd)}

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from .. import defaults
+from .. import defaults, distributed
 from ..errors import JembenchError
 from ..forward import ForwardCache, model_fingerprint
 from ..io import atomic_write_json, atomic_write_text, checkpoint_slugs, to_jsonable
@@ -120,9 +120,12 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
         checkpoints = [checkpoints]
     if not checkpoints:
         raise JembenchError("no checkpoint given: pass one or more checkpoint files")
-    dev = resolve_device(shared.device)
+    dev = distributed.local_device(resolve_device(shared.device))
+    distributed.init(dev)
     models = load_models(checkpoints, dev, **shared.overrides())
     out = Path(out_dir) if out_dir is not None else None
+    writes = out if distributed.is_main() else None  # under torchrun rank 0 alone writes files and shows progress
+    progress = progress and distributed.is_main()
     cache = ForwardCache(cache_dir)
     names = [m.info.name for m in models]
     steps = [Step(spec, variant, settings, model, folder, slug) for model, folder, slug in
@@ -135,7 +138,7 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
     for i, step in enumerate(steps, 1):
         say = (lambda msg, *args: log.info(f"[%d/%d] {msg}", i, len(steps), *args)) if progress else _quiet
         evs, seconds, was_resumed = _resume_or_run(step, shared, Context(dev, cache, save_raw=True,
-                                                                          progress=progress), out, resume, say)
+                                                                          progress=progress), writes, resume, say)
         ok = all(e.status == "ok" for e in evs)
         if not ok:
             errors[step.label] = "; ".join(e.error or "failed" for e in evs if e.status != "ok")
@@ -152,7 +155,7 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
               "steps": {s.name: s.settings.to_dict() for s in steps}}
     prov = provenance(device=dev, seed=shared.seed, config=config)
     prov.update(wall_time_s=wall, forward_model_calls=cache.model_calls, resumed=resumed)
-    if out is not None:
+    if writes is not None:
         write_results(out, evaluations, prov)
         if html:
             from .report import build
@@ -193,9 +196,9 @@ def _resume_or_run(step: Step, shared: SharedSettings, ctx: Context, out: Option
     when every evaluation is ok). ``ctx`` is completed with the step's folder, cache and file slug."""
     key = step_key(step.name, step.spec, step.settings, shared, checkpoint_hash(step.model), str(ctx.device))
     part = out / PARTS_DIR / f"{key}.json" if out is not None else None
-    done = _read_part(part, out) if (part is not None and resume) else None
+    done = distributed.from_main(_read_part(part, out) if (part is not None and resume) else None)  # rank 0 decides
     if done is not None:
-        say("%s: done earlier, resumed from %s", step.label, part.name)
+        say("%s: done earlier, resumed from %s", step.label, part.name if part is not None else "rank 0's part")
         return (*done, True)
     say("%s ...", step.label)
     ctx.out_dir = out / step.name / step.folder if out is not None else None

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .. import distributed
 from ..data.imageset import ImageSet
 from ..errors import JembenchError
 from ..io import atomic_savez
@@ -186,7 +187,8 @@ def _check_weights_only(path: Optional[str]) -> None:
 
 def extract(ext: Extractor, images: torch.Tensor, *, batch_size: int = 256,
             device: Optional[torch.device] = None) -> dict[str, torch.Tensor]:
-    """Features ``{layer: [N, D]}`` of uint8 images, through torch-fidelity's dataset loop."""
+    """Features ``{layer: [N, D]}`` of uint8 images, through torch-fidelity's dataset loop. Under torchrun each
+    rank extracts whole batches of its block of images and the features are gathered in image order."""
     from torch_fidelity.utils import get_featuresdict_from_dataset
 
     device = torch.device(device or "cpu")
@@ -196,9 +198,11 @@ def extract(ext: Extractor, images: torch.Tensor, *, batch_size: int = 256,
         raise JembenchError(f"feature extractor {ext.name} takes images of shape {tuple(ext.input_shape)}, got "
                             f"{tuple(images.shape[1:])}: choose --feature-extractor for this dataset")
     fe = _torch_fidelity_extractor(ext, device)
-    feats = get_featuresdict_from_dataset(UInt8Images(images, ext.channels), fe, batch_size, device.type == "cuda",
+    lo, hi = distributed.shard(len(images), align=batch_size)
+    mine = images[lo:hi] if hi > lo else images[:1]  # a rank without images extracts one for the feature shapes
+    feats = get_featuresdict_from_dataset(UInt8Images(mine, ext.channels), fe, batch_size, device.type == "cuda",
                                           save_cpu_ram=True, verbose=False)
-    return {k: v.float() for k, v in feats.items()}
+    return {k: distributed.gather(v[:hi - lo].float()) for k, v in feats.items()}
 
 
 # --- reference features, cached by content --------------------------------------------------------
@@ -218,19 +222,28 @@ def reference_features(imageset: ImageSet, ext: Extractor, *, cache_dir: Optiona
     name = f"{imageset.name}-{imageset.split}-{ext.name}-{key}.npz"
     path = Path(cache_dir).expanduser() / name if cache_dir else None
     info = {"key": key, "path": str(path) if path else None, "hit": False}
-    if path is not None and path.is_file():
-        try:
-            with np.load(path) as z:
-                info["hit"] = True
-                return {k: torch.from_numpy(z[k]) for k in z.files}, info
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable cache entry: recompute and overwrite
+    if path is not None:  # rank 0 reads the file and hands it to the others: ranks agree without a shared disk
+        cached = distributed.from_main(_read_features(path) if distributed.is_main() else None)
+        if cached is not None:
+            info["hit"] = True
+            return cached, info
     feats = extract(ext, imageset.images, batch_size=batch_size, device=device)
     stats = _fid_statistics(feats[ext.layers["fid"]])
     feats["fid_mu"], feats["fid_sigma"] = torch.from_numpy(stats["mu"]), torch.from_numpy(stats["sigma"])
-    if path is not None:
+    if path is not None and distributed.is_main():
         atomic_savez(path, **feats)
     return feats, info
+
+
+def _read_features(path: Path) -> Optional[dict[str, torch.Tensor]]:
+    """Cached reference features, or None when absent or unreadable (then recomputed and overwritten)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as z:
+            return {k: torch.from_numpy(z[k]) for k in z.files}
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _fid_statistics(features: torch.Tensor) -> dict[str, np.ndarray]:
