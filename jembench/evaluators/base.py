@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from .. import defaults, distributed
+from .. import background, defaults, distributed
 from ..data.imageset import ImageSet
 from ..errors import JembenchError
 from ..forward import ForwardCache
@@ -179,6 +179,7 @@ class Evaluator:
                       Path(out_dir) if out_dir is not None and main else None, save_raw, progress and main)
         ctx.name_files(models)
         evaluations = self.run(models, settings, shared, ctx)
+        background.wait()  # figures are drawn while the models run; all on disk before results.json
         config = {"evaluator": self.name, "settings": settings.to_dict(), "shared": shared.to_dict()}
         doc = finish(ctx.out_dir, evaluations, device=device, seed=shared.seed, config=config)
         return self.result(evaluations, doc, **ctx.extras)

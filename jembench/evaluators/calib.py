@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from .. import background
 from ..data.imageset import ImageSet
 from ..forward import ForwardPass
 from ..io import atomic_savefig
@@ -115,17 +116,22 @@ def calib_evaluation(fp: ForwardPass, model: HybridModel, imageset: ImageSet, *,
 
 def write_reliability_figure(ev: Evaluation, fp: ForwardPass, bins: int, out_dir: str | Path, slug: str,
                              model: HybridModel) -> str:
-    """Write the reliability diagram (confidence histogram under it) as PNG; return its path relative to out_dir."""
+    """Have the reliability diagram (confidence histogram under it) written as PNG by the figure thread
+    (:mod:`jembench.background`); return its path relative to out_dir."""
+    rel = f"figures/reliability-{slug}.png"
+    title = f"{model.info.name} on {ev.protocol['dataset']} ({ev.protocol['split']})"
+    background.submit(f"reliability diagram {rel}", _draw_reliability, reliability_bins(fp.probs, fp.labels, bins),
+                      title, ev.metrics[ECE], Path(out_dir) / rel)
+    return rel
+
+
+def _draw_reliability(table: dict, title: str, ece_value: float, path: Path) -> None:
     from ..figures import close
     from ..figures.calibration import reliability_diagram
 
-    rel = f"figures/reliability-{slug}.png"
-    fig = reliability_diagram(reliability_bins(fp.probs, fp.labels, bins),
-                              title=f"{model.info.name} on {ev.protocol['dataset']} ({ev.protocol['split']})",
-                              ece_value=ev.metrics[ECE])
-    atomic_savefig(fig, Path(out_dir) / rel)
+    fig = reliability_diagram(table, title=title, ece_value=ece_value)
+    atomic_savefig(fig, path)
     close(fig)
-    return rel
 
 
 def run(models: list[HybridModel], s: CalibSettings, shared: SharedSettings, ctx: Context) -> list[Evaluation]:

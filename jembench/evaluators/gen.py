@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import torch
 
-from .. import defaults
+from .. import background, defaults
 from ..data.imageset import ImageSet
 from ..data.registry import get_dataset
 from ..errors import JembenchError
@@ -255,21 +255,17 @@ def _class_rows(model: HybridModel, samples: Samples, fake: dict[str, torch.Tens
 
 def _write_artifacts(out_dir: Optional[str | Path], stem: str, model: HybridModel, samples: Samples,
                      save_raw: bool) -> dict[str, str]:
-    """Sample grid PNG (per-class grid for conditional samples) and, with ``save_raw``, the uint8 samples (npz)."""
+    """Sample grid PNG (per-class grid for conditional samples; drawn by the figure thread,
+    :mod:`jembench.background`) and, with ``save_raw``, the uint8 samples (npz)."""
     if out_dir is None:
         return {}
-    from ..figures import samples as figs
-
     out, arts = Path(out_dir), {}
-    scale = figs.auto_scale(max(model.info.image_size))
     rel = f"samples/{stem}.png"
-    atomic_write_bytes(out / rel, figs.png_bytes(figs.grid(samples.images[:GRID_MAX], scale=scale)))
+    background.submit(f"sample grid {rel}", _draw_grids, samples.images, samples.labels, model.info.n_classes,
+                      max(model.info.image_size), out / rel, out / f"samples/{stem}-per-class.png")
     arts["samples"] = rel
     if samples.labels is not None:
-        rel = f"samples/{stem}-per-class.png"
-        grid = figs.class_grid(samples.images, samples.labels, model.info.n_classes, scale=scale)
-        atomic_write_bytes(out / rel, figs.png_bytes(grid))
-        arts["samples per class"] = rel
+        arts["samples per class"] = f"samples/{stem}-per-class.png"
     if save_raw:
         rel = f"raw/{stem}.npz"
         arrays = {"images": samples.images}
@@ -278,6 +274,17 @@ def _write_artifacts(out_dir: Optional[str | Path], stem: str, model: HybridMode
         atomic_savez(out / rel, **arrays)
         arts["raw samples"] = rel
     return arts
+
+
+def _draw_grids(images: torch.Tensor, labels: Optional[torch.Tensor], n_classes: int, size: int, path: Path,
+                per_class: Path) -> None:
+    """The sample grid at ``path`` and, for conditional samples, the per-class grid at ``per_class``."""
+    from ..figures import samples as figs
+
+    scale = figs.auto_scale(size)
+    atomic_write_bytes(path, figs.png_bytes(figs.grid(images[:GRID_MAX], scale=scale)))
+    if labels is not None:
+        atomic_write_bytes(per_class, figs.png_bytes(figs.class_grid(images, labels, n_classes, scale=scale)))
 
 
 def _tf_version() -> str:

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
+from .. import background
 from ..data.imageset import ImageSet
 from ..forward import ForwardCache
 from ..io import atomic_savefig, atomic_savez
@@ -211,21 +212,28 @@ def _metrics(names: list[str], in_set: ImageSet, out_sets: dict[str, ImageSet], 
 
 def _write_figures(out_dir: Path, tag: str, names: list[str], in_name: str, score_in: dict, score_out: dict,
                    finite: dict, metrics: dict) -> dict[str, str]:
-    """Score histograms and ROC curves per score: ``{label: path relative to out_dir}``."""
-    from ..figures import close
-    from ..figures.ood import SAVE_KW, roc_curves, score_histograms
-
+    """Score histograms and ROC curves per score, drawn by the figure thread (:mod:`jembench.background`):
+    ``{label: path relative to out_dir}``."""
     artifacts = {}
     for n in names:
         outs = {o: score_out[o][n] for o in score_out}
         auroc = {o: metrics[metric_name("auroc", n, o)] for o in score_out}
-        for label, fig in ((f"hist/{n}", score_histograms(n, in_name, score_in[n], outs)),
-                           (f"roc/{n}", roc_curves(n, {o: finite[n, o][:2] for o in score_out}, auroc))):
+        for label, draw, args in ((f"hist/{n}", "score_histograms", (n, in_name, score_in[n], outs)),
+                                  (f"roc/{n}", "roc_curves", (n, {o: finite[n, o][:2] for o in score_out}, auroc))):
             rel = Path("figures") / NAME / tag / f"{label.replace('/', '_')}.png"
-            atomic_savefig(fig, out_dir / rel, **SAVE_KW)
-            close(fig)
+            background.submit(f"OOD figure {rel.as_posix()}", _draw, draw, args, out_dir / rel)
             artifacts[label] = rel.as_posix()
     return artifacts
+
+
+def _draw(draw: str, args: tuple, path: Path) -> None:
+    """``jembench.figures.ood.<draw>(*args)`` saved to ``path``."""
+    from ..figures import close
+    from ..figures import ood as figures
+
+    fig = getattr(figures, draw)(*args)
+    atomic_savefig(fig, path, **figures.SAVE_KW)
+    close(fig)
 
 
 def _protocol(model: HybridModel, s: OODSettings, names: list[str], shared: SharedSettings, in_set: ImageSet,

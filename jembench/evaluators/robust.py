@@ -31,6 +31,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .. import background
 from ..attacks import ATTACKS, NORMS, check_attack
 from ..io import atomic_savefig, atomic_savez
 from ..models import HybridModel
@@ -160,14 +161,10 @@ def per_norm_steps(s: RobustSettings) -> list[tuple[str, RobustSettings]]:
 def _write_artifacts(out_dir: Path, slug: str, evs: list[Evaluation], cfg: RobustConfig, save_raw: bool,
                      labels: torch.Tensor) -> None:
     """The accuracy-vs-eps figure and (``save_raw``) per-image correctness ``[rows, N]`` with row labels."""
-    from ..figures import close
-    from ..figures.robust import accuracy_vs_eps
-
     rows = [r for ev in evs for r in ev.rows]
-    fig = accuracy_vs_eps(rows, norm=cfg.norm, title=f"{slug}: {cfg.norm} robust accuracy (n={rows[0]['n']})")
     png = f"robust-{slug}-{cfg.norm}.png"
-    atomic_savefig(fig, out_dir / png)
-    close(fig)
+    background.submit(f"robustness figure {png}", _draw_curves, [dict(r) for r in rows], cfg.norm,
+                      f"{slug}: {cfg.norm} robust accuracy (n={rows[0]['n']})", out_dir / png)
     artifacts = {"accuracy vs eps": png}
     if save_raw:
         raw = f"robust-{slug}-{cfg.norm}.npz"
@@ -178,6 +175,16 @@ def _write_artifacts(out_dir: Path, slug: str, evs: list[Evaluation], cfg: Robus
         artifacts["per-image correctness (npz)"] = raw
     for ev in evs:
         ev.artifacts.update(artifacts)
+
+
+def _draw_curves(rows: list[dict], norm: str, title: str, path: Path) -> None:
+    """The accuracy-vs-eps figure of ``rows``, drawn by the figure thread (:mod:`jembench.background`)."""
+    from ..figures import close
+    from ..figures.robust import accuracy_vs_eps
+
+    fig = accuracy_vs_eps(rows, norm=norm, title=title)
+    atomic_savefig(fig, path)
+    close(fig)
 
 
 EVALUATOR = Evaluator(

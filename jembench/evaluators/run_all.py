@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from .. import defaults, distributed
+from .. import background, defaults, distributed
 from ..errors import JembenchError
 from ..forward import ForwardCache, model_fingerprint
 from ..io import atomic_write_json, atomic_write_text, checkpoint_slugs, to_jsonable
@@ -149,6 +149,7 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
         records.append({"step": step.name, "checkpoint": checkpoint_label(step.model.info.to_dict()),
                         "seconds": seconds, "status": "ok" if ok else "failed", "resumed": was_resumed})
         evaluations += evs
+    background.wait()  # figures are drawn while later steps run; all on disk before results.json and the report
     wall["total"] = round(sum(r["seconds"] for r in records), 3)  # steps resumed from earlier runs included
     wall["this_run"] = round(time.perf_counter() - started, 3)
     config = {"preset": cfg.to_dict(), "overrides": dict(overrides or {}), "shared": shared.to_dict(),
