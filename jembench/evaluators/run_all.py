@@ -32,7 +32,7 @@ from ..forward import ForwardCache, model_fingerprint
 from ..io import atomic_write_json, atomic_write_text, checkpoint_slugs, to_jsonable
 from ..models import HybridModel
 from ..presets import Preset, get_preset
-from ..reporting import Run
+from ..reporting import Run, compare_runs
 from ..reporting.tables import checkpoint_label
 from ..results import Evaluation, EvaluatorResult, provenance, results_document, write_results
 from ..runtime import resolve_device
@@ -103,14 +103,15 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
             out_dir: Optional[str | Path] = None, device: Any = defaults.DEVICE, seed: int = defaults.SEED,
             batch_size: int = defaults.BATCH_SIZE, data_dir: Any = None, download: bool = False,
             head: Optional[str] = None, norm: Optional[str] = None, cache_dir: Any = None, resume: bool = True,
-            html: bool = True, progress: bool = True) -> RunAllResult:
+            html: bool = True, progress: bool = True, baseline: Optional[str] = None) -> RunAllResult:
     """Accuracy, calibration, OOD, robustness and generation for each checkpoint, with one shared forward cache.
 
     ``preset`` is ``"quick"``, ``"paper"`` or a :class:`~jembench.presets.Preset`; ``overrides`` set its fields
     (``{"sigma": 0.03, "robust.eps_linf": "0,8/255"}``). Every setting is validated before any checkpoint is
     loaded. With ``out_dir``: results.json, one CSV per comparison table, each step's figures and per-sample
     arrays, and index.html; finished steps are kept in ``out_dir/.parts`` so an interrupted run resumes where it
-    stopped (``resume=False`` recomputes everything).
+    stopped (``resume=False`` recomputes everything). ``baseline`` names the checkpoint the others are compared
+    against (default: the one plain classifier among them, if any); the paired comparisons go to results.json.
     """
     cfg = get_preset(preset).override(overrides or {})
     shared = SharedSettings.build({"dataset": cfg.dataset, "n": cfg.n, "sigma": cfg.sigma, "seed": seed,
@@ -152,14 +153,18 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
               "steps": {s.name: s.settings.to_dict() for s in steps}}
     prov = provenance(device=dev, seed=shared.seed, config=config)
     prov.update(wall_time_s=wall, forward_model_calls=cache.model_calls, resumed=resumed)
+    comparisons = None
     if out is not None:
-        write_results(out, evaluations, prov)
+        run = Run(out.name or "run-all", out, prov, evaluations, out / "results.json")
+        comparisons = compare_runs([run], baseline=baseline)
+        write_results(out, evaluations, prov, [c.to_dict() for c in comparisons])
         if html:
             from .report import build
 
-            build([Run(out.name or "run-all", out, prov, evaluations, out / "results.json")], out / "index.html",
-                  csv_dir=out / "tables", title=f"jembench run-all ({cfg.name} preset)")
-    return RunAllResult(evaluations, results_document(evaluations, prov), out, list(errors), resumed, records, errors)
+            build([run], out / "index.html", csv_dir=out / "tables", title=f"jembench run-all ({cfg.name} preset)",
+                  baseline=baseline, comparisons=comparisons)
+    doc = results_document(evaluations, prov, [c.to_dict() for c in comparisons] if comparisons is not None else None)
+    return RunAllResult(evaluations, doc, out, list(errors), resumed, records, errors)
 
 
 @dataclass
