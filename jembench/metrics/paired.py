@@ -5,7 +5,8 @@
   comparison). A resample is a multiplicity vector w per sample group (how often each sample was drawn); groups
   (in-distribution and each OOD set) are resampled separately, sizes kept. The two-sided p-value uses the
   bootstrap standard error of the difference, z = d / sd(d*), p = 2 (1 - Phi(|z|)) (the paired bootstrap test of
-  pROC's ``roc.test``; Hanley & McNeil 1983); p = 1 when every resample gives d* = d = 0.
+  pROC's ``roc.test``; Hanley & McNeil 1983); p = 1 when every resample gives d* = d = 0. Several statistics
+  can share one set of resamples (``paired_bootstrap_many``: the AUROC of each OOD set and their mean).
 - ``mcnemar_exact``: McNemar's exact test on per-sample correctness: with b = #(a right, b wrong) and
   c = #(a wrong, b right), p = two-sided binomial test of b successes in b + c trials at 1/2
   (``scipy.stats.binomtest``; McNemar 1947, exact form: Edwards 1948).
@@ -16,6 +17,7 @@ Statistics are written as functions of the weights so one sort (AUROC) or one bi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -59,26 +61,35 @@ def _counts(idx: np.ndarray, n: int) -> np.ndarray:
     return np.bincount((idx + n * np.arange(k)[:, None]).ravel(), minlength=k * n).reshape(k, n).astype(np.float64)
 
 
-def paired_bootstrap(stat: Stat, sizes: Sequence[int], *, resamples: int = 1000, seed: int = 0,
-                     level: float = 0.95) -> Difference:
-    """Difference ``stat(ones)`` with its percentile interval and bootstrap p-value (see the module docstring)."""
+def paired_bootstrap_many(stat: Stat, sizes: Sequence[int], *, resamples: int = 1000, seed: int = 0,
+                          level: float = 0.95) -> list[Difference]:
+    """Like :func:`paired_bootstrap` for a ``stat`` returning ``[k, m]``: m differences from the same resamples."""
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
-    point = float(stat([np.ones((1, n)) for n in sizes])[0])
-    d = np.concatenate([stat(w) for w in resample_weights(sizes, resamples, seed)])
+    points = np.asarray(stat([np.ones((1, n)) for n in sizes]), dtype=np.float64).reshape(1, -1)[0]
+    d = np.concatenate([np.asarray(stat(w), dtype=np.float64).reshape(len(w[0]), -1)
+                        for w in resample_weights(sizes, resamples, seed)])
     alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(d, [alpha, 1.0 - alpha])
-    return Difference(point, (float(lo), float(hi)), z_test(point, float(np.std(d, ddof=1)) if d.size > 1 else 0.0),
-                      BOOTSTRAP, int(sizes[0]))
+    out = []
+    for j, point in enumerate(points):
+        lo, hi = np.quantile(d[:, j], [alpha, 1.0 - alpha])
+        se = float(np.std(d[:, j], ddof=1)) if len(d) > 1 else 0.0
+        out.append(Difference(float(point), (float(lo), float(hi)), z_test(float(point), se), BOOTSTRAP,
+                              int(sizes[0])))
+    return out
+
+
+def paired_bootstrap(stat: Stat, sizes: Sequence[int], **kw) -> Difference:
+    """Difference ``stat(ones)`` with its percentile interval and bootstrap p-value (see the module docstring)."""
+    return paired_bootstrap_many(stat, sizes, **kw)[0]
 
 
 def z_test(difference: float, se: float) -> float:
-    """Two-sided p of ``difference`` with standard error ``se`` (normal); 1 for 0 / 0, 0 for d / 0."""
-    from scipy.stats import norm
-
+    """Two-sided p of ``difference`` with standard error ``se`` (normal): erfc(|d| / (se sqrt 2)); 1 for 0 / 0,
+    0 for d / 0."""
     if se <= 0:
         return 1.0 if difference == 0 else 0.0
-    return float(2.0 * norm.sf(abs(difference) / se))
+    return math.erfc(abs(difference) / se / math.sqrt(2.0))
 
 
 def mean_difference(x_a: np.ndarray, x_b: np.ndarray, **kw) -> Difference:
@@ -103,18 +114,27 @@ def ece_difference(conf_a: np.ndarray, hit_a: np.ndarray, conf_b: np.ndarray, hi
     return paired_bootstrap(lambda w: (np.abs(w[0] @ ma).sum(1) - np.abs(w[0] @ mb).sum(1)) / n, [n], **kw)
 
 
-def auroc_difference(in_a: np.ndarray, outs_a: Sequence[np.ndarray], in_b: np.ndarray,
-                     outs_b: Sequence[np.ndarray], **kw) -> Difference:
-    """Mean AUROC over the OOD sets, a minus b (in-distribution positive), paired stratified bootstrap: the
-    in-distribution samples are resampled once per resample and shared by every set, each OOD set separately."""
+def auroc_differences(in_a: np.ndarray, outs_a: Sequence[np.ndarray], in_b: np.ndarray,
+                      outs_b: Sequence[np.ndarray], **kw) -> list[Difference]:
+    """AUROC of each OOD set and their mean, a minus b (in-distribution positive), from one paired stratified
+    bootstrap: the in-distribution samples are resampled once per resample and shared by every set, each OOD set
+    separately. Returns one :class:`Difference` per set, then the mean's."""
     pairs_a = [PairCounter(np.asarray(in_a, float), np.asarray(o, float)) for o in outs_a]
     pairs_b = [PairCounter(np.asarray(in_b, float), np.asarray(o, float)) for o in outs_b]
 
     def stat(w: Sequence[np.ndarray]) -> np.ndarray:
-        return np.mean([pa.auroc(w[0], wo) - pb.auroc(w[0], wo) for pa, pb, wo in zip(pairs_a, pairs_b, w[1:])], 0)
+        per_set = np.stack([pa.auroc(w[0], wo) - pb.auroc(w[0], wo)
+                            for pa, pb, wo in zip(pairs_a, pairs_b, w[1:])], -1)
+        return np.concatenate([per_set, per_set.mean(-1, keepdims=True)], -1)
 
-    res = paired_bootstrap(stat, [len(in_a), *(len(o) for o in outs_a)], **kw)
-    return Difference(res.difference, res.interval, res.p_value, res.test + ", stratified", len(in_a))
+    res = paired_bootstrap_many(stat, [len(in_a), *(len(o) for o in outs_a)], **kw)
+    return [Difference(r.difference, r.interval, r.p_value, r.test + ", stratified", len(in_a)) for r in res]
+
+
+def auroc_difference(in_a: np.ndarray, outs_a: Sequence[np.ndarray], in_b: np.ndarray,
+                     outs_b: Sequence[np.ndarray], **kw) -> Difference:
+    """Mean AUROC over the OOD sets, a minus b (:func:`auroc_differences`)."""
+    return auroc_differences(in_a, outs_a, in_b, outs_b, **kw)[-1]
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[float, int, int]:

@@ -106,7 +106,8 @@ def _load(member: Member, *keys: str) -> Optional[Any]:
     return None
 
 
-Sample = tuple[str, Any]  # (kind, data): "correct" [N] bool, "mean" [N] float, "ece" (conf, hit, bins), "auroc"
+Sample = tuple[str, Any]  # (kind, data): "correct" [N] bool, "mean" [N] float, "ece" (conf, hit, bins),
+# "auroc" (in scores, [out scores per set], [set names]): one key per score, metrics per set and their mean
 
 
 def _clf_samples(ev: Evaluation, z: dict) -> dict[str, Sample]:
@@ -133,11 +134,7 @@ def _ood_samples(ev: Evaluation, z: dict) -> dict[str, Sample]:
     out: dict[str, Sample] = {}
     sets = [str(s) for s in z["out_names"]]
     for score in (str(s) for s in z["scores"]):
-        outs = [z[f"{score}.out{j}"] for j in range(len(sets))]
-        for name, o in zip(sets, outs):
-            out[f"auroc/{score}/{name}"] = ("auroc", (z[f"{score}.in"], [o]))
-        if len(sets) > 1:
-            out[f"auroc/{score}/mean"] = ("auroc", (z[f"{score}.in"], outs))
+        out[f"auroc/{score}"] = ("auroc", (z[f"{score}.in"], [z[f"{score}.out{j}"] for j in range(len(sets))], sets))
     return out
 
 
@@ -172,21 +169,25 @@ def metric_value(ev: Evaluation, metric: str) -> Optional[float]:
     return float(value) if value is not None else None
 
 
-def _difference(kind: str, a: Any, b: Any, seed: int) -> paired.Difference:
+def _differences(metric: str, kind: str, a: Any, b: Any, seed: int) -> list[tuple[str, paired.Difference]]:
+    """``(metric, difference)`` pairs of one sample entry (an AUROC entry gives each OOD set and their mean)."""
     kw = {"resamples": RESAMPLES, "seed": seed, "level": LEVEL}
     if kind == "correct":
-        return paired.accuracy_difference(a, b, **kw)
+        return [(metric, paired.accuracy_difference(a, b, **kw))]
     if kind == "mean":
-        return paired.mean_difference(a, b, **kw)
+        return [(metric, paired.mean_difference(a, b, **kw))]
     if kind == "ece":
-        return paired.ece_difference(a[0], a[1], b[0], b[1], a[2], **kw)
-    return paired.auroc_difference(a[0], a[1], b[0], b[1], **kw)
+        return [(metric, paired.ece_difference(a[0], a[1], b[0], b[1], a[2], **kw))]
+    if list(a[2]) != list(b[2]):
+        return []
+    names = [f"{metric}/{s}" for s in a[2]] + ([f"{metric}/mean"] if len(a[2]) > 1 else [])
+    return list(zip(names, paired.auroc_differences(a[0], a[1], b[0], b[1], **kw)))
 
 
 def _same_samples(za: dict, zb: dict, labels: str, sa: dict[str, Sample], sb: dict[str, Sample]) -> bool:
     if labels in za and labels in zb and not np.array_equal(za[labels], zb[labels]):
         return False
-    shapes = lambda s: {m: np.shape(d) if k != "auroc" else [len(d[0])] + [len(o) for o in d[1]]  # noqa: E731
+    shapes = lambda s: {m: np.shape(d) if k != "auroc" else [len(d[0]), *map(len, d[1]), *d[2]]  # noqa: E731
                         for m, (k, d) in s.items() if k != "ece"}
     return shapes(sa) == {m: v for m, v in shapes(sb).items() if m in sa}
 
@@ -204,13 +205,13 @@ def compare_pair(a: Member, b: Member, seed: int) -> list[Comparison]:
     if not _same_samples(za, zb, labels, sa, sb):
         return []
     out = []
-    for metric, (kind, data_a) in sa.items():
-        if metric not in sb:
+    for key, (kind, data_a) in sa.items():
+        if key not in sb:
             continue
-        d = _difference(kind, data_a, sb[metric][1], seed)
-        out.append(Comparison(a.evaluation.evaluator, a.evaluation.protocol_key, metric, a.label, b.label,
-                              metric_value(a.evaluation, metric), metric_value(b.evaluation, metric), d.difference,
-                              list(d.interval), d.p_value, d.test, d.n, seed=seed))
+        for metric, d in _differences(key, kind, data_a, sb[key][1], seed):
+            out.append(Comparison(a.evaluation.evaluator, a.evaluation.protocol_key, metric, a.label, b.label,
+                                  metric_value(a.evaluation, metric), metric_value(b.evaluation, metric),
+                                  d.difference, list(d.interval), d.p_value, d.test, d.n, seed=seed))
     return out
 
 

@@ -39,7 +39,7 @@ def verdict_view(rows: Sequence[Verdict]) -> dict[str, Any]:
         cells = [{"value": format_number(v.values.get(k)), "best": k == v.best and _distinct(v),
                   "baseline": k == v.baseline} for k in labels]
         diffs = [f"{c.a} \u2212 {c.b}: {c.difference:+.4f} [{c.interval[0]:+.4f}, {c.interval[1]:+.4f}], "
-                 f"p={format_p(c.p_holm)}" for c in v.comparisons]
+                 f"p{_p_rel(c.p_holm)}" for c in v.comparisons]
         body.append({"claim": v.claim, "words": v.words, "cells": cells, "diffs": diffs, "status": status(v),
                      "significant": any(c.significant and c.difference != 0 for c in v.comparisons),
                      "sentence": v.sentence, "better": "higher" if v.higher_is_better else "lower"})
@@ -48,6 +48,11 @@ def verdict_view(rows: Sequence[Verdict]) -> dict[str, Any]:
 
 def _distinct(v: Verdict) -> bool:
     return len({x for x in v.values.values() if x is not None}) > 1
+
+
+def _p_rel(p: Optional[float]) -> str:
+    text = format_p(p)
+    return text if text.startswith("<") else f"={text}"
 
 
 def format_p(p: Optional[float]) -> str:
