@@ -177,3 +177,51 @@ def test_later_jem_family_numbers_appear_only_under_their_protocol():
     assert {"SADA-JEM", "M-EBM (M-JEM)"} <= models("clf", clean, "accuracy")
     assert "SADA-JEM" not in models("clf", {**clean, "test_sigma": 0.03}, "accuracy")
     assert not models("clf", {**clean, "dataset": "digits"}, "accuracy")
+
+
+def _clf_run(folder, name, correct, labels, sigma=0.0, px_weight=None):
+    """A results.json with one clf evaluation and its per-sample arrays (probabilities that are right on
+    ``correct``)."""
+    from jembench.io import atomic_savez
+    from jembench.results import Evaluation, provenance, write_results
+
+    probs = np.full((len(labels), 10), 0.02)
+    pred = np.where(correct, labels, (labels + 1) % 10)
+    probs[np.arange(len(labels)), pred] = 0.82
+    atomic_savez(folder / "raw.npz", probs=probs, labels=labels)
+    ck = {"name": name, "sha256": name * 8, "train_config": {} if px_weight is None else {"px_weight": px_weight}}
+    ev = Evaluation("clf", ck, {"dataset": "digits", "split": "test", "n": len(labels), "test_sigma": sigma},
+                    {"accuracy": float(np.mean(correct))}, artifacts={"raw": "raw.npz"})
+    write_results(folder, [ev], provenance(device="cpu", seed=0))
+    return folder
+
+
+def test_without_a_baseline_every_pair_is_compared_and_the_best_named(tmp_path):
+    from jembench.evaluators.report import report
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 200)
+    runs = [_clf_run(tmp_path / n, n, rng.random(200) < p, labels) for n, p in (("a", 0.95), ("b", 0.6), ("c", 0.8))]
+    result = report(runs, tmp_path / "r.html")
+    assert {(c.a, c.b) for c in result.comparisons} == {("a", "b"), ("a", "c"), ("b", "c")}
+    (v,) = result.verdicts
+    assert v.baseline is None and v.best == "a" and "a is best" in v.sentence and "next: c" in v.sentence
+    assert "significant" in v.sentence and all(c.p_holm >= c.p_value for c in result.comparisons)
+    # a plain classifier among them becomes the baseline
+    runs[1] = _clf_run(tmp_path / "b", "b", rng.random(200) < 0.6, labels, px_weight=0)
+    result = report(runs, tmp_path / "r2.html")
+    assert {(c.a, c.b) for c in result.comparisons} == {("a", "b"), ("c", "b")}
+    assert result.verdicts[0].baseline == "b"
+
+
+def test_no_comparison_across_protocols_or_different_samples(tmp_path):
+    from jembench.evaluators.report import report
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 10, 100)
+    a = _clf_run(tmp_path / "a", "a", rng.random(100) < 0.9, labels)
+    noisy = _clf_run(tmp_path / "b", "b", rng.random(100) < 0.7, labels, sigma=0.03)
+    assert report([a, noisy], tmp_path / "r.html").comparisons == []  # different protocols: separate tables
+    other = _clf_run(tmp_path / "c", "c", rng.random(100) < 0.7, (labels + 3) % 10)  # same protocol, other samples
+    result = report([a, other], tmp_path / "r2.html")
+    assert result.comparisons == [] and "not tested" in result.verdicts[0].sentence

@@ -160,7 +160,8 @@ def sentence(v: Verdict) -> str:
 def _untested(v: Verdict) -> str:
     if v.evaluator == "gen":
         return "each model draws its own samples: no paired test"
-    return "per-sample arrays absent; run-all saves them, evaluator commands with --save-raw"
+    return ("per-sample arrays absent or not of the same samples; run-all saves them, evaluator commands with "
+            "--save-raw")
 
 
 def status(v: Verdict) -> str:
