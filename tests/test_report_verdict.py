@@ -132,6 +132,9 @@ def test_report_json_and_baseline_option(demo, tmp_path):
     bad = CliRunner().invoke(main, ["report", str(out), "-o", str(tmp_path / "r3.html"), "--baseline", "nope"])
     assert bad.exit_code == 2 and "--baseline 'nope' names no checkpoint" in bad.output
     assert "Traceback" not in bad.output and not (tmp_path / "r3.html").exists()
+    early = CliRunner().invoke(main, ["run-all", *map(str, DEMO), "--baseline", "nope",
+                                      "--out-dir", str(tmp_path / "x")])
+    assert early.exit_code == 2 and "is none of the checkpoints" in early.output and not (tmp_path / "x").exists()
 
 
 def test_sanity_notes_on_is_kid_and_small_n():
