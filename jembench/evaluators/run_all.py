@@ -33,7 +33,7 @@ from ..io import atomic_write_json, atomic_write_text, checkpoint_slugs, to_json
 from ..models import HybridModel
 from ..presets import Preset, get_preset
 from ..reporting import Run, compare_runs
-from ..reporting.comparisons import Member, find_baseline
+from ..reporting.comparisons import names_checkpoint
 from ..reporting.tables import checkpoint_label
 from ..results import Evaluation, EvaluatorResult, provenance, results_document, write_results
 from ..runtime import resolve_device
@@ -124,8 +124,7 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
         raise JembenchError("no checkpoint given: pass one or more checkpoint files")
     dev = resolve_device(shared.device)
     models = load_models(checkpoints, dev, **shared.overrides())
-    if baseline and not any(find_baseline([Member(Evaluation("", m.info.to_dict(), {}), None, m.info.name)], baseline)
-                            for m in models):
+    if baseline and not any(names_checkpoint(baseline, m.info.to_dict(), m.info.name) for m in models):
         raise JembenchError(f"--baseline {baseline!r} is none of the checkpoints: "
                             f"{', '.join(m.info.name for m in models)}")
     out = Path(out_dir) if out_dir is not None else None

@@ -71,15 +71,16 @@ def is_plain_classifier(checkpoint: dict[str, Any]) -> bool:
     return cfg.get("px_weight") == 0 or cfg.get("objective") == "classifier"
 
 
+def names_checkpoint(baseline: str, checkpoint: dict[str, Any], label: str) -> bool:
+    """Whether ``baseline`` is the checkpoint's label, name, path, file name, file stem or sha256."""
+    path = str(checkpoint.get("path") or "")
+    return baseline in (label, checkpoint.get("name"), path, Path(path).name, Path(path).stem, checkpoint.get("sha256"))
+
+
 def find_baseline(members: Sequence[Member], baseline: Optional[str]) -> Optional[Member]:
-    """The member ``baseline`` names (label, checkpoint name, path or file stem), else the one plain classifier."""
+    """The member ``baseline`` names (:func:`names_checkpoint`), else the one plain classifier."""
     if baseline:
-        for m in members:
-            ck = m.evaluation.checkpoint
-            path = str(ck.get("path") or "")
-            if baseline in (m.label, ck.get("name"), path, Path(path).name, Path(path).stem, ck.get("sha256")):
-                return m
-        return None
+        return next((m for m in members if names_checkpoint(baseline, m.evaluation.checkpoint, m.label)), None)
     plain = [m for m in members if is_plain_classifier(m.evaluation.checkpoint)]
     return plain[0] if len(plain) == 1 else None
 
