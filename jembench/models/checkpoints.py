@@ -24,6 +24,7 @@ import torch
 
 from ..errors import CheckpointError, DatasetError, JembenchError
 from ..io import atomic_write_bytes
+from .finite import check_state
 from .hybrid import HybridModel, ModelInfo, describe
 from .wrn import NORMS, JEMNet
 
@@ -188,6 +189,7 @@ def _build(arch: dict[str, Any], sd: dict[str, torch.Tensor], path: Path) -> JEM
         raise CheckpointError(f"{path}: tensor shapes do not fit WRN-{arch['depth']}-{arch['width']} "
                               f"(norm {arch['norm']}, {arch['n_classes']} classes): {'; '.join(bad[:3])}"
                               f"{f' (+{len(bad) - 3} more)' if len(bad) > 3 else ''}")
+    check_state(sd, str(path))
     sd = {k: v.to(expected[k].dtype) for k, v in sd.items()}  # e.g. half-precision files -> float32
     net.load_state_dict(sd, strict=True, assign=True)
     return net
