@@ -73,7 +73,8 @@ def _stale(holder: dict[str, Any]) -> bool:
 
 def _try_lock(path: Path) -> bool:
     me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    try:
+    try:  # the folder again each time: a run we waited for removes the folder it made if it wrote nothing
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         return False
@@ -86,10 +87,6 @@ def _try_lock(path: Path) -> bool:
 
 def acquire(out_dir: Path, wait: bool = False) -> Path:
     """Take ``out_dir``'s lock (creating the folder); see the module docstring."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise write_error(out_dir, exc) from None
     path = out_dir / LOCK_NAME
     announced = False
     while not _try_lock(path):

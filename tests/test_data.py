@@ -397,7 +397,8 @@ def test_list_datasets_reports_presence(tmp_path):
     assert st["cifar100"].expected_sizes == {"train": 50000, "test": 10000} and st["cifar100"].sizes == {}
     assert st["svhn"].expected_sizes["test"] == 26032 and st["svhn"].state == {"train": "absent", "test": "absent"}
     # the tiny files fail torchvision's md5 check: every loader refuses them, so the catalogue says so (issue 12)
-    assert st["cifar10"].state == {"train": "corrupt", "test": "corrupt"} and "corrupt" in st["cifar10"].problems["test"]
+    assert st["cifar10"].state == {"train": "corrupt", "test": "corrupt"}
+    assert "corrupt" in st["cifar10"].problems["test"]
 
 
 def test_list_datasets_says_what_the_loaders_say_and_sizes_on_disk(tmp_path, no_md5):

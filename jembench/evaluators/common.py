@@ -50,8 +50,9 @@ def check_compatible(model: HybridModel, imageset: ImageSet, *, need_labels: boo
         raise DatasetError(f"checkpoint {name!r} has {model.info.n_classes} classes but dataset {imageset.name!r} "
                            f"has {imageset.n_classes}: choose the matching --dataset (or the right checkpoint)")
     if need_labels and len(imageset.labels) and int(imageset.labels.max()) >= model.info.n_classes:
-        raise DatasetError(f"dataset {imageset.name!r} has label {int(imageset.labels.max())} but checkpoint {name!r} "
-                           f"has {model.info.n_classes} classes: choose the matching --dataset (or the right checkpoint)")
+        raise DatasetError(f"dataset {imageset.name!r} has label {int(imageset.labels.max())} but checkpoint "
+                           f"{name!r} has {model.info.n_classes} classes: choose the matching --dataset (or the right "
+                           "checkpoint)")
     want = (model.info.in_channels, *model.info.image_size)
     if tuple(imageset.shape) != want:
         raise DatasetError(f"dataset {imageset.name!r} has images of shape {tuple(imageset.shape)} but checkpoint "

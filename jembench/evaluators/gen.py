@@ -223,8 +223,8 @@ def _real_is(logits: torch.Tensor, n: int, splits: int, seed: int) -> float:
 
 def _reference_record(ref: tuple[ImageSet, dict[str, torch.Tensor], dict[str, Any]]) -> dict[str, Any]:
     imageset, _, cache = ref
-    return {"dataset": imageset.name, "split": imageset.split, "n": len(imageset), "fingerprint": imageset.fingerprint(),
-            "cache_key": cache["key"]}
+    return {"dataset": imageset.name, "split": imageset.split, "n": len(imageset),
+            "fingerprint": imageset.fingerprint(), "cache_key": cache["key"]}
 
 
 @torch.no_grad()

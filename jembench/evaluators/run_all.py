@@ -12,10 +12,10 @@ Layout of ``out_dir``::
 
 An interrupted run resumes: a step whose part file exists and whose artifacts still have the hashes it recorded
 is not run again (else it is recomputed). A step's artifacts live in a folder of its own configuration, so runs
-with other settings never overwrite what an earlier part file links. A step that raises is recorded as a failed Evaluation (shown in the report with its error) and the
-others go on; :attr:`RunAllResult.failed` names them. Steps, their order, their settings sections and which share
-the forward cache come from the evaluator registry; each step's results are written once (its part file), and
-results.json once at the end.
+with other settings never overwrite what an earlier part file links. A step that raises is recorded as a failed
+Evaluation (shown in the report with its error) and the others go on; :attr:`RunAllResult.failed` names them.
+Steps, their order, their settings sections and which share the forward cache come from the evaluator registry;
+each step's results are written once (its part file), and results.json once at the end.
 """
 
 from __future__ import annotations
