@@ -176,6 +176,8 @@ def test_second_run_on_one_out_dir_exits_2_naming_the_holder_or_waits(tmp_path, 
         assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.output
         assert f"in use by another jembench run: pid {sleeper.pid} on {socket.gethostname()}" in r.stderr
         assert "--wait" in r.stderr and not (out / "results.json").exists()
+        r = CliRunner().invoke(main, ["clf", str(ckpt), "--device", "cpu", "--out-dir", str(out)])  # evaluators too
+        assert r.exit_code == 2 and f"pid {sleeper.pid}" in r.stderr and not (out / "results.json").exists()
     finally:
         sleeper.kill()
         sleeper.wait()

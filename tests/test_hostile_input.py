@@ -25,7 +25,7 @@ from jembench.evaluators.run_all import run_all
 from jembench.forward import ForwardCache
 from jembench.io import csv_cell, printable
 from jembench.metrics import fidelity
-from jembench.models import load
+from jembench.models import load, save_native
 from jembench.results import Evaluation, provenance, write_results
 from test_run_all import TINY, fake_evaluators, tiny_checkpoint
 
@@ -49,6 +49,15 @@ def test_non_finite_checkpoint_is_refused_at_load_naming_the_tensors(tmp_path, t
         r = CliRunner().invoke(main, [*command, str(path)])
         assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "class_output.weight (1 NaN" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_non_finite_replay_buffer_is_dropped_with_a_note(tmp_path, tiny_jem):
+    buffer = torch.zeros(4, 1, 8, 8)
+    buffer[1, 0, 2, 2] = float("nan")
+    tiny_jem.info.name = "buf"
+    save_native(tiny_jem, tmp_path / "buf.pt", replay_buffer=buffer)
+    model = load(tmp_path / "buf.pt")
+    assert model.replay_buffer is None and any("ignored replay_buffer" in n for n in model.info.notes)
 
 
 class NaNNet(nn.Module):
