@@ -21,7 +21,7 @@ from ..settings import Field, parse_list
 
 __all__ = ["checkpoints_argument", "compose", "echo_written", "emit", "field_option", "given", "json_option",
            "out_dir_option", "parse_list", "resolve_checkpoints", "shared_option", "shared_options", "value_text",
-           "wait_option"]
+           "wait_flag", "wait_option"]
 
 
 def compose(*decorators: Callable) -> Callable:
@@ -84,8 +84,9 @@ def _number(v: Any) -> str:
 
 checkpoints_argument = click.argument("checkpoints", nargs=-1, type=click.Path())  # jembench.load explains bad paths
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
-wait_option = click.Option(["--wait", "wait"], is_flag=True,
+wait_option = click.Option(["--wait", "wait"], is_flag=True,  # for commands built from params (evaluators)
                            help="If another run is writing the same --out-dir, wait for it (default: exit 2).")
+wait_flag = click.option("--wait", "wait", is_flag=True, help=wait_option.help)  # the same, as a decorator
 
 
 def out_dir_option(command: str) -> Callable:

@@ -13,8 +13,8 @@ from ..evaluators.registry import REGISTRY
 from ..presets import PRESETS, TOP_LEVEL, evaluator_names
 from ..settings import CLI
 from ..io import printable
-from .options import (_attach, checkpoints_argument, emit, given, json_option, out_dir_option, resolve_checkpoints,
-                      shared_options, value_text, wait_option)
+from .options import (checkpoints_argument, emit, given, json_option, out_dir_option, resolve_checkpoints,
+                      shared_options, value_text, wait_flag)
 
 
 def fields_help() -> str:
@@ -59,7 +59,7 @@ def _field_lines(key: str, f, preset_values) -> list[str]:
 @shared_options("head", "norm", "cache_dir", "device", "seed", "batch_size", "data_dir", "download")
 @json_option
 @out_dir_option("run-all")
-@_attach(wait_option)
+@wait_flag
 def run_all_cmd(checkpoints, preset, only, skip, assignments, fid_weights, offline, no_resume, as_json, out_dir,
                 wait, **shared):
     """Accuracy, calibration, OOD detection, robustness and generation of each CKPT, in one run.

@@ -73,8 +73,9 @@ class RunAllResult(EvaluatorResult):
     def table(self) -> str:
         """One line per checkpoint: headline numbers and each step's status and wall time."""
         by_ckpt: dict[str, dict[str, str]] = {}
+        labels = self.labels()
         for e in self.evaluations:
-            row = by_ckpt.setdefault(self.labels()[_identity(e.checkpoint)], {})
+            row = by_ckpt.setdefault(labels[_identity(e.checkpoint)], {})
             row.update({m: f"{e.metrics[m]:.4f}" for name, m in SUMMARY if e.evaluator == name and e.metrics.get(m)
                         is not None})
         names: list[str] = []
