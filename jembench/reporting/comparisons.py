@@ -93,12 +93,15 @@ def pairs(members: Sequence[Member], baseline: Optional[str]) -> list[tuple[Memb
 
 
 def _load(member: Member, *keys: str) -> Optional[Any]:
-    """The member's per-sample npz (first artifact key present), or None when absent or unreadable."""
+    """The member's per-sample npz (first artifact key present), or None when absent, unreadable or outside its
+    results folder (read only from there, as the report embeds only files from there)."""
     for key in keys:
         rel = member.evaluation.artifacts.get(key)
         if rel is None:
             continue
         path = Path(rel) if Path(rel).is_absolute() else member.run.base_dir / rel
+        if not path.resolve().is_relative_to(member.run.base_dir.resolve()):
+            return None
         try:
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
