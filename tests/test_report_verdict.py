@@ -228,3 +228,19 @@ def test_no_comparison_across_protocols_or_different_samples(tmp_path):
     other = _clf_run(tmp_path / "c", "c", rng.random(100) < 0.7, (labels + 3) % 10)  # same protocol, other samples
     result = report([a, other], tmp_path / "r2.html")
     assert result.comparisons == [] and "not tested" in result.verdicts[0].sentence
+
+
+def test_per_sample_arrays_are_read_only_from_inside_the_results_folder(tmp_path):
+    from jembench.evaluators.report import report
+    from jembench.results import Evaluation, read_results, write_results
+
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 10, 60)
+    a = _clf_run(tmp_path / "a", "a", rng.random(60) < 0.9, labels)
+    b = _clf_run(tmp_path / "b", "b", rng.random(60) < 0.5, labels)
+    assert report([a, b], tmp_path / "r.html").comparisons  # arrays inside their folders: compared
+    doc = read_results(b)
+    ev = Evaluation.from_dict(doc["evaluations"][0])
+    ev.artifacts = {"raw": "../a/raw.npz"}  # points outside its own folder
+    write_results(b, [ev], doc["provenance"])
+    assert report([a, b], tmp_path / "r2.html").comparisons == []

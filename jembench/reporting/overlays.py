@@ -128,13 +128,19 @@ def robustness_overlays(groups: dict[tuple[str, str], list[Member]]) -> list[dic
             by_norm.setdefault(str(members[0].evaluation.protocol.get("threat_model")), []).extend(members)
     out = []
     for norm, members in by_norm.items():
+        curves = {id(m): sorted((r for r in m.evaluation.rows if r.get("attack") == "worst" and
+                                 isinstance(r.get("eps"), (int, float)) and isinstance(r.get("acc"), (int, float))),
+                                key=lambda r: r["eps"]) for m in members}
+        members = [m for m in members if curves[id(m)]]
+        if len(members) < 2:
+            continue
         labels = list(dict.fromkeys(m.label for m in members))
         ks = sorted({int(m.evaluation.protocol.get("K") or 0) for m in members})
         fig, ax = new_figure(6.0, 4.0)
         scale = 255.0 if norm == "linf" else 1.0
         for m in members:
             k = int(m.evaluation.protocol.get("K") or 0)
-            pts = sorted((r for r in m.evaluation.rows if r.get("attack") == "worst"), key=lambda r: r["eps"])
+            pts = curves[id(m)]
             ax.plot([r["eps"] * scale for r in pts], [r["acc"] for r in pts], marker="o", ms=3, lw=1.6,
                     color=f"C{labels.index(m.label) % 10}", ls=("-", "--", ":", "-.")[ks.index(k) % 4],
                     label=f"{m.label}, {k_words(k)}")
@@ -145,7 +151,7 @@ def robustness_overlays(groups: dict[tuple[str, str], list[Member]]) -> list[dic
         ax.tick_params(labelsize=FONT)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=FONT, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
-        top = eps_words(norm, max(r["eps"] for m in members for r in m.evaluation.rows if r.get("eps") is not None))
+        top = eps_words(norm, max(r["eps"] for m in members for r in curves[id(m)]))
         out.append(_embed(fig, f"Robust accuracy, {norm} (up to {top}), checkpoints overlaid",
                           f"robustness comparison {norm}", wide=True))
     return out
