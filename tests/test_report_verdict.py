@@ -244,3 +244,14 @@ def test_per_sample_arrays_are_read_only_from_inside_the_results_folder(tmp_path
     ev.artifacts = {"raw": "../a/raw.npz"}  # points outside its own folder
     write_results(b, [ev], doc["provenance"])
     assert report([a, b], tmp_path / "r2.html").comparisons == []
+
+
+def test_a_tie_is_called_a_tie(tmp_path):
+    from jembench.evaluators.report import report
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 10, 50)
+    correct = rng.random(50) < 0.8
+    runs = [_clf_run(tmp_path / n, n, correct, labels) for n in ("a", "b")]
+    (v,) = report(runs, tmp_path / "r.html").verdicts
+    assert "a and b tie at 0.8" in v.sentence and "not significant" in v.sentence

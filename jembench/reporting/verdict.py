@@ -151,6 +151,8 @@ def sentence(v: Verdict) -> str:
     second = others[0]
     c = next((c for c in v.comparisons if {c.a, c.b} == {v.best, second}), None)
     head = f"{v.best} is best with {value} (next: {second} {format_number(v.values[second])})"
+    if v.values[second] == v.values[v.best]:
+        head = f"{v.best} and {second} tie at {value}"
     if c is None:
         return lead + f"{head}; not tested ({_untested(v)})."
     verdict = "significant" if c.significant and c.difference != 0 else "not significant"
