@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -36,6 +36,9 @@ def derive_seed(seed: int, *labels: object) -> int:
     return int.from_bytes(h[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
-def randn(shape: tuple[int, ...], gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
-    """Standard normal noise drawn from ``gen`` on the generator's device, moved to ``like``'s device/dtype."""
+def randn(shape: tuple[int, ...], gen: Any, like: torch.Tensor) -> torch.Tensor:
+    """Standard normal noise drawn from ``gen`` on the generator's device, moved to ``like``'s device/dtype;
+    ``gen`` may also be a :class:`jembench.rng.KeyedNoise` (draws keyed by sample index)."""
+    if not isinstance(gen, torch.Generator):
+        return gen.randn(shape, like)
     return torch.randn(shape, generator=gen, device=gen.device, dtype=torch.float32).to(like.device, like.dtype)
