@@ -42,3 +42,10 @@ def randn(shape: tuple[int, ...], gen: Any, like: torch.Tensor) -> torch.Tensor:
     if not isinstance(gen, torch.Generator):
         return gen.randn(shape, like)
     return torch.randn(shape, generator=gen, device=gen.device, dtype=torch.float32).to(like.device, like.dtype)
+
+
+def rand(shape: tuple[int, ...], gen: Any) -> torch.Tensor:
+    """U[0, 1) draws from ``gen`` on the generator's device (a :class:`jembench.rng.KeyedNoise`: on the CPU)."""
+    if not isinstance(gen, torch.Generator):
+        return gen.rand(shape)
+    return torch.rand(shape, generator=gen, device=gen.device)

@@ -130,7 +130,7 @@ def test_attack_that_repairs_misclassified_points_does_not_raise_robust_accuracy
     lit = torch.zeros_like(iset.images)
     lit.view(len(wrong), -1)[torch.arange(len(wrong)), wrong] = 255
 
-    def repair(attack, images, labels, seed):  # lights the labelled pixel: every prediction becomes correct
+    def repair(attack, images, labels, seed, start=0):  # lights the labelled pixel: every prediction becomes correct
         return lit.float() / 255
 
     monkeypatch.setattr(robust_mod, "run_attack", repair)
@@ -154,8 +154,8 @@ def lit_problem():
 
 def test_worst_case_is_per_image(tiny_jem, monkeypatch):
     """Two attacks that each break a different half: each row reports 1/2, the worst case 0."""
-    def fake(attack, images, labels, seed):
-        half = torch.arange(len(images)) % 2 == (0 if type(attack).__name__ == "PGD" else 1)
+    def fake(attack, images, labels, seed, start=0):
+        half = torch.arange(len(images)) % 2 == (0 if type(attack).__name__ == "KeyedPGD" else 1)
         return torch.where(half.view(-1, 1, 1, 1), 1 - images, images)
 
     monkeypatch.setattr(robust_mod, "run_attack", fake)
@@ -167,11 +167,11 @@ def test_worst_case_is_per_image(tiny_jem, monkeypatch):
 
 def test_sanity_warnings_fire(monkeypatch, tmp_path):
     model, iset, eps, _ = linear_problem("linf")
-    monkeypatch.setattr(robust_mod, "run_attack", lambda attack, images, labels, seed: 1 - images)
+    monkeypatch.setattr(robust_mod, "run_attack", lambda attack, images, labels, seed, start=0: 1 - images)
     (ev,) = robust(model, dataset=iset, eps=[0.0], n=None, steps=2, progress=False, out_dir=tmp_path).evaluations
     assert any("eps=0" in w for w in ev.warnings)
     assert json.loads((tmp_path / "results.json").read_text())["evaluations"][0]["warnings"] == ev.warnings
-    monkeypatch.setattr(robust_mod, "run_attack", lambda attack, images, labels, seed: images)  # a no-op "attack"
+    monkeypatch.setattr(robust_mod, "run_attack", lambda attack, images, labels, seed, start=0: images)  # no-op
     (ev,) = robust(model, dataset=iset, eps=[0.0], n=None, steps=2, progress=False).evaluations
     assert any("large-eps probe" in w for w in ev.warnings)
     assert ev.protocol["probe"]["eps"] == 0.5
@@ -213,3 +213,21 @@ def test_cli(tiny_jem, tmp_path):
         bad = CliRunner().invoke(main, ["robust", str(ckpt), arg, "--out-dir", str(out)])
         assert bad.exit_code == 2 and bad.output.startswith(f"jembench: error: {text}"), bad.output
         assert bad.output.count("\n") == 1, bad.output
+
+
+def test_numbers_do_not_depend_on_the_batch_size(tiny_jem, tmp_path):
+    """Random starts, EOT and purification noise are keyed by sample index: batch sizes 7 and 64 give the same
+    per-image outcomes (stochastic purifier with EOT and 2 evaluation purifications, L-inf and L2)."""
+    kw = dict(QUICK, eps="0,16/255", n=14, purify_steps=(1,), probe=False, save_raw=True)
+    kw.pop("batch_size")
+    for norm in ("linf", "l2"):
+        got = []
+        for bs in (7, 64):
+            out = tmp_path / f"{norm}{bs}"
+            evs = robust(tiny_jem, norm=norm, batch_size=bs, out_dir=out, **kw).evaluations
+            raw = [np.load(out / ev.artifacts["per-image correctness (npz)"]) for ev in evs]
+            got.append(([e.metrics for e in evs], [e.rows for e in evs], [dict(r) for r in raw]))
+        (m7, rows7, raw7), (m64, rows64, raw64) = got
+        assert m7 == m64 and rows7 == rows64
+        for a, b in zip(raw7, raw64):
+            assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
