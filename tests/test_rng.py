@@ -39,3 +39,19 @@ def test_keyed_noise_blocks_and_draw_counter():
     assert torch.equal(b[3:], keyed(10, 13, (4,), 5, "purify", 1, 1, chunk=noise.chunk))
     with pytest.raises(ValueError, match="rows"):
         noise.randn((5, 4), like)
+
+
+def test_clf_calib_ood_numbers_do_not_depend_on_the_batch_size(tiny_jem):
+    """Test noise, gradient scores, synthetic OOD sets and the bootstrap resamples (drawn over whole per-sample
+    arrays) are keyed by sample index: batch sizes 7 and 64 give identical metrics and intervals."""
+    import jembench
+
+    got = []
+    for bs in (7, 64):
+        kw = dict(n=30, sigma=0.05, batch_size=bs, progress=False)
+        evs = (jembench.calib(tiny_jem, bootstrap=50, **kw).evaluations
+               + jembench.ood(tiny_jem, out="noise,uniform,constant,interp,rotated", scores="logp,msp,gradnorm",
+                              bootstrap=50, figures=False, **kw).evaluations)
+        got.append([(e.metrics, e.intervals) for e in evs])
+    assert got[0] == got[1]
+    assert any(k.startswith("auroc/gradnorm/interp") for k in got[0][1][0])
