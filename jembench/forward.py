@@ -33,6 +33,7 @@ from .data.imageset import ImageSet
 from .models.checkpoints import atomic_torch_save
 from .models.hybrid import HybridModel
 from .rng import NOISE_CHUNK, keyed
+from .runtime import to_device
 from .sampling.bn import preserve_bn_stats
 from .sampling.sgld import SGLDConfig, sgld_sample
 
@@ -103,7 +104,7 @@ def noisy_batches(model: HybridModel, imageset: ImageSet, batch_size: int, sigma
             stop = start + x.shape[0]
             if sigma:
                 x = x + test_noise(start, stop, tuple(x.shape[1:]), sigma, seed)
-            yield start, x.to(model.device)
+            yield start, to_device(x, model.device)
             bar.update(stop - start)
             start = stop
     bar.close()
@@ -119,14 +120,16 @@ class ForwardCache:
         self.disk_hits = 0
 
     @staticmethod
-    def protocol(imageset: ImageSet, sigma: float, seed: int, refine: Optional[SGLDConfig]) -> dict[str, Any]:
+    def protocol(imageset: ImageSet, sigma: float, seed: int, refine: Optional[SGLDConfig],
+                 precision: str = "fp32") -> dict[str, Any]:
         return {"dataset": imageset.name, "split": imageset.split, "n": len(imageset), "test_sigma": float(sigma),
                 "sigma_space": "model", "noise_seed": int(seed), "refine": refine.to_dict() if refine else None,
-                "dataset_sha256": imageset.fingerprint()}
+                "dataset_sha256": imageset.fingerprint(), "precision": precision}
 
     def key(self, model: HybridModel, imageset: ImageSet, sigma: float, seed: int,
             refine: Optional[SGLDConfig]) -> str:
-        blob = json.dumps([model_fingerprint(model), self.protocol(imageset, sigma, seed, refine)], sort_keys=True)
+        blob = json.dumps([model_fingerprint(model), self.protocol(imageset, sigma, seed, refine, model.precision)],
+                          sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
     def get(self, model: HybridModel, imageset: ImageSet, *, sigma: float = 0.0, seed: int = 0,
@@ -165,4 +168,4 @@ class ForwardCache:
             logits.append(lg.float().cpu())
             log_px.append(lp.float().cpu())
         return ForwardPass(torch.cat(logits), torch.cat(log_px), imageset.labels, key,
-                           self.protocol(imageset, sigma, seed, refine_cfg))
+                           self.protocol(imageset, sigma, seed, refine_cfg, model.precision))

@@ -12,12 +12,13 @@ from ..data.registry import get_dataset
 from ..errors import DatasetError
 from ..models import HybridModel, load
 from ..results import Evaluation, provenance, write_results
-from ..runtime import resolve_device
+from ..runtime import accelerate, resolve_device
 
 
 def load_models(checkpoints: Sequence[str | Path | HybridModel], device: Any = None, *,
-                dataset: Optional[str] = None, **overrides: Any) -> list[HybridModel]:
-    """Checkpoint paths (or HybridModels, passed through) -> HybridModels on ``device``.
+                dataset: Optional[str] = None, precision: str = "fp32", **overrides: Any) -> list[HybridModel]:
+    """Checkpoint paths (or HybridModels, passed through) -> HybridModels on ``device``, passes at ``precision``
+    (on CUDA: channels-last weights, ``cudnn.benchmark``; :func:`jembench.runtime.accelerate`).
 
     ``dataset`` is the evaluation dataset the user named: files that record none (JEM / JEM++) take their
     image size from it and are checked against its class count."""
@@ -26,7 +27,9 @@ def load_models(checkpoints: Sequence[str | Path | HybridModel], device: Any = N
     for c in checkpoints:
         m = c if isinstance(c, HybridModel) else load(c, default_dataset=dataset,
                                                       **{k: v for k, v in overrides.items() if v is not None})
-        models.append(m.to(dev).eval())
+        m = accelerate(m.to(dev), dev).eval()
+        m.precision = precision
+        models.append(m)
     return models
 
 

@@ -14,6 +14,7 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
+from ..runtime import autocast
 from .wrn import JEMNet
 
 
@@ -74,7 +75,11 @@ class HybridModel(nn.Module):
     """A classifier with its energy reading. ``model(x)`` returns logits; inputs are in model space.
 
     Build one with :func:`jembench.load` (checkpoint files) or :func:`jembench.wrap` (any classifier).
+    ``precision`` (fp32, bf16, fp16) is the autocast of every pass (:func:`jembench.runtime.autocast`); outputs
+    are float32 whatever it is.
     """
+
+    precision = "fp32"
 
     def __init__(self, net: nn.Module, info: ModelInfo, replay_buffer: Optional[torch.Tensor] = None,
                  extras: Optional[dict[str, Any]] = None):
@@ -87,17 +92,30 @@ class HybridModel(nn.Module):
 
     # --- the energy-model reading --------------------------------------------------------------
     def logits_and_log_px(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``[B, C]`` and log p~(x) ``[B]`` from one forward pass."""
+        """Logits ``[B, C]`` and log p~(x) ``[B]`` from one forward pass (float32, computed at ``precision``)."""
+        if self.precision == "fp32":
+            return self._logits_and_log_px(x)
+        with autocast(self.precision, x.device):
+            logits, log_px = self._logits_and_log_px(x)
+        return logits.float(), log_px.float()
+
+    def _logits_and_log_px(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(self.net, JEMNet):
             z = self.net.f(x)
             logits = self.net.class_output(z)
             if self.info.head == "f":
                 return logits, self.net.energy_output(z).squeeze(-1)
-            return logits, logits.logsumexp(-1)
+            return logits, logits.float().logsumexp(-1)
         logits = self.net(x)
-        return logits, logits.logsumexp(-1)
+        return logits, logits.float().logsumexp(-1)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self.precision == "fp32":
+            return self._logits(x)
+        with autocast(self.precision, x.device):
+            return self._logits(x).float()
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(self.net, JEMNet):
             return self.net.class_output(self.net.f(x))
         return self.net(x)
