@@ -12,6 +12,7 @@ settings validated; ``ctx`` says where files go (paths in ``Evaluation.artifacts
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import inspect
 import os
@@ -47,7 +48,10 @@ class SharedSettings(Settings):
                           unit="model space")
     seed: int = option(defaults.SEED, "Seed of every random draw (noise, splits, samplers, attacks); recorded.")
     device: str = option(defaults.DEVICE, "cpu, cuda, cuda:1, mps, or auto (CUDA when available).")
-    batch_size: int = option(defaults.BATCH_SIZE, "Images per model call.", min=1)
+    batch_size: Optional[int] = option(
+        None, f"Images per model call, or auto (default): on CUDA the largest batch that fits (halving on "
+              f"out-of-memory, cached per model, device and precision), elsewhere {defaults.BATCH_SIZE}.", min=1,
+        parse=lambda text: None if text.strip().lower() == "auto" else int(text), metavar="INT|auto")
     precision: str = option("fp32", "Autocast precision of every model pass: fp32 (none), bf16 (CPU and CUDA), "
                                     "fp16 (CUDA only); recorded in every protocol.", choices=tuple(PRECISIONS))
     data_dir: Optional[str] = option(None, f"Dataset root (default ${defaults.DATA_ENV}, else "
@@ -73,6 +77,14 @@ class SharedSettings(Settings):
             problem = precision_problem(self.precision, resolve_device(self.device))
             if problem:
                 yield f"{spell.assign('precision', self.precision)}: {problem}"
+
+    def resolved(self, models: Sequence[HybridModel]) -> "SharedSettings":
+        """These settings with ``batch_size`` auto resolved for ``models`` (the smallest of their answers)."""
+        if self.batch_size is not None:
+            return self
+        from ..batch_size import resolve
+
+        return dataclasses.replace(self, batch_size=min(resolve(None, m, self.cache_dir) for m in models))
 
     def overrides(self) -> dict[str, Any]:
         """Model overrides for :func:`jembench.load` (what a JEM file cannot say)."""
@@ -185,6 +197,7 @@ class Evaluator:
         dataset = shared.dataset if isinstance(shared.dataset, str) else None
         models = load_models(list(checkpoints), device, dataset=dataset, precision=shared.precision,
                              **shared.overrides())
+        shared = shared.resolved(models)
         if self.uses_forward_cache and cache is None:
             cache = ForwardCache(shared.cache_dir)
         ctx = Context(device, cache if self.uses_forward_cache else None,

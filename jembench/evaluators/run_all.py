@@ -101,7 +101,7 @@ def step_key(step: str, spec: Evaluator, settings: Settings, shared: SharedSetti
 def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | HybridModel], *,
             preset: str | Preset = "quick", overrides: Optional[dict[str, Any]] = None,
             out_dir: Optional[str | Path] = None, device: Any = defaults.DEVICE, seed: int = defaults.SEED,
-            batch_size: int = defaults.BATCH_SIZE, precision: str = "fp32", data_dir: Any = None,
+            batch_size: Optional[int] = None, precision: str = "fp32", data_dir: Any = None,
             download: bool = False, head: Optional[str] = None, norm: Optional[str] = None, cache_dir: Any = None,
             resume: bool = True,
             html: bool = True, progress: bool = True) -> RunAllResult:
@@ -124,6 +124,7 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
         raise JembenchError("no checkpoint given: pass one or more checkpoint files")
     dev = resolve_device(shared.device)
     models = load_models(checkpoints, dev, precision=shared.precision, **shared.overrides())
+    shared = shared.resolved(models)
     out = Path(out_dir) if out_dir is not None else None
     cache = ForwardCache(cache_dir)
     names = [m.info.name for m in models]
