@@ -215,19 +215,32 @@ def test_cli(tiny_jem, tmp_path):
         assert bad.output.count("\n") == 1, bad.output
 
 
-def test_numbers_do_not_depend_on_the_batch_size(tiny_jem, tmp_path):
+def test_adversarials_and_purifications_do_not_depend_on_the_batch_size(tiny_jem):
     """Random starts, EOT and purification noise are keyed by sample index: batch sizes 7 and 64 give the same
-    per-image outcomes (stochastic purifier with EOT and 2 evaluation purifications, L-inf and L2)."""
-    kw = dict(QUICK, eps="0,16/255", n=14, purify_steps=(1,), probe=False, save_raw=True)
-    kw.pop("batch_size")
-    for norm in ("linf", "l2"):
-        got = []
+    adversarial examples (L-inf and L2, stochastic purifier with EOT) and the same purified logits."""
+    from jembench.attacks import PixelClassifier
+    from jembench.data import get_dataset
+    from jembench.evaluators.robust import RobustSettings
+    from jembench.forward import ForwardCache
+
+    iset = get_dataset("digits", "test").first(14)
+    s = RobustSettings.build(dict(steps=2, eot=2, purify_copies=2, eval_purifications=2, probe=False))
+    for norm, eps in (("linf", 16 / 255), ("l2", 0.5)):
+        advs = []
         for bs in (7, 64):
-            out = tmp_path / f"{norm}{bs}"
-            evs = robust(tiny_jem, norm=norm, batch_size=bs, out_dir=out, **kw).evaluations
-            raw = [np.load(out / ev.artifacts["per-image correctness (npz)"]) for ev in evs]
-            got.append(([e.metrics for e in evs], [e.rows for e in evs], [dict(r) for r in raw]))
-        (m7, rows7, raw7), (m64, rows64, raw64) = got
-        assert m7 == m64 and rows7 == rows64
-        for a, b in zip(raw7, raw64):
-            assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+            run = robust_mod.ModelRun(tiny_jem, iset, robust_mod.RobustConfig.for_norm(s, norm, 3, bs),
+                                      ForwardCache(), progress=False)
+            advs.append([run.attack("pgd", k, eps, "bpda", "x", run.x01, run.y)[0][0] for k in (0, 1)])
+        for a, b in zip(*advs):
+            assert torch.allclose(a, b, atol=1e-6)
+        assert not torch.allclose(advs[0][0], advs[0][1])  # K = 1 is another attack (a check that can fail)
+    x = iset.pixels01()
+    whole, parts = PixelClassifier(tiny_jem, robust_mod.PurifyConfig(steps=2)), PixelClassifier(
+        tiny_jem, robust_mod.PurifyConfig(steps=2))
+    whole.key(5, 0, 14)
+    split = []
+    for lo in (0, 7):
+        parts.key(5, lo, 7)
+        split.append(parts(x[lo:lo + 7]))
+    assert torch.allclose(whole(x), torch.cat(split), atol=1e-5)
+
