@@ -59,7 +59,7 @@ def _field_lines(key: str, f, preset_values) -> list[str]:
 @click.option("--baseline", default=None, metavar="CKPT",
               help="Compare every other checkpoint against this one (its name or file) in the verdict and "
                    "results.json comparisons; default: the one plain classifier (px_weight 0), if any.")
-@shared_options("head", "norm", "cache_dir", "device", "seed", "batch_size", "data_dir", "download")
+@shared_options("head", "norm", "cache_dir", "device", "seed", "batch_size", "precision", "data_dir", "download")
 @json_option
 @out_dir_option("run-all")
 @wait_flag
