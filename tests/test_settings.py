@@ -79,7 +79,8 @@ def test_every_option_has_the_same_effect_through_api_command_and_set(name, f, t
     argv = [flag] if f.item_type is bool and value else [f"--no-{flag[2:]}"] if f.item_type is bool else [flag, text]
     argv += [a for k, v in extra.items() for a in ("--" + k.replace("_", "-"), v)]
     params = command.make_context(name, argv).params
-    values = {k: v for k, v in params.items() if v not in (None, ()) and k not in ("as_json", "out_dir", "save_raw")}
+    values = {k: v for k, v in params.items()
+              if v not in (None, ()) and k not in ("as_json", "out_dir", "save_raw", "wait")}
     cli, _ = spec.parse(values)
     assert cli == api
 
@@ -122,7 +123,7 @@ def test_every_command_option_is_a_settings_field():
     for name, spec in REGISTRY.items():
         command = main.get_command(None, name)
         fields = {f.name for f in spec.settings.fields()} | set(spec.shared)
-        names = {p.name for p in command.params} - {"checkpoints", "as_json", "out_dir", "save_raw"}
+        names = {p.name for p in command.params} - {"checkpoints", "as_json", "out_dir", "save_raw", "wait"}
         assert names == fields, name
 
 
@@ -235,7 +236,9 @@ def test_report_headline_metrics_exist_in_the_evaluators_outputs(demo_run):
     html = demo_run.html.read_text()
     for name in ("accuracy", "ece", "adaptive_ece", "auroc/logp/noise", "robust_acc/linf/0.0314/K=1/worst",
                  "fid/digits-wrn/train"):
-        assert f'<span class="metric">{name} <b>' in html, name  # on the summary cards
+        assert f'<span class="metric" title="{name} · ' in html, name  # on the summary cards, named in words
+    assert '<span class="metric" title="robust_acc/linf/0.0314/K=1/worst · digits test, N=64">robust accuracy, ' \
+        'L-inf 8/255, JEM-1, worst case <b>' in html
     by = {e.evaluator: REGISTRY.headline(e) for e in demo_run.evaluations if e.checkpoint["name"] == "jem-digits"}
     assert by["calib"] == ["ece", "adaptive_ece"] and by["gen"][0].startswith("fid/digits-wrn/")
     assert by["robust"] == ["robust_acc/linf/0.0314/K=1/worst"]

@@ -32,8 +32,10 @@ class StderrHandler(logging.Handler):
     progress lines as they are."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        from ..io import printable  # names read from files: no escape sequences reach the terminal
+
         prefix = "jembench: warning: " if record.levelno >= logging.WARNING else ""
-        click.echo(prefix + record.getMessage(), err=True)
+        click.echo(printable(prefix + record.getMessage()), err=True)
 
 
 def show_log() -> None:
@@ -82,7 +84,9 @@ class JembenchGroup(click.Group):
 
 def fail(message: str, code: int) -> None:
     """Print the one-line error on stderr (the real one on a quiet torchrun rank) and exit with ``code``."""
-    click.echo(message, file=sys.__stderr__ if env_rank() > 0 else None, err=True)
+    from ..io import printable
+
+    click.echo(printable(message), file=sys.__stderr__ if env_rank() > 0 else None, err=True)
     sys.exit(code)
 
 
