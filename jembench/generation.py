@@ -27,6 +27,7 @@ from typing import Any, Optional
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .errors import JembenchError
 from .metrics.fidelity import quantize
 from .rng import RECIPE, KeyedNoise
@@ -204,13 +205,14 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
     observed: dict[str, float] = {}
     steps = _gradient_steps(proto.sampler)
     if not proto.pcd_rounds:
-        chunks = []
-        for s in tqdm(range(0, n, batch_size), desc=f"sampling {proto.name}", disable=not progress, leave=False):
+        chunks = [torch.zeros(0, model.info.in_channels, *model.info.image_size)]
+        lo, hi = distributed.shard(n, align=batch_size)  # torchrun: this rank's chains, in whole batches
+        for s in tqdm(range(lo, hi, batch_size), desc=f"sampling {proto.name}", disable=not progress, leave=False):
             y = labels[s:s + batch_size] if labels is not None else None
             noise = KeyedNoise(record["derived_seed"], s, min(s + batch_size, n), "chain")  # per chain, not batch
             x0 = init(noise.n, noise, y).to(dev)
             chunks.append(run_sampler(model, x0, proto.sampler, noise, y=_to(y, dev), **kw).cpu())
-        x = torch.cat(chunks)
+        x = distributed.gather(torch.cat(chunks))
         chain_steps = n * steps
     else:
         buf = ReplayBuffer(n, init, gen, reinit_freq=proto.reinit_freq, data=init(n, gen, labels).cpu())
