@@ -24,7 +24,8 @@ from jembench.settings import Field, SettingError, Spelling
 
 # fields whose value only makes sense together with another one (a cross-field rule of the settings class)
 NEEDS = {("gen", "pcd_rounds"): {"protocol": "pcd"}, ("gen", "pcd_batch"): {"protocol": "pcd"},
-         ("gen", "reinit_freq"): {"protocol": "pcd"}}
+         ("gen", "reinit_freq"): {"protocol": "pcd"}, ("gen", "temperature"): {"protocol": "mala"},
+         ("gen", "warmup"): {"protocol": "mala"}, ("gen", "target_accept"): {"protocol": "mala"}}
 
 
 def sample(f: Field) -> tuple[str, object]:
@@ -142,6 +143,8 @@ BAD = [  # (argv, what the one line must say); every case must fail before any c
     (["gen", "--protocol", "nope"], "unknown generation protocol 'nope'"),
     (["gen", "--metrics", "is,xx"], "unknown metric 'xx'"),
     (["gen", "--pcd-rounds", "5"], "--pcd-rounds set but no PCD protocol chosen: add --protocol pcd"),
+    (["gen", "--temperature", "2"], "--temperature set but no MH / MALA protocol chosen: add --protocol mala"),
+    (["gen", "--protocol", "mala", "--noise", "0.1"], "--noise set but mh / mala have no free noise"),
     (["gen", "--protocol", "sgld,sgld"], "--protocol sgld,sgld: names a protocol twice"),
     (["run-all", "--preset", "nope"], "'nope' is not one of 'quick', 'paper'"),
     (["run-all", "--set", "calib.bins=0"], "--set calib.bins must be >= 1, got 0"),
