@@ -97,13 +97,13 @@ def log_bin_width(model: HybridModel) -> float:
 
 
 def _batched_ais(model: HybridModel, x0: torch.Tensor, betas: torch.Tensor, s: DensitySettings, seed: int,
-                 batch_size: int) -> AISResult:
+                 batch_size: int, progress: bool) -> AISResult:
     """AIS on ``x0`` in chunks of ``batch_size`` chains, each chunk adapting its own step from ``s.step_size``."""
     lo, hi = (b.to(model.device) for b in input_box(model.info))
     gen = generator(seed, model.device)
     parts = [ais(model, x0[i:i + batch_size].to(model.device), betas, gen, step_size=s.step_size, box=(lo, hi),
                  log_density=lambda x, y=None: model.log_px(x), transitions=s.transitions,
-                 target_accept=s.target_accept) for i in range(0, len(x0), batch_size)]
+                 target_accept=s.target_accept, progress=progress) for i in range(0, len(x0), batch_size)]
     w = torch.tensor([len(p.log_w) for p in parts], dtype=torch.float32)
     return AISResult(torch.cat([p.log_w for p in parts]), torch.cat([p.x.cpu() for p in parts]),
                      torch.cat([p.acceptance for p in parts]),
@@ -118,7 +118,7 @@ def _log_p_tilde(model: HybridModel, x: torch.Tensor, batch_size: int) -> torch.
 
 
 def _ais_metrics(model: HybridModel, x: torch.Tensor, s: DensitySettings, seed: int, batch_size: int,
-                 ev: Evaluation, arrays: dict[str, torch.Tensor]) -> None:
+                 ev: Evaluation, arrays: dict[str, torch.Tensor], progress: bool) -> None:
     """Forward and reverse AIS, log p(x) and bits/dim into ``ev`` (metrics, intervals, rows, protocol)."""
     shape = tuple(x.shape[1:])
     box = input_box(model.info)
@@ -127,7 +127,7 @@ def _ais_metrics(model: HybridModel, x: torch.Tensor, s: DensitySettings, seed: 
     start = time.perf_counter()
     x0 = box[0] + (box[1] - box[0]) * torch.rand((s.chains, *shape), generator=generator(derive_seed(seed, NAME,
                                                                                                        "base")))
-    fwd = _batched_ais(model, x0, betas, s, derive_seed(seed, NAME, "forward"), batch_size)
+    fwd = _batched_ais(model, x0, betas, s, derive_seed(seed, NAME, "forward"), batch_size, progress)
     t_fwd = time.perf_counter() - start
     lz, d = dm.log_z_forward(fwd.log_w, log_z0), x[0].numel()
     mean_lp = ev.metrics[LOG_P_TILDE]
@@ -138,7 +138,7 @@ def _ais_metrics(model: HybridModel, x: torch.Tensor, s: DensitySettings, seed: 
     row = {"quantity": "log Z", "lower": lz}
     if s.reverse_chains:
         rev = _batched_ais(model, x[:s.reverse_chains], betas.flip(0), s, derive_seed(seed, NAME, "reverse"),
-                           batch_size)
+                           batch_size, progress)
         lzu = dm.log_z_reverse(rev.log_w, log_z0)
         m.update({LOG_Z_UPPER: lzu, GAP: lzu - lz, ACCEPT_REV: float(rev.acceptance.mean()),
                   LOG_PX_LOWER: mean_lp - lzu})
@@ -217,7 +217,7 @@ def run(models: list[HybridModel], s: DensitySettings, shared: SharedSettings, c
         ev.metrics[LOG_P_TILDE] = float(_log_p_tilde(model, x, shared.batch_size).mean())
         if "ais" in s.parts:
             arrays: dict[str, torch.Tensor] = {}
-            _ais_metrics(model, x, s, shared.seed, shared.batch_size, ev, arrays)
+            _ais_metrics(model, x, s, shared.seed, shared.batch_size, ev, arrays, ctx.progress)
             if ctx.save_raw and ctx.out_dir is not None:
                 from ..io import atomic_savez
 

@@ -115,6 +115,9 @@ class GenSettings(Settings):
         if mcmc_set and not any(mcmc):
             yield (f"{', '.join(spell.option(k) for k in mcmc_set)} set but no MH / MALA protocol chosen: add "
                    f"{spell.assign('protocol', 'mala')}")
+        if self.bn_train and mcmc and all(mcmc):
+            yield (f"{spell.option('bn_train')} set but mh / mala always run BatchNorm in eval mode (a density that "
+                   "depends on the batch is no fixed target)")
         if self.noise is not None and mcmc and all(mcmc):
             yield (f"{spell.option('noise')} set but mh / mala have no free noise (MALA's is sqrt(2 step)): use "
                    f"{spell.option('step_size')} or {spell.option('temperature')}")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
+from tqdm.auto import tqdm
 
 from .bn import preserve_bn_stats
 from .mcmc import Bound, evaluate, mala_step
@@ -64,7 +65,8 @@ class AISResult:
 
 def ais(model, x0: torch.Tensor, betas: torch.Tensor, gen: torch.Generator, *, step_size: float,
         box: tuple[Bound, Bound], log_density: LogDensity, transitions: int = 1,
-        target_accept: Optional[float] = 0.574, y: Optional[torch.Tensor] = None) -> AISResult:
+        target_accept: Optional[float] = 0.574, y: Optional[torch.Tensor] = None,
+        progress: bool = False) -> AISResult:
     """AIS along ``betas`` from ``x0`` (forward: betas increasing from 0, x0 uniform on the box; reverse: betas
     decreasing from 1, x0 samples of p~). ``target_accept=None`` keeps the step fixed. ``model`` (or None) has its
     BatchNorm statistics and modes restored after; it runs in eval mode."""
@@ -77,7 +79,7 @@ def ais(model, x0: torch.Tensor, betas: torch.Tensor, gen: torch.Generator, *, s
         log_w = torch.zeros(x0.shape[0], dtype=torch.float64, device=x0.device)
         accepted = torch.zeros(x0.shape[0], device=x0.device)
         by_step, energy = [], []
-        for prev, beta in zip(betas[:-1], betas[1:]):
+        for prev, beta in tqdm(list(zip(betas[:-1], betas[1:])), desc="AIS", disable=not progress, leave=False):
             log_w += (beta - prev) * state.log_p.double()
             rate = 0.0
             for _ in range(transitions):

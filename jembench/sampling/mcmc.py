@@ -82,9 +82,9 @@ class ChainState:
 
 @dataclass
 class ChainResult:
-    """Final ``x``; per-chain ``acceptance`` over the kept steps; ``energy`` E(x) = -log p~(x) (untempered) of
-    every chain after each step ``[warmup + steps, B]`` (the first ``warmup`` rows are the warm-up); the kept
-    ``step_size``."""
+    """Final ``x``; per-chain ``acceptance`` over the kept steps; ``energy`` of every chain after each step
+    ``[warmup + steps, B]``, minus the untempered log density sampled (E(x) = -logsumexp f(x); -f(x)[y] for
+    class-conditional chains; the first ``warmup`` rows are the warm-up); the kept ``step_size``."""
 
     x: torch.Tensor
     acceptance: torch.Tensor
@@ -149,11 +149,10 @@ Kernel = Callable[..., tuple[ChainState, torch.Tensor, torch.Tensor]]
 
 
 def mcmc_sample(model, x0: torch.Tensor, cfg: MCMCConfig, gen: torch.Generator, *, y: Optional[torch.Tensor] = None,
-                value_range: tuple[Bound, Bound] = (-1.0, 1.0), log_density: Optional[LogDensity] = None,
-                **_: object) -> ChainResult:
+                value_range: tuple[Bound, Bound] = (-1.0, 1.0),
+                log_density: Optional[LogDensity] = None) -> ChainResult:
     """Run ``cfg.warmup`` adapting steps, then ``cfg.steps`` kept ones, of MH (:class:`MHConfig`) or MALA
-    (:class:`MALAConfig`) from ``x0`` (which must lie in the box). Other keywords (``bn_train``) are ignored:
-    the model always runs in eval mode."""
+    (:class:`MALAConfig`) from ``x0`` (which must lie in the box); the model runs in eval mode."""
     log_density = log_density or model_log_density(model)
     is_mala = isinstance(cfg, MALAConfig)
     kernel: Kernel = mala_step if is_mala else mh_step
