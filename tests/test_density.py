@@ -124,3 +124,14 @@ def test_mh_and_mala_gen_protocols(name, step):
     assert 0.1 < s.observed["mcmc/acceptance_mean"] < 0.9 and s.chain_steps == 300 * 180
     assert abs(float(s.x.std()) - 0.22) < 0.03  # the mixture's std (the uniform start's is 0.58)
     assert float(s.energy[-1].mean()) < float(s.energy[0].mean())
+
+
+def test_gen_command_with_the_mala_protocol(tmp_path):
+    r = CliRunner().invoke(main, ["gen", str(CKPTS / "jem-digits.pt"), "--protocol", "mala", "--n", "16", "--steps",
+                                  "3", "--warmup", "2", "--temperature", "2", "--metrics", "is",
+                                  "--out-dir", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    (ev,) = json.loads((tmp_path / "results.json").read_text())["evaluations"]
+    sampler = ev["protocol"]["sampling"]["sampler"]
+    assert (sampler["sampler"], sampler["steps"], sampler["warmup"], sampler["temperature"]) == ("mala", 3, 2, 2.0)
+    assert 0 <= ev["provenance"]["observed"]["mcmc/acceptance_mean"] <= 1
