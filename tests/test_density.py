@@ -68,7 +68,7 @@ def test_density_on_a_3x32x32_model_and_cifar_format_files(tmp_path, monkeypatch
     model = HybridModel(JEMNet(10, 1, "batch", 3, 10), info)
     save_native(model, tmp_path / "c3.pt")
     res = jembench.density(str(tmp_path / "c3.pt"), chains=3, distributions=4, reverse_chains=2, dsm_sigmas=(0.1,),
-                           out_dir=tmp_path / "out", progress=False)
+                           batch_size=2, out_dir=tmp_path / "out", progress=False)  # 3 batches, the last forward only
     ev = res.evaluations[0]
     assert ev.protocol["n"] == 5 and ev.protocol["dataset"] == "cifar10"
     d = 3 * 32 * 32  # per-channel box and bins: pixel 0..1 maps to (-mean/std, (1-mean)/std)
@@ -84,14 +84,14 @@ def test_the_evaluator_brackets_a_known_log_z():
     """The 16-D mixture of tests/test_mcmc_ais.py as a checkpoint: its held-out images are mixture samples."""
     model = model16()
     gen = torch.Generator().manual_seed(0)
-    x = model.net.sample(64, gen).view(-1, 1, 4, 4)
+    x = model.net.sample(64, gen).view(-1, 1, 4, 4)  # 64 held-out images, all starting reverse chains
     images = ((x + 1) / 2 * 256).floor().clamp(0, 255).to(torch.uint8)  # dequantised again: same law up to 1/256
     data = ImageSet("mix", "test", images)
-    res = jembench.density(model, data, chains=64, distributions=300, reverse_chains=64, step_size=0.01,
+    res = jembench.density(model, data, chains=128, distributions=300, reverse_chains=64, step_size=0.01,
                            parts=("ais",), progress=False)
     m = res.evaluations[0].metrics
-    truth = model.net.log_z()
-    assert m["ais/log_z"] - 0.1 <= truth <= m["ais/log_z_upper"] + 0.1, (m, truth)
+    truth = model.net.log_z()  # 128 chains at K = 300: each side's spread over seeds is about 0.2 nats
+    assert m["ais/log_z"] - 0.3 <= truth <= m["ais/log_z_upper"] + 0.3, (m, truth)
     assert m["ais/log_z_gap"] < 1.5
 
 

@@ -20,9 +20,8 @@ log p~ and its gradient at the current states are carried from step to step: the
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -65,31 +64,50 @@ class AISResult:
 
 def ais(model, x0: torch.Tensor, betas: torch.Tensor, gen: torch.Generator, *, step_size: float,
         box: tuple[Bound, Bound], log_density: LogDensity, transitions: int = 1,
-        target_accept: Optional[float] = 0.574, y: Optional[torch.Tensor] = None,
-        progress: bool = False) -> AISResult:
+        target_accept: Optional[float] = 0.574, progress: bool = False) -> AISResult:
     """AIS along ``betas`` from ``x0`` (forward: betas increasing from 0, x0 uniform on the box; reverse: betas
     decreasing from 1, x0 samples of p~). ``target_accept=None`` keeps the step fixed. ``model`` (or None) has its
     BatchNorm statistics and modes restored after; it runs in eval mode."""
-    betas = [float(b) for b in betas]
-    step = step_size
+    return ais_paths(model, [x0], [betas], gen, step_size=step_size, box=box, log_density=log_density,
+                     transitions=transitions, target_accept=target_accept, progress=progress)[0]
+
+
+def ais_paths(model, x0s: Sequence[torch.Tensor], betas: Sequence[torch.Tensor], gen: torch.Generator, *,
+              step_size: float, box: tuple[Bound, Bound], log_density: LogDensity, transitions: int = 1,
+              target_accept: Optional[float] = 0.574, progress: bool = False) -> list[AISResult]:
+    """AIS of several groups of chains in one batch (e.g. forward and reverse): group g starts at ``x0s[g]`` and
+    follows ``betas[g]`` (all of the same length); each group adapts its own step. One model pass per step for
+    all groups: small batches cost nearly as much as larger ones."""
+    sizes = torch.tensor([len(x) for x in x0s])
+    x0 = torch.cat(list(x0s))
+    dev = x0.device
+    group = torch.repeat_interleave(torch.arange(len(x0s)), sizes).to(dev)
+    table = torch.stack([torch.as_tensor(b, dtype=torch.float64) for b in betas]).to(dev)  # [G, K + 1]
+    step = torch.full((len(x0s),), float(step_size), dtype=torch.float64, device=dev)
+    counts = sizes.to(dev, torch.float64)
     with preserve_bn_stats(model):
         if model is not None:
             model.eval()
-        state = evaluate(log_density, x0.detach().clone(), y, grad=True)
-        log_w = torch.zeros(x0.shape[0], dtype=torch.float64, device=x0.device)
-        accepted = torch.zeros(x0.shape[0], device=x0.device)
+        state = evaluate(log_density, x0.detach().clone(), None, grad=True)
+        log_w = torch.zeros(len(x0), dtype=torch.float64, device=dev)
+        accepted = torch.zeros(len(x0), device=dev)
         by_step, energy = [], []
-        for prev, beta in tqdm(list(zip(betas[:-1], betas[1:])), desc="AIS", disable=not progress, leave=False):
-            log_w += (beta - prev) * state.log_p.double()
-            rate = 0.0
+        for k in tqdm(range(1, table.shape[1]), desc="AIS", disable=not progress, leave=False):
+            beta = table[group, k]
+            log_w += (beta - table[group, k - 1]) * state.log_p.double()
+            rate = torch.zeros(len(x0s), dtype=torch.float64, device=dev)
             for _ in range(transitions):
-                state, alpha, acc = mala_step(log_density, state, step, beta, gen, box, y)
+                state, alpha, acc = mala_step(log_density, state, step[group].float(), beta.float(), gen, box)
                 accepted += acc
-                rate += float(alpha.mean()) / transitions
+                rate += torch.zeros_like(rate).index_add_(0, group, alpha.double()) / counts / transitions
             if target_accept is not None:
-                step *= math.exp(AIS_RATE * (rate - target_accept))
+                step *= torch.exp(AIS_RATE * (rate - target_accept))
             by_step.append(rate)
             energy.append(-state.log_p)
-    k = max(len(betas) - 1, 1)
-    return AISResult(log_w.cpu(), state.x.detach(), (accepted / (k * transitions)).cpu(), torch.tensor(by_step),
-                     torch.stack(energy).cpu() if energy else torch.zeros(0, x0.shape[0]), step)
+    n_steps = max(table.shape[1] - 1, 1)
+    by = torch.stack(by_step).cpu().float() if by_step else torch.zeros(0, len(x0s))
+    trace = torch.stack(energy).cpu() if energy else torch.zeros(0, len(x0))
+    parts = torch.arange(len(x0)).split(sizes.tolist())
+    return [AISResult(log_w[i.to(dev)].cpu(), state.x[i.to(dev)].detach(),
+                      (accepted[i.to(dev)] / (n_steps * transitions)).cpu(), by[:, g], trace[:, i], float(step[g]))
+            for g, i in enumerate(parts)]

@@ -134,14 +134,21 @@ def mh_step(log_density: LogDensity, state: ChainState, step: float, beta: float
     return _accept(state, prop, beta * (prop.log_p - state.log_p), box, gen)
 
 
-def mala_step(log_density: LogDensity, state: ChainState, eps: float, beta: float, gen: torch.Generator,
-              box: tuple[Bound, Bound], y: Optional[torch.Tensor] = None):
-    """One MALA step on pi = p~^beta: ``(state, acceptance probability, accepted)`` (see the module docstring)."""
-    mean_fwd = state.x + eps * beta * state.grad
-    xp = mean_fwd + math.sqrt(2 * eps) * randn(tuple(state.x.shape), gen, state.x)
+def _col(v: float | torch.Tensor, x: torch.Tensor) -> float | torch.Tensor:
+    """A number, or a per-chain ``[B]`` tensor shaped to broadcast against ``x``."""
+    return v.view(-1, *([1] * (x.dim() - 1))) if torch.is_tensor(v) else v
+
+
+def mala_step(log_density: LogDensity, state: ChainState, eps: float | torch.Tensor, beta: float | torch.Tensor,
+              gen: torch.Generator, box: tuple[Bound, Bound], y: Optional[torch.Tensor] = None):
+    """One MALA step on pi = p~^beta: ``(state, acceptance probability, accepted)`` (see the module docstring).
+    ``eps`` and ``beta`` are numbers or per-chain ``[B]`` tensors."""
+    drift = _col(eps * beta, state.x)
+    mean_fwd = state.x + drift * state.grad
+    xp = mean_fwd + _col((2 * eps) ** 0.5, state.x) * randn(tuple(state.x.shape), gen, state.x)
     prop = evaluate(log_density, xp, y, grad=True)
     log_q_fwd = -_sq(xp - mean_fwd) / (4 * eps)
-    log_q_bwd = -_sq(state.x - xp - eps * beta * prop.grad) / (4 * eps)
+    log_q_bwd = -_sq(state.x - xp - drift * prop.grad) / (4 * eps)
     return _accept(state, prop, beta * (prop.log_p - state.log_p) + log_q_bwd - log_q_fwd, box, gen)
 
 
