@@ -56,7 +56,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--skip-quick", action="store_true", help="only the AIS / MALA comparison")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (on a loaded machine, 1 "
+                                                               "avoids threads spinning against other jobs)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dev = resolve_device(args.device)
     model = random_model(args.arch, args.shape, dev) if args.arch else demo_model(args.checkpoint, dev)
     lo, hi = (b.to(dev) for b in input_box(model.info))
