@@ -19,6 +19,7 @@ from typing import Optional
 import torch
 
 from ..data.imageset import ImageSet
+from ..io import atomic_savez
 from ..metrics import density as dm
 from ..models import HybridModel
 from ..results import Evaluation, EvaluatorResult
@@ -188,6 +189,7 @@ def _ais_metrics(model: HybridModel, x: torch.Tensor, s: DensitySettings, seed: 
         "reverse_start": "the first reverse_chains dequantised held-out images",
         "seeds": {k: derive_seed(seed, NAME, k) for k in ("base", "ais")},
         "batching": "forward and reverse chains share model passes, at most --batch-size chains per pass",
+        "batch_size": batch_size,
         "log_bin_width": log_bin_width(model), "dims": d,
         "bits_per_dim": "-(log p(x) + d log(bin width)) / (d ln 2), bin = 1/256 of each channel's range"}
 
@@ -234,8 +236,6 @@ def run(models: list[HybridModel], s: DensitySettings, shared: SharedSettings, c
             arrays: dict[str, torch.Tensor] = {}
             _ais_metrics(model, x, s, shared.seed, shared.batch_size, ev, arrays, ctx.progress)
             if ctx.save_raw and ctx.out_dir is not None:
-                from ..io import atomic_savez
-
                 rel = f"raw/{NAME}-{ctx.slug(model)}.npz"
                 atomic_savez(ctx.out_dir / rel, **{k: v.numpy() for k, v in arrays.items()})
                 ev.artifacts["AIS weights and energy traces"] = rel
