@@ -147,6 +147,7 @@ BAD = [  # (argv, what the one line must say); every case must fail before any c
     (["gen", "--pcd-rounds", "5"], "--pcd-rounds set but no PCD protocol chosen: add --protocol pcd"),
     (["gen", "--temperature", "2"], "--temperature set but no MH / MALA protocol chosen: add --protocol mala"),
     (["gen", "--protocol", "mala", "--noise", "0.1"], "--noise set but mh / mala have no free noise"),
+    (["gen", "--protocol", "mala", "--step-size", "0"], "--step-size 0: mh / mala need a step > 0"),
     (["gen", "--protocol", "mh", "--bn-train"], "--bn-train set but mh / mala always run BatchNorm in eval mode"),
     (["gen", "--protocol", "sgld,sgld"], "--protocol sgld,sgld: names a protocol twice"),
     (["run-all", "--preset", "nope"], "'nope' is not one of 'quick', 'paper'"),

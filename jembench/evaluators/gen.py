@@ -58,9 +58,11 @@ class GenSettings(Settings):
                    "buffer), buffer-top (its most confident fraction per class, as SADA-JEM).",
         choices=lambda: list(PRESETS), noun="generation protocol", aliases=("protocols",), accepts=(GenProtocol,),
         repeatable=True, metavar="NAME")
-    steps: Optional[int] = option(None, "SGLD steps per chain (JEM++ sampler: outer steps M) [protocol's own: sgld "
-                                        "40, jem++ 10].", min=0)
-    step_size: Optional[float] = option(None, "SGLD step size [protocol's own: 1.0; JEM++ 0.2].", min=0)
+    steps: Optional[int] = option(None, "SGLD steps per chain (JEM++ sampler: outer steps M; mh / mala: kept steps "
+                                        "after the warm-up) [protocol's own: sgld 40, jem++ 10, mh / mala 100].",
+                                  min=0)
+    step_size: Optional[float] = option(None, "SGLD step size [protocol's own: 1.0; JEM++ 0.2; mh: proposal std 0.01; "
+                                              "mala: eps 0.001].", min=0)
     noise: Optional[float] = option(None, "SGLD noise std [protocol's own: 0.01; JEM++ 0].", min=0)
     temperature: Optional[float] = option(None, "mh / mala: temperature T, the chains target p~^(1/T) [1].", above=0)
     warmup: Optional[int] = option(None, "mh / mala: warm-up steps before the kept ones, adapting the step toward "
@@ -115,6 +117,8 @@ class GenSettings(Settings):
         if mcmc_set and not any(mcmc):
             yield (f"{', '.join(spell.option(k) for k in mcmc_set)} set but no MH / MALA protocol chosen: add "
                    f"{spell.assign('protocol', 'mala')}")
+        if self.step_size == 0 and any(mcmc):
+            yield f"{spell.assign('step_size', 0)}: mh / mala need a step > 0"
         if self.bn_train and mcmc and all(mcmc):
             yield (f"{spell.option('bn_train')} set but mh / mala always run BatchNorm in eval mode (a density that "
                    "depends on the batch is no fixed target)")
