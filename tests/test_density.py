@@ -135,3 +135,12 @@ def test_gen_command_with_the_mala_protocol(tmp_path):
     sampler = ev["protocol"]["sampling"]["sampler"]
     assert (sampler["sampler"], sampler["steps"], sampler["warmup"], sampler["temperature"]) == ("mala", 3, 2, 2.0)
     assert 0 <= ev["provenance"]["observed"]["mcmc/acceptance_mean"] <= 1
+
+
+@pytest.mark.parametrize("name", ["mh", "mala"])
+def test_mh_and_mala_chains_do_not_depend_on_the_batch_size_without_warm_up(name):
+    """Each chain's draws are keyed by its index (jembench.rng); only the warm-up's shared step would differ."""
+    model = model16()
+    proto = make_protocol(name, steps=5, warmup=0)
+    a, b = (generate(model, proto, 40, seed=0, batch_size=bs, progress=False) for bs in (40, 16))
+    assert torch.equal(a.x, b.x) and torch.equal(a.acceptance, b.acceptance)

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
-from ..runtime import randn
+from ..runtime import rand, randn
 from .bn import preserve_bn_stats
 from .sgld import LogDensity, model_log_density
 
@@ -115,10 +115,10 @@ def _sq(t: torch.Tensor) -> torch.Tensor:
 
 
 def _accept(state: ChainState, prop: ChainState, log_alpha: torch.Tensor, box: tuple[Bound, Bound],
-            gen: torch.Generator) -> tuple[ChainState, torch.Tensor, torch.Tensor]:
+            gen: Any) -> tuple[ChainState, torch.Tensor, torch.Tensor]:
     """MH accept/reject: proposals outside the box or with a non-finite ratio are rejected."""
     log_alpha = torch.where(inside(prop.x, *box) & ~log_alpha.isnan(), log_alpha, -math.inf).clamp(max=0.0)
-    u = torch.rand(log_alpha.shape, generator=gen, device=gen.device).to(log_alpha.device)
+    u = rand(tuple(log_alpha.shape), gen).to(log_alpha.device)
     acc = u.log() < log_alpha
     view = acc.view(-1, *([1] * (state.x.dim() - 1)))
     new = ChainState(torch.where(view, prop.x, state.x), torch.where(acc, prop.log_p, state.log_p),
@@ -126,7 +126,7 @@ def _accept(state: ChainState, prop: ChainState, log_alpha: torch.Tensor, box: t
     return new, log_alpha.exp(), acc
 
 
-def mh_step(log_density: LogDensity, state: ChainState, step: float, beta: float, gen: torch.Generator,
+def mh_step(log_density: LogDensity, state: ChainState, step: float, beta: float, gen: Any,
             box: tuple[Bound, Bound], y: Optional[torch.Tensor] = None):
     """One random-walk MH step at inverse temperature ``beta``: ``(state, acceptance probability, accepted)``."""
     xp = state.x + step * randn(tuple(state.x.shape), gen, state.x)
@@ -140,7 +140,7 @@ def _col(v: float | torch.Tensor, x: torch.Tensor) -> float | torch.Tensor:
 
 
 def mala_step(log_density: LogDensity, state: ChainState, eps: float | torch.Tensor, beta: float | torch.Tensor,
-              gen: torch.Generator, box: tuple[Bound, Bound], y: Optional[torch.Tensor] = None):
+              gen: Any, box: tuple[Bound, Bound], y: Optional[torch.Tensor] = None):
     """One MALA step on pi = p~^beta: ``(state, acceptance probability, accepted)`` (see the module docstring).
     ``eps`` and ``beta`` are numbers or per-chain ``[B]`` tensors."""
     drift = _col(eps * beta, state.x)
@@ -155,11 +155,12 @@ def mala_step(log_density: LogDensity, state: ChainState, eps: float | torch.Ten
 Kernel = Callable[..., tuple[ChainState, torch.Tensor, torch.Tensor]]
 
 
-def mcmc_sample(model, x0: torch.Tensor, cfg: MCMCConfig, gen: torch.Generator, *, y: Optional[torch.Tensor] = None,
+def mcmc_sample(model, x0: torch.Tensor, cfg: MCMCConfig, gen: Any, *, y: Optional[torch.Tensor] = None,
                 value_range: tuple[Bound, Bound] = (-1.0, 1.0),
                 log_density: Optional[LogDensity] = None) -> ChainResult:
     """Run ``cfg.warmup`` adapting steps, then ``cfg.steps`` kept ones, of MH (:class:`MHConfig`) or MALA
-    (:class:`MALAConfig`) from ``x0`` (which must lie in the box); the model runs in eval mode."""
+    (:class:`MALAConfig`) from ``x0`` (which must lie in the box); the model runs in eval mode. ``gen`` is a
+    ``torch.Generator`` or a :class:`jembench.rng.KeyedNoise` (each chain's draws keyed by its index)."""
     log_density = log_density or model_log_density(model)
     is_mala = isinstance(cfg, MALAConfig)
     kernel: Kernel = mala_step if is_mala else mh_step
