@@ -144,3 +144,22 @@ def test_mh_and_mala_chains_do_not_depend_on_the_batch_size_without_warm_up(name
     proto = make_protocol(name, steps=5, warmup=0)
     a, b = (generate(model, proto, 40, seed=0, batch_size=bs, progress=False) for bs in (40, 16))
     assert torch.equal(a.x, b.x) and torch.equal(a.acceptance, b.acceptance)
+
+
+def test_density_runs_in_float32_whatever_the_model_precision():
+    """run-all loads models at --precision; density's passes stay float32 and the model's setting is restored."""
+    from jembench.evaluators.base import Context, SharedSettings
+    from jembench.evaluators.density import run
+
+    lin = torch.nn.Linear(16, 16, bias=False)
+    lin.weight.data = torch.eye(16) * 1.001  # a layer autocast runs in bf16: its output is rounded there
+    from test_mcmc_ais import mixture16
+    model = jembench.wrap(torch.nn.Sequential(torch.nn.Flatten(), lin, mixture16()), n_classes=2,
+                          input_shape=(1, 4, 4))
+    data = ImageSet("mix", "test", torch.full((4, 1, 4, 4), 128, dtype=torch.uint8))
+    s, shared = DensitySettings(chains=4, distributions=5, reverse_chains=2, dsm_sigmas=(0.1,)), SharedSettings(
+        dataset=data, batch_size=8)
+    want = run([model], s, shared, Context("cpu", None, progress=False))[0].metrics
+    model.precision = "bf16"
+    (ev,) = run([model], s, shared, Context("cpu", None, progress=False))
+    assert ev.metrics == want and model.precision == "bf16" and ev.protocol["precision"].startswith("fp32")

@@ -223,29 +223,40 @@ def run(models: list[HybridModel], s: DensitySettings, shared: SharedSettings, c
                           need_labels=False) for m in models]
     evaluations = []
     for model, imageset in zip(models, sets):
-        start = time.perf_counter()
-        x = dequantised(model, imageset, shared.seed)
-        warnings = [f"--reverse-chains {s.reverse_chains} but {len(x)} held-out images: {len(x)} reverse chains "
-                    "ran"] if "ais" in s.parts and s.reverse_chains > len(x) else []
-        protocol = {"dataset": imageset.name, "split": imageset.split, "n": len(x), "dataset_meta": imageset.meta,
-                    "fingerprint": imageset.fingerprint(), "dequantisation": DEQUANTISATION, "seed": shared.seed,
-                    "parts": list(s.parts), "reading": READING}
-        ev = Evaluation(NAME, model.info.to_dict(), protocol, warnings=warnings, provenance={"time": {}})
-        ev.metrics[LOG_P_TILDE] = float(_log_p_tilde(model, x, shared.batch_size).mean())
-        if "ais" in s.parts:
-            arrays: dict[str, torch.Tensor] = {}
-            _ais_metrics(model, x, s, shared.seed, shared.batch_size, ev, arrays, ctx.progress)
-            if ctx.save_raw and ctx.out_dir is not None:
-                rel = f"raw/{NAME}-{ctx.slug(model)}.npz"
-                atomic_savez(ctx.out_dir / rel, **{k: v.numpy() for k, v in arrays.items()})
-                ev.artifacts["AIS weights and energy traces"] = rel
-        if "sm" in s.parts:
-            t = time.perf_counter()
-            _sm_metrics(model, x, s, shared.seed, shared.batch_size, ev)
-            ev.provenance["time"]["sm_s"] = time.perf_counter() - t
-        ev.wall_time_s = time.perf_counter() - start
-        evaluations.append(ev)
+        precision, model.precision = model.precision, "fp32"  # MH ratios and log weights need float32
+        try:
+            evaluations.append(_evaluate(model, imageset, s, shared, ctx))
+        finally:
+            model.precision = precision
     return evaluations
+
+
+def _evaluate(model: HybridModel, imageset: ImageSet, s: DensitySettings, shared: SharedSettings,
+              ctx: Context) -> Evaluation:
+    """One model's log p~, AIS bracket and score matching, every pass in float32."""
+    start = time.perf_counter()
+    x = dequantised(model, imageset, shared.seed)
+    warnings = [f"--reverse-chains {s.reverse_chains} but {len(x)} held-out images: {len(x)} reverse chains "
+                "ran"] if "ais" in s.parts and s.reverse_chains > len(x) else []
+    protocol = {"dataset": imageset.name, "split": imageset.split, "n": len(x), "dataset_meta": imageset.meta,
+                "fingerprint": imageset.fingerprint(), "dequantisation": DEQUANTISATION, "seed": shared.seed,
+                "parts": list(s.parts), "reading": READING, "precision": "fp32 (always: MH ratios and AIS "
+                                                                        "log weights need it)"}
+    ev = Evaluation(NAME, model.info.to_dict(), protocol, warnings=warnings, provenance={"time": {}})
+    ev.metrics[LOG_P_TILDE] = float(_log_p_tilde(model, x, shared.batch_size).mean())
+    if "ais" in s.parts:
+        arrays: dict[str, torch.Tensor] = {}
+        _ais_metrics(model, x, s, shared.seed, shared.batch_size, ev, arrays, ctx.progress)
+        if ctx.save_raw and ctx.out_dir is not None:
+            rel = f"raw/{NAME}-{ctx.slug(model)}.npz"
+            atomic_savez(ctx.out_dir / rel, **{k: v.numpy() for k, v in arrays.items()})
+            ev.artifacts["AIS weights and energy traces"] = rel
+    if "sm" in s.parts:
+        t = time.perf_counter()
+        _sm_metrics(model, x, s, shared.seed, shared.batch_size, ev)
+        ev.provenance["time"]["sm_s"] = time.perf_counter() - t
+    ev.wall_time_s = time.perf_counter() - start
+    return ev
 
 
 EVALUATOR = Evaluator(
