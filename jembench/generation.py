@@ -30,6 +30,7 @@ from .metrics.fidelity import quantize
 from .runtime import derive_seed, generator
 from .sampling import GaussianInit, JEMPPConfig, ReplayBuffer, SGLDConfig, UniformInit
 from .sampling.sgld import run_sampler
+from .sampling.trace import ChainTrace, TraceRecorder, stride_for
 
 SGLD_STEPS = 40  # JEM README: 40 SGLD steps per draw for fresh samples
 PCD_ROUNDS = 100  # batches drawn from, advanced and written back to the buffer (JEM uncond_samples)
@@ -143,6 +144,7 @@ class Samples:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     chain_steps: int = 0  # sum over sampler calls of chains x gradient steps
+    trace: Optional[ChainTrace] = None  # chain energies for the diagnostics (None: no chains were run)
 
 
 def _gradient_steps(cfg: SGLDConfig | JEMPPConfig) -> int:
@@ -200,23 +202,30 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
     observed: dict[str, float] = {}
     steps = _gradient_steps(proto.sampler)
     if not proto.pcd_rounds:
-        chunks = []
+        chunks, traces = [], []
         for s in tqdm(range(0, n, batch_size), desc=f"sampling {proto.name}", disable=not progress, leave=False):
             y = labels[s:s + batch_size] if labels is not None else None
             x0 = init(min(batch_size, n - s), gen, y).to(dev)
-            chunks.append(run_sampler(model, x0, proto.sampler, gen, y=_to(y, dev), **kw).cpu())
-        x = torch.cat(chunks)
+            rec = TraceRecorder(model, stride_for(steps))
+            chunks.append(run_sampler(model, x0, proto.sampler, gen, y=_to(y, dev), log_density=rec.log_density,
+                                      **kw).cpu())
+            traces.append(rec.trace())
+        x, trace = torch.cat(chunks), ChainTrace.cat(traces)
         chain_steps = n * steps
     else:
         buf = ReplayBuffer(n, init, gen, reinit_freq=proto.reinit_freq, data=init(n, gen, labels).cpu())
         buf.labels = labels
         advanced = torch.zeros(n, dtype=torch.bool)
+        last: list[ChainTrace] = []  # per round: the drawn chains entering the round's last sampler step
         for _ in tqdm(range(proto.pcd_rounds), desc=f"PCD {proto.name}", disable=not progress, leave=False):
             x0, idx = buf.sample(proto.pcd_batch)
             y = labels[idx] if labels is not None else None
-            buf.update(idx, run_sampler(model, x0.to(dev), proto.sampler, gen, y=_to(y, dev), **kw))
+            rec = TraceRecorder(model)
+            buf.update(idx, run_sampler(model, x0.to(dev), proto.sampler, gen, y=_to(y, dev),
+                                        log_density=rec.log_density, **kw))
             advanced[idx.cpu()] = True
-        x = buf.data
+            last.append(rec.trace())
+        x, trace = buf.data, _rounds_trace(last)
         chain_steps = proto.pcd_rounds * proto.pcd_batch * steps
         never = int((~advanced).sum())
         observed["pcd/chains_never_advanced"] = never
@@ -224,7 +233,17 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
             warnings.append(f"{never} of {n} buffer chains were never advanced (pcd_rounds x pcd_batch = "
                             f"{proto.pcd_rounds * proto.pcd_batch}); they are init noise: raise --pcd-rounds")
     return Samples(x, quantize(model, x), labels.cpu() if labels is not None else None, record,
-                   observed, warnings, chain_steps=chain_steps)
+                   observed, warnings, chain_steps=chain_steps, trace=trace)
+
+
+def _rounds_trace(rounds: list[ChainTrace]) -> ChainTrace:
+    """PCD: row r is round r's draw of ``pcd_batch`` chains entering its last sampler step; "chain" j is the j-th
+    draw of every round (other buffer slots each round), so R-hat and drift read whether the buffer is stationary."""
+    if not rounds or not rounds[0].energy.shape[0]:
+        return ChainTrace(torch.zeros(0, 0), torch.zeros(0, dtype=torch.long))
+    pred = torch.stack([t.predicted[-1] for t in rounds])
+    return ChainTrace(torch.stack([t.energy[-1] for t in rounds]), torch.arange(len(rounds)), predicted=pred,
+                      axis="PCD round (draw entering the round's last sampler step)")
 
 
 def _to(y: Optional[torch.Tensor], dev: torch.device) -> Optional[torch.Tensor]:

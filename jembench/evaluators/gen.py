@@ -30,6 +30,7 @@ from ..runtime import derive_seed
 from ..settings import Settings, option
 from .base import Context, Evaluator, SharedSettings
 from .common import Timer, check_compatible, default_dataset
+from .gen_chains import chain_diagnostics, ladder, record, write_trace
 
 NAME = "gen"
 QUANTISATION = "model space -> to_pixels01 -> clamp [0, 1] -> round(255 x) -> uint8 (as the real images)"
@@ -87,6 +88,10 @@ class GenSettings(Settings):
     kid_subsets: int = option(100, "KID subsets.", min=1)
     isc_splits: int = option(10, "Inception-score splits.", min=1)
     prc_neighborhood: int = option(3, "k of the k-NN manifolds of precision / recall.", min=1)
+    ladder: tuple[int, ...] = option((), "Long-run check: chain lengths as multiples of each fresh protocol's own "
+                                         "steps K (1,10,100: K, 10K, 100K), same seed; IS, FID and mean energy per "
+                                         "length as ladder/<steps>/... (Nijkamp et al. 2019) [off].", min=1,
+                                     metavar="LIST")
 
     def check(self, spell):
         if not self.protocol:
@@ -96,6 +101,8 @@ class GenSettings(Settings):
             yield f"{spell.assign('protocol', names)}: names a protocol twice; give each once"
         if not self.metrics:
             yield f"{spell.assign('metrics', '')}: name at least one of {', '.join(fidelity.METRICS)}"
+        if self.ladder and all(make_protocol(p).source == "buffer" for p in self.protocol):
+            yield f"{spell.option('ladder')} needs a fresh-chain protocol (buffer protocols run no chains)"
         pcd_set = [k for k in PCD_FIELDS if getattr(self, k) is not None]
         if pcd_set and not any(make_protocol(p).pcd_rounds for p in self.protocol):
             yield (f"{', '.join(spell.option(k) for k in pcd_set)} set but no PCD protocol chosen: add "
@@ -154,8 +161,9 @@ def run(models: list[HybridModel], s: GenSettings, shared: SharedSettings, ctx: 
                 with Timer() as t:
                     ev, samples = _evaluate(m, proto, extractors[ds], refs.get(ds), trains.get(ds), ds, s, shared,
                                             ctx.progress)
-                    ev.artifacts = _write_artifacts(ctx.out_dir, f"{ctx.slug(m)}-{proto.name}", m, samples,
-                                                    ctx.save_raw)
+                    stem = f"{ctx.slug(m)}-{proto.name}"
+                    ev.artifacts = _write_artifacts(ctx.out_dir, stem, m, samples, ctx.save_raw)
+                    ev.artifacts.update(write_trace(ctx.out_dir, stem, ev, samples, ctx.save_raw))
                 ev.wall_time_s = t.seconds
                 ctx.extras.setdefault("samples", {})[f"{m.info.name}/{proto.name}"] = samples
             except JembenchError as exc:
@@ -175,18 +183,10 @@ def _evaluate(model: HybridModel, proto: GenProtocol, ext: fidelity.Extractor,
     n = FRESH_N if s.n is None and proto.source == "fresh" else s.n
     samples = generate(model, proto, n, seed=shared.seed, batch_size=shared.batch_size, train_set=train,
                        progress=progress)
-    with Timer() as t_feat:
-        fake = fidelity.extract(ext, samples.images, batch_size=shared.batch_size, device=model.device)
     real = ref[1] if ref is not None else None
-    metric_seed = derive_seed(shared.seed, "gen-metrics")
-    values, settings = fidelity.fidelity_metrics(fake, real, ext, metrics=list(dict.fromkeys(s.metrics)),
-                                                 isc_splits=s.isc_splits, kid_subsets=s.kid_subsets,
-                                                 kid_subset_size=s.kid_subset_size,
-                                                 prc_neighborhood=s.prc_neighborhood, seed=metric_seed)
-    name, n_used = ext.name, len(samples.images)
-    out = {metric_name(key, name, s.reference): value for key, value in values.items()}
-    if "is" in s.metrics and real is not None:
-        out[f"is_real/{name}/{s.reference}"] = _real_is(real[ext.layers["is"]], n_used, s.isc_splits, metric_seed)
+    score = lambda smp, keys=tuple(s.metrics): _score(smp, ext, real, s, shared, keys, model.device)  # noqa: E731
+    out, settings, fake, features_s = score(samples)
+    n_used = len(samples.images)
     warnings = list(samples.warnings)
     dim = fake[ext.layers["fid"]].shape[1]
     if "fid" in s.metrics and n_used < dim:
@@ -194,7 +194,7 @@ def _evaluate(model: HybridModel, proto: GenProtocol, ext: fidelity.Extractor,
                         "strongly biased; compare only numbers with equal N")
     rows, extra = _class_rows(model, samples, fake, ext, shared.batch_size)
     out.update(extra)
-    time = {"sampling_s": samples.seconds, "features_s": t_feat.seconds}
+    time = {"sampling_s": samples.seconds, "features_s": features_s}
     if samples.chain_steps:
         time["chain_steps_per_s"] = samples.chain_steps / max(samples.seconds, 1e-9)
     protocol = {"sampling": samples.protocol, "n": n_used, "dataset": dataset,
@@ -203,7 +203,34 @@ def _evaluate(model: HybridModel, proto: GenProtocol, ext: fidelity.Extractor,
                 "metric_settings": settings, "torch_fidelity": _tf_version()}
     ev = Evaluation(NAME, model.info.to_dict(), protocol, metrics=out, rows=rows, warnings=warnings,
                     provenance={"time": time, "observed": {k: float(v) for k, v in samples.observed.items()}})
+    record(ev, *chain_diagnostics(samples, f"{model.info.name} / {proto.name}"))
+    if s.ladder and proto.source == "fresh":
+        keys = tuple(k for k in s.metrics if k in ("is", "fid"))
+        pick = lambda d: {k: v for k, v in d.items() if k.split("/")[0] in keys}  # noqa: E731
+        lad, protocol["ladder"] = ladder(model, proto, samples, pick(out), s.ladder,
+                                         lambda smp: pick(score(smp, keys)[0]),
+                                         n=n, seed=shared.seed, batch_size=shared.batch_size, train_set=train,
+                                         progress=progress)
+        ev.metrics.update(lad)
     return ev, samples
+
+
+def _score(samples: Samples, ext: fidelity.Extractor, real: Optional[dict[str, torch.Tensor]], s: GenSettings,
+           shared: SharedSettings, keys: tuple[str, ...], device: Any) -> tuple[dict[str, float], dict, dict, float]:
+    """The named metrics ``keys`` of ``samples`` (with the real images' IS ceiling when IS is asked), the metric
+    settings, the samples' features and the seconds feature extraction took."""
+    with Timer() as t_feat:
+        fake = fidelity.extract(ext, samples.images, batch_size=shared.batch_size, device=device)
+    metric_seed = derive_seed(shared.seed, "gen-metrics")
+    values, settings = fidelity.fidelity_metrics(fake, real, ext, metrics=list(dict.fromkeys(keys)),
+                                                 isc_splits=s.isc_splits, kid_subsets=s.kid_subsets,
+                                                 kid_subset_size=s.kid_subset_size,
+                                                 prc_neighborhood=s.prc_neighborhood, seed=metric_seed)
+    out = {metric_name(key, ext.name, s.reference): value for key, value in values.items()}
+    if "is" in keys and real is not None:
+        out[f"is_real/{ext.name}/{s.reference}"] = _real_is(real[ext.layers["is"]], len(samples.images),
+                                                            s.isc_splits, metric_seed)
+    return out, settings, fake, t_feat.seconds
 
 
 def metric_name(key: str, extractor: str, reference: str) -> str:
@@ -307,7 +334,7 @@ EVALUATOR = Evaluator(
     name=NAME, title="Generation", settings=GenSettings, run=run, result=GenResult, summary=summary_text,
     shared=SHARED, headline=("fid/*/*", "is/*", "kid/*/*"), headline_last=False,
     metrics=("is/*", "is_std/*", "is_real/*/*", "fid/*/*", "kid/*/*", "kid_std/*/*", "precision/*/*", "recall/*/*",
-             "cond_acc/*"),
+             "cond_acc/*", "chain/*", "ladder/*"),
     figures="Sample grids", positional=(),
     short_help="IS / FID / KID / precision-recall of samples drawn under named protocols.",
     help="""Generation: draw samples under each protocol, score IS / FID / KID / precision-recall.
