@@ -88,10 +88,10 @@ class GenSettings(Settings):
     kid_subsets: int = option(100, "KID subsets.", min=1)
     isc_splits: int = option(10, "Inception-score splits.", min=1)
     prc_neighborhood: int = option(3, "k of the k-NN manifolds of precision / recall.", min=1)
-    ladder: tuple[int, ...] = option((), "Long-run check: chain lengths as multiples of each fresh protocol's own "
-                                         "steps K (1,10,100: K, 10K, 100K), same seed; IS, FID and mean energy per "
-                                         "length as ladder/<steps>/... (Nijkamp et al. 2019) [off].", min=1,
-                                     metavar="LIST")
+    ladder: Optional[tuple[int, ...]] = option(
+        None, "Long-run check: chain lengths as multiples of each fresh protocol's own steps K (1,10,100: K, 10K, "
+              "100K), same seed; IS, FID and mean energy per length as ladder/<steps>/... (Nijkamp et al. 2019); "
+              "buffer protocols are skipped; none = off.", min=1, metavar="LIST")
 
     def check(self, spell):
         if not self.protocol:
@@ -101,8 +101,6 @@ class GenSettings(Settings):
             yield f"{spell.assign('protocol', names)}: names a protocol twice; give each once"
         if not self.metrics:
             yield f"{spell.assign('metrics', '')}: name at least one of {', '.join(fidelity.METRICS)}"
-        if self.ladder and all(make_protocol(p).source == "buffer" for p in self.protocol):
-            yield f"{spell.option('ladder')} needs a fresh-chain protocol (buffer protocols run no chains)"
         pcd_set = [k for k in PCD_FIELDS if getattr(self, k) is not None]
         if pcd_set and not any(make_protocol(p).pcd_rounds for p in self.protocol):
             yield (f"{', '.join(spell.option(k) for k in pcd_set)} set but no PCD protocol chosen: add "
