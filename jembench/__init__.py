@@ -17,6 +17,7 @@ from .version import __version__
 # Python API name -> module that defines it (imported on first use, so `import jembench` stays light); the
 # evaluators' functions come from the registry
 _LAZY = {
+    "compose": "jembench.models.compose",
     "get_dataset": "jembench.data",
     "ForwardCache": "jembench.forward",
     "train": "jembench.training",

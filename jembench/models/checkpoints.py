@@ -261,7 +261,8 @@ def _jem(obj: Any, path: Path) -> tuple[dict, dict, ModelInfo, Any, dict]:
 
 def load(path: str | os.PathLike, device: Optional[str | torch.device] = None, *,
          default_dataset: Optional[str] = None, **overrides: Any) -> HybridModel:
-    """Load a JEM, JEM++ or jembench checkpoint as a :class:`HybridModel` in eval mode.
+    """Load a JEM, JEM++ or jembench checkpoint (or a ``poe:A.pt@w,B.pt`` product of experts) as a
+    :class:`HybridModel` in eval mode.
 
     ``overrides`` set what a file cannot say: ``head`` ("ccf": log p(x) = logsumexp of logits, the default;
     "f": JEM's ``--uncond`` energy head), ``norm`` ("layer" for GroupNorm files, which share InstanceNorm's
@@ -275,6 +276,9 @@ def load(path: str | os.PathLike, device: Optional[str | torch.device] = None, *
     if unknown:
         raise TypeError(f"unknown override(s) {sorted(unknown)}; allowed: {list(OVERRIDES)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if str(path).startswith("poe:"):  # a product of experts (models/compose.py)
+        from .compose import load_spec
+        return load_spec(str(path), device, default_dataset=default_dataset, **overrides)
     path = Path(path)
     obj = read_checkpoint(path)
     buffer, extras = None, {}

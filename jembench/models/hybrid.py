@@ -41,6 +41,7 @@ class ModelInfo:
     name: Optional[str] = None
     jembench_version: Optional[str] = None
     train_config: dict[str, Any] = field(default_factory=dict)
+    experts: list[dict[str, Any]] = field(default_factory=list)  # a product of experts: each one's file and weight
     notes: list[str] = field(default_factory=list)
 
     @property
