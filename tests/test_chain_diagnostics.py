@@ -142,5 +142,6 @@ def test_gen_on_the_digits_demo_records_diagnostics_and_the_ladder(tmp_path, cap
     assert (out / sgld["artifacts"]["samples: chain energy"]).is_file()
     assert buffer["protocol"]["chain_diagnostics"].startswith("none") and "ladder" not in buffer["protocol"]
     assert not any(k.startswith(("chain/", "ladder/")) for k in buffer["metrics"])
+    assert any("sgld at 16 steps: energy R-hat" in w for w in sgld["warnings"])  # JEM's SGLD does not mix
     logged = [r.message for r in caplog.records]
     assert all(w in logged for w in sgld["warnings"] if "R-hat" in w or "drifting" in w)

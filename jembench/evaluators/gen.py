@@ -205,11 +205,12 @@ def _evaluate(model: HybridModel, proto: GenProtocol, ext: fidelity.Extractor,
     if s.ladder and proto.source == "fresh":
         keys = tuple(k for k in s.metrics if k in ("is", "fid"))
         pick = lambda d: {k: v for k, v in d.items() if k.split("/")[0] in keys}  # noqa: E731
-        lad, protocol["ladder"] = ladder(model, proto, samples, pick(out), s.ladder,
+        lad, protocol["ladder"], lad_warnings = ladder(model, proto, samples, pick(out), s.ladder,
                                          lambda smp: pick(score(smp, keys)[0]),
                                          n=n, seed=shared.seed, batch_size=shared.batch_size, train_set=train,
                                          progress=progress)
         ev.metrics.update(lad)
+        ev.warnings += lad_warnings
     return ev, samples
 
 
@@ -319,11 +320,14 @@ def summary_text(result: GenResult) -> str:
         if ev.status != "ok":
             lines.append(f"{name}: failed: {ev.error}")
             continue
-        shown = {k: v for k, v in ev.metrics.items() if not k.startswith(("is_std", "kid_std"))}
+        shown = {k: v for k, v in ev.metrics.items() if not k.startswith(("is_std", "kid_std", "ladder/"))}
         nums = ", ".join(f"{k} = {v:.4g}" for k, v in shown.items())
         t = ev.provenance["time"]
         lines.append(f"{name} (n={ev.protocol['n']}, extractor {ev.protocol['feature_extractor']['name']}): {nums}; "
                      f"sampling {t['sampling_s']:.1f}s, features {t['features_s']:.1f}s")
+        for steps in (ev.protocol.get("ladder") or {}).get("steps", []):
+            rung = {k.split("/", 2)[2]: v for k, v in ev.metrics.items() if k.startswith(f"ladder/{steps}/")}
+            lines.append(f"  long run, {steps} steps: " + ", ".join(f"{k} = {v:.4g}" for k, v in rung.items()))
         lines += [f"  warning: {w}" for w in ev.warnings]
     return "\n".join(lines)
 

@@ -81,11 +81,13 @@ def mean_energy(model: HybridModel, x: torch.Tensor, batch_size: int) -> float:
 
 def ladder(model: HybridModel, proto: GenProtocol, main: Samples, main_scores: dict[str, float], multiples: tuple,
            score: Callable[[Samples], dict[str, float]], *, n: Optional[int], seed: int, batch_size: int,
-           train_set: Any, progress: bool) -> tuple[dict[str, float], dict[str, Any]]:
-    """``(metrics, protocol entry)`` of the long-run ladder for one fresh protocol (see the module docstring)."""
+           train_set: Any, progress: bool) -> tuple[dict[str, float], dict[str, Any], list[str]]:
+    """``(metrics, protocol entry, warnings of the longer runs)`` of the long-run ladder for one fresh protocol
+    (see the module docstring)."""
     k = proto.sampler.outer_steps if isinstance(proto.sampler, JEMPPConfig) else proto.sampler.steps
     field = "outer_steps" if isinstance(proto.sampler, JEMPPConfig) else "steps"
     metrics: dict[str, float] = {}
+    warnings: list[str] = []
     for m in sorted(set(multiples)):
         steps = m * k
         if m == 1:
@@ -100,7 +102,9 @@ def ladder(model: HybridModel, proto: GenProtocol, main: Samples, main_scores: d
         metrics[f"ladder/{steps}/energy_mean"] = mean_energy(model, samples.x, batch_size)
         if diag is not None and "chain/rhat" in diag.metrics:
             metrics[f"ladder/{steps}/rhat"] = diag.metrics["chain/rhat"]
+        if diag is not None and m != 1:  # the main run's warnings are already the evaluation's
+            warnings += diag.warnings
     entry = {"multiples": sorted(set(multiples)), "steps": [m * k for m in sorted(set(multiples))],
              "same_seed": True, "energy": "mean E(x) of the final samples in model space, eval mode",
              "metrics": "ladder/<steps>/<metric>: IS and FID as the main metrics, energy_mean, rhat"}
-    return metrics, entry
+    return metrics, entry, warnings
