@@ -42,6 +42,9 @@ def test_logits_add_with_their_weights_and_half_plus_half_is_exact(pair):
         assert torch.equal(jembench.load(f"poe:{a}@0.5,{a}@0.5")(x), ma(x))  # logits exactly
         assert torch.allclose(jembench.compose([ma, mb])(x), ma(x) + mb(x), atol=1e-6)  # default weights 1
     assert [e["weight"] for e in poe.info.experts] == [1.0, 0.5] and poe.info.name == "poe(a@1,b@0.5)"
+    from jembench.forward import model_fingerprint  # the shared forward cache must tell the weights apart
+
+    assert model_fingerprint(poe) != model_fingerprint(jembench.load(f"poe:{a}@0.5,{b}@1"))
 
 
 def test_an_energy_head_expert_contributes_its_joint_log_density(tmp_path):

@@ -27,16 +27,17 @@ AGREE = ("in_channels", "image_size", "mean", "std", "n_classes")  # what every 
 
 
 class ProductOfExperts(nn.Module):
-    """``x -> sum_i w_i log p~_i(x, y)`` for every class y (``[B, C]``)."""
+    """``x -> sum_i w_i log p~_i(x, y)`` for every class y (``[B, C]``). The weights are a buffer, so they are part
+    of the state dict and of every content hash of the model (the forward cache keys on it)."""
 
     def __init__(self, experts: Sequence[HybridModel], weights: Sequence[float]):
         super().__init__()
         self.experts = nn.ModuleList(experts)
-        self.weights = [float(w) for w in weights]
+        self.register_buffer("weights", torch.tensor([float(w) for w in weights], dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         total = None
-        for w, m in zip(self.weights, self.experts):
+        for w, m in zip(self.weights, self.experts):  # a 0-d float64 weight times float32 keeps float32
             logits, log_px = m.logits_and_log_px(x)
             joint = logits if m.info.head == "ccf" else log_px[:, None] + logits.log_softmax(-1)
             total = w * joint if total is None else total + w * joint
