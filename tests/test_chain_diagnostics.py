@@ -143,5 +143,7 @@ def test_gen_on_the_digits_demo_records_diagnostics_and_the_ladder(tmp_path, cap
     assert buffer["protocol"]["chain_diagnostics"].startswith("none") and "ladder" not in buffer["protocol"]
     assert not any(k.startswith(("chain/", "ladder/")) for k in buffer["metrics"])
     assert any("sgld at 16 steps: energy R-hat" in w for w in sgld["warnings"])  # JEM's SGLD does not mix
+    assert sgld["metrics"]["ladder/8/rhat"] == sgld["metrics"]["chain/rhat"]
     logged = [r.message for r in caplog.records]
+    assert not any("at 8 steps" in m for m in logged)  # the main run is diagnosed (and warned about) once
     assert all(w in logged for w in sgld["warnings"] if "R-hat" in w or "drifting" in w)

@@ -205,7 +205,8 @@ def _evaluate(model: HybridModel, proto: GenProtocol, ext: fidelity.Extractor,
     if s.ladder and proto.source == "fresh":
         keys = tuple(k for k in s.metrics if k in ("is", "fid"))
         pick = lambda d: {k: v for k, v in d.items() if k.split("/")[0] in keys}  # noqa: E731
-        lad, protocol["ladder"], lad_warnings = ladder(model, proto, samples, pick(out), s.ladder,
+        main = {**pick(out), **{k: v for k, v in ev.metrics.items() if k == "chain/rhat"}}
+        lad, protocol["ladder"], lad_warnings = ladder(model, proto, samples, main, s.ladder,
                                          lambda smp: pick(score(smp, keys)[0]),
                                          n=n, seed=shared.seed, batch_size=shared.batch_size, train_set=train,
                                          progress=progress)

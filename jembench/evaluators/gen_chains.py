@@ -90,20 +90,21 @@ def ladder(model: HybridModel, proto: GenProtocol, main: Samples, main_scores: d
     warnings: list[str] = []
     for m in sorted(set(multiples)):
         steps = m * k
-        if m == 1:
-            samples, scores = main, main_scores
+        if m == 1:  # the main run: its scores and R-hat (``main_scores`` holds chain/rhat), its warnings already given
+            samples, scores = main, {k: v for k, v in main_scores.items() if k != "chain/rhat"}
+            rhat = main_scores.get("chain/rhat")
         else:
             longer = dataclasses.replace(proto, sampler=dataclasses.replace(proto.sampler, **{field: steps}))
             samples = generate(model, longer, n, seed=seed, batch_size=batch_size, train_set=train_set,
                                progress=progress)
             scores = score(samples)
-        diag, _ = chain_diagnostics(samples, f"{model.info.name} / {proto.name} at {steps} steps")
+            diag, _ = chain_diagnostics(samples, f"{model.info.name} / {proto.name} at {steps} steps")
+            rhat = diag.metrics.get("chain/rhat") if diag is not None else None
+            warnings += diag.warnings if diag is not None else []
         metrics.update({f"ladder/{steps}/{key}": v for key, v in scores.items()})
         metrics[f"ladder/{steps}/energy_mean"] = mean_energy(model, samples.x, batch_size)
-        if diag is not None and "chain/rhat" in diag.metrics:
-            metrics[f"ladder/{steps}/rhat"] = diag.metrics["chain/rhat"]
-        if diag is not None and m != 1:  # the main run's warnings are already the evaluation's
-            warnings += diag.warnings
+        if rhat is not None:
+            metrics[f"ladder/{steps}/rhat"] = rhat
     entry = {"multiples": sorted(set(multiples)), "steps": [m * k for m in sorted(set(multiples))],
              "same_seed": True, "energy": "mean E(x) of the final samples in model space, eval mode",
              "metrics": "ladder/<steps>/<metric>: IS and FID as the main metrics, energy_mean, rhat"}
