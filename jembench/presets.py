@@ -115,7 +115,7 @@ def quick() -> Preset:
             "robust": RobustSettings(norm=("linf",), eps_linf=(0.0, 2 / 255, 8 / 255), n=64, steps=10,
                                      purify_steps=(0, 1), eot=2, eval_purifications=2, purify_copies=2,
                                      full_grad_max_k=0),
-            "gen": GenSettings(n=500, protocol=("sgld",), steps=20, ladder=(1, 5)),
+            "gen": GenSettings(n=500, protocol=("sgld",), steps=20, ladder=(1, 3)),
         })
 
 
