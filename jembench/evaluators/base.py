@@ -26,6 +26,7 @@ from ..forward import ForwardCache
 from ..io import checkpoint_slugs
 from ..models import HybridModel
 from ..models.wrn import NORMS
+from ..outdir import holds_out_dir
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import resolve_device
 from ..settings import Settings, Spelling, option
@@ -154,9 +155,11 @@ class Evaluator:
                 raise JembenchError(f"{self.name}: unknown option {key!r}; options: {', '.join(allowed)}")
         return self.settings.build(own, spell=spell), SharedSettings.build(shared, spell=spell)
 
+    @holds_out_dir
     def call(self, checkpoints: Checkpoints, *args: Any, out_dir: Any = None, save_raw: bool = False,
              cache: Optional[ForwardCache] = None, progress: bool = True, **values: Any) -> EvaluatorResult:
-        """The Python API: validate everything, load the checkpoints, run, write ``out_dir/results.json``."""
+        """The Python API: validate everything, load the checkpoints, run, write ``out_dir/results.json``
+        (holding ``out_dir``'s lock: :func:`jembench.outdir.claim`)."""
         if len(args) > len(self.positional):
             raise JembenchError(f"{self.name}() takes {len(self.positional)} positional argument(s) after the "
                                 f"checkpoints ({', '.join(self.positional)}); pass the rest by keyword")
@@ -193,7 +196,8 @@ class Evaluator:
                                      else inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
                    for f in sorted(fields.values(), key=lambda f: (list(self.positional) + [f.name]).index(f.name))]
         params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=d)
-                   for k, d in (("out_dir", None), ("save_raw", False), ("cache", None), ("progress", True))]
+                   for k, d in (("out_dir", None), ("save_raw", False), ("cache", None), ("progress", True),
+                                                                         ("wait", False))]
         api.__signature__ = inspect.Signature(params, return_annotation=self.result)  # type: ignore[attr-defined]
         api.__name__ = api.__qualname__ = self.name.replace("-", "_")
         api.__doc__ = (f"{self.short_help or self.title} (mirrors ``jembench {self.name}``).\n\n"

@@ -121,12 +121,13 @@ class GenResult(EvaluatorResult):
 
 
 def reference_set(dataset: str, split: str, *, data_dir: Any = None, download: bool = False) -> ImageSet:
-    """The reference images: one split, or ``"train+test"`` concatenated (what JEM++ used)."""
+    """The reference images: one split, or ``"train+test"`` concatenated (what JEM++ used). A source with one split
+    (``npz:`` holding only ``x``) is that split, ``"all"``, whatever was asked: never relabelled, never doubled."""
     if split not in REFERENCE_SPLITS:
         raise JembenchError(f"--reference {split!r}: choose one of {', '.join(REFERENCE_SPLITS)}")
     parts = [get_dataset(dataset, s, data_dir=data_dir, download=download) for s in split.split("+")]
-    if len(parts) == 1:
-        return parts[0]
+    if len(parts) == 1 or parts[0].split != split.split("+")[0]:  # a single-split source gives its one split ("all")
+        return parts[0]  # for every split asked: use it once, named by what it is
     labels = None if any(p.labels is None for p in parts) else torch.cat([p.labels for p in parts])
     return ImageSet(parts[0].name, split, torch.cat([p.images for p in parts]), labels, parts[0].n_classes,
                     {"parts": [p.meta for p in parts]})
@@ -182,7 +183,9 @@ def _evaluate(model: HybridModel, proto: GenProtocol, ext: fidelity.Extractor,
     samples = generate(model, proto, n, seed=shared.seed, batch_size=shared.batch_size, train_set=train,
                        progress=progress)
     real = ref[1] if ref is not None else None
-    score = lambda smp, keys=tuple(s.metrics): _score(smp, ext, real, s, shared, keys, model.device)  # noqa: E731
+    ref_split = ref[0].split if ref is not None else s.reference  # "all" for a single-split npz: what it is
+    score = lambda smp, keys=tuple(s.metrics): _score(smp, ext, real, s, shared, keys, model.device,  # noqa: E731
+                                                      ref_split)
     out, settings, fake, features_s = score(samples)
     n_used = len(samples.images)
     warnings = list(samples.warnings)
@@ -196,7 +199,7 @@ def _evaluate(model: HybridModel, proto: GenProtocol, ext: fidelity.Extractor,
     if samples.chain_steps:
         time["chain_steps_per_s"] = samples.chain_steps / max(samples.seconds, 1e-9)
     protocol = {"sampling": samples.protocol, "n": n_used, "dataset": dataset,
-                "reference": _reference_record(ref, s.reference) if ref is not None else None,
+                "reference": _reference_record(ref) if ref is not None else None,
                 "feature_extractor": ext.describe(), "quantisation": QUANTISATION,
                 "metric_settings": settings, "torch_fidelity": _tf_version()}
     ev = Evaluation(NAME, model.info.to_dict(), protocol, metrics=out, rows=rows, warnings=warnings,
@@ -206,17 +209,17 @@ def _evaluate(model: HybridModel, proto: GenProtocol, ext: fidelity.Extractor,
         keys = tuple(k for k in s.metrics if k in ("is", "fid"))
         pick = lambda d: {k: v for k, v in d.items() if k.split("/")[0] in keys}  # noqa: E731
         main = {**pick(out), **{k: v for k, v in ev.metrics.items() if k == "chain/rhat"}}
-        lad, protocol["ladder"], lad_warnings = ladder(model, proto, samples, main, s.ladder,
-                                         lambda smp: pick(score(smp, keys)[0]),
-                                         n=n, seed=shared.seed, batch_size=shared.batch_size, train_set=train,
-                                         progress=progress)
+        lad, protocol["ladder"], lad_warnings = ladder(
+            model, proto, samples, main, s.ladder, lambda smp: pick(score(smp, keys)[0]), n=n, seed=shared.seed,
+            batch_size=shared.batch_size, train_set=train, progress=progress)
         ev.metrics.update(lad)
         ev.warnings += lad_warnings
     return ev, samples
 
 
 def _score(samples: Samples, ext: fidelity.Extractor, real: Optional[dict[str, torch.Tensor]], s: GenSettings,
-           shared: SharedSettings, keys: tuple[str, ...], device: Any) -> tuple[dict[str, float], dict, dict, float]:
+           shared: SharedSettings, keys: tuple[str, ...], device: Any,
+           ref_split: str) -> tuple[dict[str, float], dict, dict, float]:
     """The named metrics ``keys`` of ``samples`` (with the real images' IS ceiling when IS is asked), the metric
     settings, the samples' features and the seconds feature extraction took."""
     with Timer() as t_feat:
@@ -226,9 +229,9 @@ def _score(samples: Samples, ext: fidelity.Extractor, real: Optional[dict[str, t
                                                  isc_splits=s.isc_splits, kid_subsets=s.kid_subsets,
                                                  kid_subset_size=s.kid_subset_size,
                                                  prc_neighborhood=s.prc_neighborhood, seed=metric_seed)
-    out = {metric_name(key, ext.name, s.reference): value for key, value in values.items()}
+    out = {metric_name(key, ext.name, ref_split): value for key, value in values.items()}
     if "is" in keys and real is not None:
-        out[f"is_real/{ext.name}/{s.reference}"] = _real_is(real[ext.layers["is"]], len(samples.images),
+        out[f"is_real/{ext.name}/{ref_split}"] = _real_is(real[ext.layers["is"]], len(samples.images),
                                                             s.isc_splits, metric_seed)
     return out, settings, fake, t_feat.seconds
 
@@ -246,10 +249,10 @@ def _real_is(logits: torch.Tensor, n: int, splits: int, seed: int) -> float:
     return fidelity.inception_score(logits[idx], splits, seed)[0]
 
 
-def _reference_record(ref: tuple[ImageSet, dict[str, torch.Tensor], dict[str, Any]], split: str) -> dict[str, Any]:
+def _reference_record(ref: tuple[ImageSet, dict[str, torch.Tensor], dict[str, Any]]) -> dict[str, Any]:
     imageset, _, cache = ref
-    return {"dataset": imageset.name, "split": split, "n": len(imageset), "fingerprint": imageset.fingerprint(),
-            "cache_key": cache["key"]}
+    return {"dataset": imageset.name, "split": imageset.split, "n": len(imageset),
+            "fingerprint": imageset.fingerprint(), "cache_key": cache["key"]}
 
 
 @torch.no_grad()
