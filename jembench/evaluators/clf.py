@@ -25,7 +25,8 @@ from .base import Context, Evaluator, SharedSettings
 from .common import load_eval_set, summary_table
 
 NAME = "clf"
-SHARED = ("dataset", "n", "sigma", "seed", "device", "batch_size", "data_dir", "download", "head", "cache_dir")
+SHARED = ("dataset", "n", "sigma", "seed", "device", "batch_size", "data_dir",
+          "download", "head", "cache_dir", "precision")
 
 # metric names (``n`` is the number of evaluated images)
 ACCURACY, ERROR, NLL, BRIER, N = "accuracy", "error", "nll", "brier", "n"
