@@ -32,6 +32,7 @@ from .metrics.fidelity import quantize
 from .rng import RECIPE, KeyedNoise
 from .runtime import derive_seed, generator
 from .sampling import GaussianInit, JEMPPConfig, ReplayBuffer, SGLDConfig, UniformInit
+from .sampling.mcmc import ChainResult, MALAConfig, MCMCConfig, MHConfig, input_box, mcmc_sample
 from .sampling.sgld import run_sampler
 from .sampling.trace import ChainTrace, TraceRecorder, stride_for
 
@@ -52,7 +53,7 @@ class GenProtocol:
     name: str = "sgld"
     source: str = "fresh"
     init: str = "uniform"
-    sampler: SGLDConfig | JEMPPConfig = field(default_factory=lambda: SGLDConfig(steps=SGLD_STEPS))
+    sampler: SGLDConfig | JEMPPConfig | MCMCConfig = field(default_factory=lambda: SGLDConfig(steps=SGLD_STEPS))
     pcd_rounds: int = 0
     pcd_batch: int = PCD_BATCH
     reinit_freq: float = REINIT_FREQ
@@ -92,6 +93,11 @@ PRESETS: dict[str, dict[str, Any]] = {
               "init": "gaussian", "sampler": JEMPPConfig},
     "conditional": {"doc": "class-conditional SGLD on f(x)[y] from U(-1,1), N/K chains per class",
                     "conditional": True},
+    "mh": {"doc": "fresh chains from U(-1,1), random-walk Metropolis-Hastings on p~^(1/T) in the input box "
+                  "(100 steps of std 0.01 after 50 warm-up steps adapting it to 0.234 acceptance)",
+           "sampler": lambda: MHConfig(warmup=50)},
+    "mala": {"doc": "fresh chains from U(-1,1), MALA on p~^(1/T) in the input box (100 steps after 50 warm-up "
+                    "steps adapting the step to 0.574 acceptance)", "sampler": lambda: MALAConfig(warmup=50)},
     "buffer": {"doc": "the checkpoint's replay buffer, all of it", "source": "buffer"},
     "buffer-top": {"doc": "the checkpoint's replay buffer, the most confident fraction per class",
                    "source": "buffer", "buffer_top": BUFFER_TOP},
@@ -99,10 +105,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def make_protocol(spec: str | GenProtocol | dict[str, Any], *, steps: Optional[int] = None,
-                  step_size: Optional[float] = None, noise: Optional[float] = None, **overrides: Any) -> GenProtocol:
+                  step_size: Optional[float] = None, noise: Optional[float] = None,
+                  temperature: Optional[float] = None, warmup: Optional[int] = None,
+                  target_accept: Optional[float] = None, **overrides: Any) -> GenProtocol:
     """A preset name (``PRESETS``), a dict of :class:`GenProtocol` fields or a protocol, with overrides applied.
 
-    ``steps`` / ``step_size`` / ``noise`` set the sampler's (for JEM++: its outer steps M); other overrides
+    ``steps`` / ``step_size`` / ``noise`` set the sampler's (for JEM++: its outer steps M; ``noise`` only SGLD and
+    JEM++, whose noise is free); ``temperature`` / ``warmup`` / ``target_accept`` set MH and MALA's; other overrides
     (``init``, ``pcd_rounds``, ``pcd_batch``, ``reinit_freq``, ``conditional``, ``buffer_top``, ``bn_train``)
     set protocol fields. ``None`` leaves a field as it is. ``buffer_top`` changes only buffer protocols and the
     PCD fields only protocols that run PCD rounds (``make_protocol("pcd", conditional=True)`` is conditional PCD).
@@ -127,9 +136,12 @@ def make_protocol(spec: str | GenProtocol | dict[str, Any], *, steps: Optional[i
         for key in PCD_FIELDS:
             changes.pop(key, None)
     proto = dataclasses.replace(proto, **changes)
-    sampler_changes = {"step_size": step_size, "noise": noise,
+    sampler_changes = {"step_size": step_size, "noise": noise, "temperature": temperature, "warmup": warmup,
+                       "target_accept": target_accept,
                        ("outer_steps" if isinstance(proto.sampler, JEMPPConfig) else "steps"): steps}
-    proto.sampler = dataclasses.replace(proto.sampler, **{k: v for k, v in sampler_changes.items() if v is not None})
+    has = {f.name for f in dataclasses.fields(proto.sampler)}
+    proto.sampler = dataclasses.replace(proto.sampler, **{k: v for k, v in sampler_changes.items()
+                                                          if v is not None and k in has})
     return proto
 
 
@@ -147,11 +159,39 @@ class Samples:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     chain_steps: int = 0  # sum over sampler calls of chains x gradient steps
+    acceptance: Optional[torch.Tensor] = None  # MH / MALA fresh chains: per-chain acceptance rate [n]
+    energy: Optional[torch.Tensor] = None  # MH / MALA fresh chains: E(x) of every chain after each step [steps, n]
     trace: Optional[ChainTrace] = None  # chain energies for the diagnostics (None: no chains were run)
 
 
-def _gradient_steps(cfg: SGLDConfig | JEMPPConfig) -> int:
+def _gradient_steps(cfg: SGLDConfig | JEMPPConfig | MCMCConfig) -> int:
+    if isinstance(cfg, MCMCConfig):
+        return cfg.warmup + cfg.steps
     return cfg.outer_steps if isinstance(cfg, JEMPPConfig) else cfg.steps
+
+
+def _advance(model: Any, x0: torch.Tensor, cfg: SGLDConfig | JEMPPConfig | MCMCConfig, gen: torch.Generator,
+             y: Optional[torch.Tensor], kw: dict[str, Any], runs: list[ChainResult]) -> torch.Tensor:
+    """Advance chains ``x0`` with the protocol's sampler; MH / MALA runs (restricted to the model's input box)
+    are appended to ``runs``."""
+    if isinstance(cfg, MCMCConfig):
+        lo, hi = input_box(model.info)
+        res = mcmc_sample(model, x0, cfg, gen, y=y, value_range=(lo.to(x0.device), hi.to(x0.device)))
+        runs.append(res)
+        return res.x
+    return run_sampler(model, x0, cfg, gen, y=y, **kw)
+
+
+def _mcmc_facts(runs: list[ChainResult], observed: dict[str, float], warnings: list[str]) -> None:
+    """Acceptance and kept step size of MH / MALA runs into ``observed``; a warning when acceptance is extreme."""
+    acc = torch.cat([r.acceptance for r in runs])
+    steps = [r.step_size for r in runs]
+    observed.update({"mcmc/acceptance_mean": float(acc.mean()), "mcmc/acceptance_min": float(acc.min()),
+                     "mcmc/acceptance_max": float(acc.max()), "mcmc/step_size_min": min(steps),
+                     "mcmc/step_size_max": max(steps)})
+    if not 0.05 <= float(acc.mean()) <= 0.95:
+        warnings.append(f"MH/MALA acceptance {float(acc.mean()):.3f}: the step is far from useful (near 0: too "
+                        "large, near 1: too small); set --step-size or --warmup")
 
 
 def _init(model: Any, proto: GenProtocol, train_set: Any) -> UniformInit | GaussianInit:
@@ -205,17 +245,17 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
     warnings: list[str] = []
     observed: dict[str, float] = {}
     steps = _gradient_steps(proto.sampler)
+    runs: list[ChainResult] = []
     if not proto.pcd_rounds:
         chunks, traces = [], []
         for s in tqdm(range(0, n, batch_size), desc=f"sampling {proto.name}", disable=not progress, leave=False):
             y = labels[s:s + batch_size] if labels is not None else None
             noise = KeyedNoise(record["derived_seed"], s, min(s + batch_size, n), "chain")  # per chain, not batch
             x0 = init(noise.n, noise, y).to(dev)
-            rec = TraceRecorder(model, stride_for(steps))
-            chunks.append(run_sampler(model, x0, proto.sampler, noise, y=_to(y, dev), log_density=rec.log_density,
-                                      **kw).cpu())
-            traces.append(rec.trace())
-        x, trace = torch.cat(chunks), ChainTrace.cat(traces)
+            rec = None if isinstance(proto.sampler, MCMCConfig) else TraceRecorder(model, stride_for(steps))
+            chunks.append(_advance(model, x0, proto.sampler, noise, _to(y, dev), _traced(kw, rec), runs).cpu())
+            traces += [rec.trace()] if rec is not None else []
+        x, trace = torch.cat(chunks), (ChainTrace.cat(traces) if traces else None)
         chain_steps = n * steps
     else:
         buf = ReplayBuffer(n, init, gen, reinit_freq=proto.reinit_freq, data=init(n, gen, labels).cpu())
@@ -225,11 +265,10 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
         for _ in tqdm(range(proto.pcd_rounds), desc=f"PCD {proto.name}", disable=not progress, leave=False):
             x0, idx = buf.sample(proto.pcd_batch)
             y = labels[idx] if labels is not None else None
-            rec = TraceRecorder(model)
-            buf.update(idx, run_sampler(model, x0.to(dev), proto.sampler, gen, y=_to(y, dev),
-                                        log_density=rec.log_density, **kw))
+            rec = None if isinstance(proto.sampler, MCMCConfig) else TraceRecorder(model)
+            buf.update(idx, _advance(model, x0.to(dev), proto.sampler, gen, _to(y, dev), _traced(kw, rec), runs))
             advanced[idx.cpu()] = True
-            last.append(rec.trace())
+            last.append(rec.trace() if rec is not None else _mcmc_trace(runs[-1].energy, runs[-1].warmup, None))
         x, trace = buf.data, _rounds_trace(last)
         chain_steps = proto.pcd_rounds * proto.pcd_batch * steps
         never = int((~advanced).sum())
@@ -237,18 +276,40 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
         if never:
             warnings.append(f"{never} of {n} buffer chains were never advanced (pcd_rounds x pcd_batch = "
                             f"{proto.pcd_rounds * proto.pcd_batch}); they are init noise: raise --pcd-rounds")
-    return Samples(x, quantize(model, x), labels.cpu() if labels is not None else None, record,
-                   observed, warnings, chain_steps=chain_steps, trace=trace)
+    out = Samples(x, quantize(model, x), labels.cpu() if labels is not None else None, record,
+                  observed, warnings, chain_steps=chain_steps, trace=trace)
+    if runs:
+        _mcmc_facts(runs, observed, warnings)
+        if not proto.pcd_rounds:  # one run per chain: per-chain acceptance and energy traces line up with x
+            out.acceptance = torch.cat([r.acceptance for r in runs])
+            out.energy = torch.cat([r.energy for r in runs], 1)
+            out.trace = _mcmc_trace(out.energy, runs[0].warmup, out.acceptance)
+    return out
+
+
+def _traced(kw: dict[str, Any], rec: Optional[TraceRecorder]) -> dict[str, Any]:
+    """The sampler's keyword arguments, with the recorder's log-density when the energies are recorded."""
+    return kw if rec is None else {**kw, "log_density": rec.log_density}
+
+
+def _mcmc_trace(energy: torch.Tensor, warmup: int, acceptance: Optional[torch.Tensor]) -> ChainTrace:
+    """MH / MALA: their own energies after each kept step (warm-up dropped; at most MAX_ROWS rows)."""
+    kept = energy[warmup:]
+    stride = stride_for(len(kept))
+    return ChainTrace(kept[::stride].float().cpu(), torch.arange(warmup + 1, warmup + 1 + len(kept))[::stride],
+                      acceptance=acceptance.cpu() if acceptance is not None else None,
+                      axis="sampler step (energy after the step; warm-up dropped)")
 
 
 def _rounds_trace(rounds: list[ChainTrace]) -> ChainTrace:
-    """PCD: row r is round r's draw of ``pcd_batch`` chains entering its last sampler step; "chain" j is the j-th
-    draw of every round (other buffer slots each round), so R-hat and drift read whether the buffer is stationary."""
+    """PCD: row r is round r's draw of ``pcd_batch`` chains at its last recorded step (SGLD / JEM++: entering the
+    last step; MH / MALA: after it); "chain" j is the j-th draw of every round (other buffer slots each round), so
+    R-hat and drift read whether the buffer is stationary."""
     if not rounds or not rounds[0].energy.shape[0]:
         return ChainTrace(torch.zeros(0, 0), torch.zeros(0, dtype=torch.long))
-    pred = torch.stack([t.predicted[-1] for t in rounds])
+    pred = None if rounds[0].predicted is None else torch.stack([t.predicted[-1] for t in rounds])
     return ChainTrace(torch.stack([t.energy[-1] for t in rounds]), torch.arange(len(rounds)), predicted=pred,
-                      axis="PCD round (draw entering the round's last sampler step)")
+                      axis="PCD round (each round's draw at its last recorded step)")
 
 
 def _to(y: Optional[torch.Tensor], dev: torch.device) -> Optional[torch.Tensor]:

@@ -147,3 +147,20 @@ def test_gen_on_the_digits_demo_records_diagnostics_and_the_ladder(tmp_path, cap
     logged = [r.message for r in caplog.records]
     assert not any("at 8 steps" in m for m in logged)  # the main run is diagnosed (and warned about) once
     assert all(w in logged for w in sgld["warnings"] if "R-hat" in w or "drifting" in w)
+
+
+def test_mh_and_mala_traces_are_their_own_energies_with_acceptance(tiny_jem):
+    from jembench.generation import generate, make_protocol
+    from jembench.sampling.diagnostics import diagnose
+
+    s = generate(tiny_jem, make_protocol("mala", steps=6), 10, batch_size=4, progress=False)
+    w = len(s.energy) - 6  # the warm-up rows are dropped
+    assert s.trace.energy.shape == (6, 10) and torch.equal(s.trace.energy, s.energy[w:].float())
+    assert torch.equal(s.trace.acceptance, s.acceptance) and s.trace.steps[0] == w + 1
+    assert diagnose(s.trace).metrics["chain/acceptance"] == pytest.approx(float(s.acceptance.double().mean()))
+    import dataclasses
+
+    mh_pcd = dataclasses.replace(make_protocol("pcd"), sampler=make_protocol("mh", steps=3).sampler, pcd_rounds=4,
+                                 pcd_batch=5)
+    p = generate(tiny_jem, mh_pcd, 12, progress=False)
+    assert p.trace.energy.shape == (4, 5) and p.trace.predicted is None
