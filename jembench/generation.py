@@ -20,16 +20,15 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
-
-import torch
-from tqdm.auto import tqdm
+from typing import TYPE_CHECKING, Any, Optional
 
 from .errors import JembenchError
-from .metrics.fidelity import quantize
 from .runtime import derive_seed, generator
-from .sampling import GaussianInit, JEMPPConfig, ReplayBuffer, SGLDConfig, UniformInit
-from .sampling.sgld import run_sampler
+
+if TYPE_CHECKING:  # torch and the samplers are imported when sampling: the protocols' names and fields stay light
+    import torch
+
+    from .sampling import GaussianInit, JEMPPConfig, SGLDConfig, UniformInit
 
 SGLD_STEPS = 40  # JEM README: 40 SGLD steps per draw for fresh samples
 PCD_ROUNDS = 100  # batches drawn from, advanced and written back to the buffer (JEM uncond_samples)
@@ -48,7 +47,7 @@ class GenProtocol:
     name: str = "sgld"
     source: str = "fresh"
     init: str = "uniform"
-    sampler: SGLDConfig | JEMPPConfig = field(default_factory=lambda: SGLDConfig(steps=SGLD_STEPS))
+    sampler: SGLDConfig | JEMPPConfig = field(default_factory=lambda: _sampler("sgld"))
     pcd_rounds: int = 0
     pcd_batch: int = PCD_BATCH
     reinit_freq: float = REINIT_FREQ
@@ -85,13 +84,20 @@ PRESETS: dict[str, dict[str, Any]] = {
     "pcd": {"doc": "JEM uncond_samples: PCD rounds into a buffer of N chains from U(-1,1)",
             "pcd_rounds": PCD_ROUNDS},
     "jem++": {"doc": "fresh chains from the per-class Gaussians, the JEM++ sampler (M=10, 5 inner steps of 0.2)",
-              "init": "gaussian", "sampler": JEMPPConfig},
+              "init": "gaussian", "sampler": lambda: _sampler("jem++")},
     "conditional": {"doc": "class-conditional SGLD on f(x)[y] from U(-1,1), N/K chains per class",
                     "conditional": True},
     "buffer": {"doc": "the checkpoint's replay buffer, all of it", "source": "buffer"},
     "buffer-top": {"doc": "the checkpoint's replay buffer, the most confident fraction per class",
                    "source": "buffer", "buffer_top": BUFFER_TOP},
 }
+
+
+def _sampler(kind: str) -> SGLDConfig | JEMPPConfig:
+    """A protocol's default sampler: JEM's SGLD (``SGLD_STEPS`` steps) or the JEM++ sampler."""
+    from .sampling import JEMPPConfig, SGLDConfig
+
+    return JEMPPConfig() if kind == "jem++" else SGLDConfig(steps=SGLD_STEPS)
 
 
 def make_protocol(spec: str | GenProtocol | dict[str, Any], *, steps: Optional[int] = None,
@@ -103,6 +109,8 @@ def make_protocol(spec: str | GenProtocol | dict[str, Any], *, steps: Optional[i
     set protocol fields. ``None`` leaves a field as it is. ``buffer_top`` changes only buffer protocols and the
     PCD fields only protocols that run PCD rounds (``make_protocol("pcd", conditional=True)`` is conditional PCD).
     """
+    from .sampling import JEMPPConfig
+
     if isinstance(spec, GenProtocol):
         proto = dataclasses.replace(spec, sampler=dataclasses.replace(spec.sampler))
     elif isinstance(spec, dict):
@@ -146,10 +154,14 @@ class Samples:
 
 
 def _gradient_steps(cfg: SGLDConfig | JEMPPConfig) -> int:
+    from .sampling import JEMPPConfig
+
     return cfg.outer_steps if isinstance(cfg, JEMPPConfig) else cfg.steps
 
 
 def _init(model: Any, proto: GenProtocol, train_set: Any) -> UniformInit | GaussianInit:
+    from .sampling import GaussianInit, UniformInit
+
     lo, hi = model.info.value_range
     shape = (model.info.in_channels, *model.info.image_size)
     if proto.init == "uniform":
@@ -161,6 +173,8 @@ def _init(model: Any, proto: GenProtocol, train_set: Any) -> UniformInit | Gauss
 
 
 def _describe_init(init: UniformInit | GaussianInit, train_set: Any) -> dict[str, Any]:
+    from .sampling import GaussianInit
+
     d = init.describe()
     if isinstance(init, GaussianInit):
         d.update(fitted_on=f"{train_set.name} {train_set.split} split ({len(train_set)} images)",
@@ -187,6 +201,13 @@ def generate(model: Any, protocol: GenProtocol, n: Optional[int], *, seed: int =
 
 def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_size: int, train_set: Any,
            record: dict[str, Any], progress: bool) -> Samples:
+    import torch
+    from tqdm.auto import tqdm
+
+    from .metrics.fidelity import quantize
+    from .sampling import JEMPPConfig, ReplayBuffer
+    from .sampling.sgld import run_sampler
+
     k = model.info.n_classes
     bn_train = proto.bn_train if proto.bn_train is not None else (
         isinstance(proto.sampler, JEMPPConfig) and model.info.norm == "batch")
@@ -233,6 +254,10 @@ def _to(y: Optional[torch.Tensor], dev: torch.device) -> Optional[torch.Tensor]:
 
 def _from_buffer(model: Any, proto: GenProtocol, n: Optional[int], gen: torch.Generator, batch_size: int,
                  record: dict[str, Any]) -> Samples:
+    import torch
+
+    from .metrics.fidelity import quantize
+
     buf = model.replay_buffer
     name = model.info.name
     if buf is None:
@@ -261,11 +286,13 @@ def _from_buffer(model: Any, proto: GenProtocol, n: Optional[int], gen: torch.Ge
     return Samples(x, images[keep], None, record, observed, warnings)
 
 
-@torch.no_grad()
 def _top_confident(model: Any, images: torch.Tensor, top: float, batch_size: int) -> torch.Tensor:
     """Indices of the ``top`` fraction (ceil, at least one) most confident images per predicted class."""
-    probs = torch.cat([model(model.to_model_space(images[s:s + batch_size].float().to(model.device) / 255.0))
-                       .softmax(-1).cpu() for s in range(0, len(images), batch_size)])
+    import torch
+
+    with torch.no_grad():
+        probs = torch.cat([model(model.to_model_space(images[s:s + batch_size].float().to(model.device) / 255.0))
+                           .softmax(-1).cpu() for s in range(0, len(images), batch_size)])
     conf, pred = probs.max(-1)
     keep = []
     for c in pred.unique():

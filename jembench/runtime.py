@@ -1,16 +1,21 @@
-"""Devices, seeds and generators: every random draw in jembench goes through an explicit generator."""
+"""Devices, seeds and generators: every random draw in jembench goes through an explicit generator.
+
+torch is imported when a device or generator is made, so settings that check ``--device`` stay light."""
 
 from __future__ import annotations
 
-from typing import Optional
-
-import torch
+from typing import TYPE_CHECKING, Optional
 
 from .errors import JembenchError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def resolve_device(device: Optional[str | torch.device] = None) -> torch.device:
     """``None``/"auto" -> CUDA when available, else CPU; otherwise the named device, checked."""
+    import torch
+
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
@@ -23,6 +28,8 @@ def resolve_device(device: Optional[str | torch.device] = None) -> torch.device:
 
 def generator(seed: int, device: Optional[str | torch.device] = None) -> torch.Generator:
     """A fresh ``torch.Generator`` on ``device`` seeded with ``seed``."""
+    import torch
+
     g = torch.Generator(device=torch.device(device) if device is not None else "cpu")
     g.manual_seed(int(seed))
     return g
@@ -38,4 +45,6 @@ def derive_seed(seed: int, *labels: object) -> int:
 
 def randn(shape: tuple[int, ...], gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
     """Standard normal noise drawn from ``gen`` on the generator's device, moved to ``like``'s device/dtype."""
+    import torch
+
     return torch.randn(shape, generator=gen, device=gen.device, dtype=torch.float32).to(like.device, like.dtype)

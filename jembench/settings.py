@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import types
 import typing
 from dataclasses import dataclass
@@ -41,11 +42,21 @@ class Spec:
     unit: Optional[str] = None
     aliases: tuple[str, ...] = ()  # other names accepted on the command line, in --set and in the API
     parse: Optional[Callable[[str], Any]] = None  # text -> value, replacing the type's own parsing
-    accepts: tuple[type, ...] = ()  # Python objects the API passes through unchanged (e.g. an ImageSet)
+    accepts: tuple[str, ...] = ()  # classes ("module:Class") whose objects the API passes through (an ImageSet)
     metavar: Optional[str] = None
     repeatable: bool = False  # a list option given several times on the command line (--out a --out b)
     noun: Optional[str] = None  # what one choice is ("attack"): errors say "unknown attack 'x'"
     path: Optional[str] = None  # "dir" or "file": a path, which must not be the other kind when it exists
+
+    def takes(self, value: Any) -> bool:
+        """Whether ``value`` is an object of an ``accepts`` class. The classes are named, not imported (their
+        modules import torch): a value can only be one if its module is loaded already."""
+        for name in self.accepts:
+            module, cls = name.split(":")
+            loaded = sys.modules.get(module)
+            if loaded is not None and isinstance(value, getattr(loaded, cls)):
+                return True
+        return False
 
     def allowed(self) -> Optional[list[str]]:
         if self.choices is None:
@@ -213,7 +224,7 @@ def _coerce(f: Field, value: Any) -> Any:
         if not f.optional:
             raise ValueError("None")
         return None
-    if f.spec.accepts and isinstance(value, f.spec.accepts):
+    if f.spec.takes(value):
         return value
     if f.is_list:  # text items are split (a comma list, or the field's parser); repeated options arrive as a tuple
         split = f.spec.parse or (lambda text: parse_list(text, str))
@@ -227,7 +238,7 @@ def _coerce(f: Field, value: Any) -> Any:
 
 def _coerce_item(f: Field, value: Any) -> Any:
     kind = f.item_type
-    if f.spec.accepts and isinstance(value, f.spec.accepts):
+    if f.spec.takes(value):
         return value
     if kind is bool:
         if isinstance(value, bool):
@@ -260,7 +271,7 @@ def check_value(f: Field, value: Any, spell: Spelling) -> None:
     items = value if f.is_list else (value,)
     allowed = f.spec.allowed()
     for item in items:
-        if f.spec.accepts and isinstance(item, f.spec.accepts):
+        if f.spec.takes(item):
             continue
         if allowed is not None and item not in allowed:
             if f.spec.noun:

@@ -15,12 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
-import torch
-import torch.nn as nn
-
 from ..errors import JembenchError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch and torchattacks are imported when an attack runs: the registry's names stay light
+    import torch
+    import torch.nn as nn
     import torchattacks
 
 NORMS = ("linf", "l2")
@@ -98,6 +97,7 @@ def run_attack(attack: torchattacks.attack.Attack, images: torch.Tensor, labels:
                seed: int) -> torch.Tensor:
     """``attack(images, labels)`` with torch's global RNG (and APGD's own seed) set to ``seed`` for the call
     only; returns detached adversarial images."""
+    import torch
     import torchattacks  # already imported by the attack's construction
 
     device = images.device

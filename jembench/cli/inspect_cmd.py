@@ -8,7 +8,6 @@ from typing import Any
 import click
 
 from .. import defaults
-from ..models import inspect_checkpoint
 from .options import json_option, resolve_checkpoints, shared_options
 
 HEAD_TEXT = {"ccf": "ccf: log p(x) = logsumexp of the logits", "f": "f: log p(x) = energy head (--uncond)"}
@@ -101,6 +100,8 @@ def inspect_cmd(checkpoints: tuple[str, ...], head: str | None, norm: str | None
       jembench inspect checkpoints/jem-digits.pt
       jembench inspect CIFAR10_MODEL.pt --dataset cifar10 --json
     """
+    from ..models import inspect_checkpoint
+
     docs = [inspect_checkpoint(p, head=head, norm=norm, dataset=dataset) for p in resolve_checkpoints(checkpoints)]
     if as_json:
         click.echo(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))

@@ -14,24 +14,24 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Union
 
 from .. import defaults
-from ..data.imageset import ImageSet
 from ..errors import JembenchError
-from ..forward import ForwardCache
 from ..io import checkpoint_slugs
-from ..models import HybridModel
-from ..models.wrn import NORMS
+from ..models.norms import NORMS
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import resolve_device
 from ..settings import Settings, Spelling, option
-from .common import finish, load_models
 
-Checkpoints = str | Path | HybridModel | Sequence[str | Path | HybridModel]
+if TYPE_CHECKING:  # models, data and the forward cache import torch: used when an evaluator runs, not when listed
+    from ..forward import ForwardCache
+    from ..models import HybridModel
+
+Checkpoints = Union[str, Path, "HybridModel", Sequence[Union[str, Path, "HybridModel"]]]
+IMAGESET = "jembench.data.imageset:ImageSet"
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class SharedSettings(Settings):
 
     dataset: Optional[str] = option(
         None, "Evaluation dataset (default: the checkpoint's own; JEM/JEM++ files: cifar10, or cifar100 for "
-              "100-class files). See `jembench datasets`.", accepts=(ImageSet,), metavar="NAME")
+              "100-class files). See `jembench datasets`.", accepts=(IMAGESET,), metavar="NAME")
     n: Optional[int] = option(None, "Use only the first N images of each set (quick runs; default: all).", min=1)
     sigma: float = option(defaults.TEST_SIGMA, "Test-time Gaussian input noise (JEM's scripts use 0.03).", min=0,
                           unit="model space")
@@ -49,7 +49,7 @@ class SharedSettings(Settings):
     device: str = option(defaults.DEVICE, "cpu, cuda, cuda:1, mps, or auto (CUDA when available).")
     batch_size: int = option(defaults.BATCH_SIZE, "Images per model call.", min=1)
     data_dir: Optional[str] = option(None, f"Dataset root (default ${defaults.DATA_ENV}, else "
-                                           "~/.cache/jembench/data).", accepts=(os.PathLike,), metavar="DIR",
+                                           "~/.cache/jembench/data).", accepts=("os:PathLike",), metavar="DIR",
                                      path="dir")
     download: bool = option(False, "Allow downloading absent datasets (torchvision).")
     head: Optional[str] = option(None, "JEM files do not say: ccf = log p(x) from logits (default), f = energy "
@@ -57,7 +57,7 @@ class SharedSettings(Settings):
     norm: Optional[str] = option(None, "Override the inferred normalisation; GroupNorm files share InstanceNorm's "
                                        "keys: pass --norm layer for them.", choices=NORMS)
     cache_dir: Optional[str] = option(None, "Persist forward passes (and generation reference features) here, "
-                                            "keyed by content hashes, and reuse them.", accepts=(os.PathLike,),
+                                            "keyed by content hashes, and reuse them.", accepts=("os:PathLike",),
                                       metavar="DIR", path="dir")
 
     def check(self, spell: Spelling):
@@ -157,6 +157,10 @@ class Evaluator:
     def call(self, checkpoints: Checkpoints, *args: Any, out_dir: Any = None, save_raw: bool = False,
              cache: Optional[ForwardCache] = None, progress: bool = True, **values: Any) -> EvaluatorResult:
         """The Python API: validate everything, load the checkpoints, run, write ``out_dir/results.json``."""
+        from ..forward import ForwardCache
+        from ..models import HybridModel
+        from .common import finish, load_models
+
         if len(args) > len(self.positional):
             raise JembenchError(f"{self.name}() takes {len(self.positional)} positional argument(s) after the "
                                 f"checkpoints ({', '.join(self.positional)}); pass the rest by keyword")

@@ -13,23 +13,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
-
-import torch
+from typing import TYPE_CHECKING, Any, Optional
 
 from .. import defaults
-from ..data.imageset import ImageSet
-from ..data.registry import get_dataset
 from ..errors import JembenchError
 from ..generation import PCD_FIELDS, PRESETS, GenProtocol, Samples, generate, make_protocol
 from ..io import atomic_savez, atomic_write_bytes
-from ..metrics import fidelity
-from ..models import HybridModel
+from ..metrics.names import FIDELITY
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import derive_seed
 from ..settings import Settings, option
 from .base import Context, Evaluator, SharedSettings
 from .common import Timer, check_compatible, default_dataset
+
+if TYPE_CHECKING:  # torch-backed: imported where used, so the settings and the registry entry stay light
+    import torch
+
+    from ..data.imageset import ImageSet
+    from ..metrics import fidelity
+    from ..models import HybridModel
 
 NAME = "gen"
 QUANTISATION = "model space -> to_pixels01 -> clamp [0, 1] -> round(255 x) -> uint8 (as the real images)"
@@ -51,7 +53,8 @@ class GenSettings(Settings):
                    "(JEM's uncond_samples: PCD rounds into a buffer of N chains), jem++ (per-class Gaussian init, "
                    "JEM++ sampler), conditional (SGLD on f(x)[y], N/K per class), buffer (the checkpoint's replay "
                    "buffer), buffer-top (its most confident fraction per class, as SADA-JEM).",
-        choices=lambda: list(PRESETS), noun="generation protocol", aliases=("protocols",), accepts=(GenProtocol,),
+        choices=lambda: list(PRESETS), noun="generation protocol", aliases=("protocols",),
+        accepts=("jembench.generation:GenProtocol",),
         repeatable=True, metavar="NAME")
     steps: Optional[int] = option(None, "SGLD steps per chain (JEM++ sampler: outer steps M) [protocol's own: sgld "
                                         "40, jem++ 10].", min=0)
@@ -69,8 +72,8 @@ class GenSettings(Settings):
                                                "SADA-JEM: 0.1 for IS, 0.9 for FID].", above=0, max=1)
     bn_train: Optional[bool] = option(None, "Batch norm in train mode while sampling [protocol's own: train mode "
                                             "for the JEM++ sampler on BN models, else eval].")
-    metrics: tuple[str, ...] = option(fidelity.METRICS, "Metrics, comma list: is, fid, kid, prc "
-                                                        "(precision/recall).", choices=fidelity.METRICS,
+    metrics: tuple[str, ...] = option(FIDELITY, "Metrics, comma list: is, fid, kid, prc "
+                                                "(precision/recall).", choices=FIDELITY,
                                       noun="metric")
     reference: str = option("train", "Reference split for FID/KID/PRC (JEM++ used train+test).",
                             choices=REFERENCE_SPLITS)
@@ -95,7 +98,7 @@ class GenSettings(Settings):
         if len(set(names)) != len(names):
             yield f"{spell.assign('protocol', names)}: names a protocol twice; give each once"
         if not self.metrics:
-            yield f"{spell.assign('metrics', '')}: name at least one of {', '.join(fidelity.METRICS)}"
+            yield f"{spell.assign('metrics', '')}: name at least one of {', '.join(FIDELITY)}"
         pcd_set = [k for k in PCD_FIELDS if getattr(self, k) is not None]
         if pcd_set and not any(make_protocol(p).pcd_rounds for p in self.protocol):
             yield (f"{', '.join(spell.option(k) for k in pcd_set)} set but no PCD protocol chosen: add "
@@ -117,6 +120,11 @@ class GenResult(EvaluatorResult):
 
 def reference_set(dataset: str, split: str, *, data_dir: Any = None, download: bool = False) -> ImageSet:
     """The reference images: one split, or ``"train+test"`` concatenated (what JEM++ used)."""
+    import torch
+
+    from ..data.imageset import ImageSet
+    from ..data.registry import get_dataset
+
     if split not in REFERENCE_SPLITS:
         raise JembenchError(f"--reference {split!r}: choose one of {', '.join(REFERENCE_SPLITS)}")
     parts = [get_dataset(dataset, s, data_dir=data_dir, download=download) for s in split.split("+")]
@@ -131,6 +139,9 @@ def run(models: list[HybridModel], s: GenSettings, shared: SharedSettings, ctx: 
     """Sample each model under each protocol and score the samples. Every feature extractor (and its weights) is
     resolved before any sampling, so a missing file fails at once; with several evaluations, one that fails
     is recorded as failed and the others go on."""
+    from ..data.registry import get_dataset
+    from ..metrics import fidelity
+
     protos = s.protocols()
     fid_cache = (Path(shared.cache_dir) / "fidelity" if shared.cache_dir else Path(defaults.GEN_FIDELITY_CACHE))
     fid_cache = fid_cache.expanduser()
@@ -172,6 +183,8 @@ def _evaluate(model: HybridModel, proto: GenProtocol, ext: fidelity.Extractor,
               ref: Optional[tuple[ImageSet, dict[str, torch.Tensor], dict[str, Any]]], train: Optional[ImageSet],
               dataset: str, s: GenSettings, shared: SharedSettings, progress: bool) -> tuple[Evaluation, Samples]:
     """Draw one protocol's samples from one model and score them."""
+    from ..metrics import fidelity
+
     n = FRESH_N if s.n is None and proto.source == "fresh" else s.n
     samples = generate(model, proto, n, seed=shared.seed, batch_size=shared.batch_size, train_set=train,
                        progress=progress)
@@ -213,6 +226,9 @@ def metric_name(key: str, extractor: str, reference: str) -> str:
 
 def _real_is(logits: torch.Tensor, n: int, splits: int, seed: int) -> float:
     """IS of ``n`` real images drawn with ``seed`` (all if fewer), so it compares with the samples' IS."""
+    import torch
+
+    from ..metrics import fidelity
     from ..runtime import generator
 
     idx = torch.randperm(len(logits), generator=generator(seed))[:n]
@@ -225,15 +241,17 @@ def _reference_record(ref: tuple[ImageSet, dict[str, torch.Tensor], dict[str, An
             "cache_key": cache["key"]}
 
 
-@torch.no_grad()
 def _class_rows(model: HybridModel, samples: Samples, fake: dict[str, torch.Tensor], ext: fidelity.Extractor,
                 batch_size: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Per class: the share of samples the model (and a classifier extractor) assigns to it; for conditional
     samples also how often each agrees with the target class."""
+    import torch
+
     k = model.info.n_classes
     x = samples.images
-    pred_model = torch.cat([model(model.to_model_space(x[s:s + batch_size].float().to(model.device) / 255.0))
-                            .argmax(-1).cpu() for s in range(0, len(x), batch_size)])
+    with torch.no_grad():
+        pred_model = torch.cat([model(model.to_model_space(x[s:s + batch_size].float().to(model.device) / 255.0))
+                                .argmax(-1).cpu() for s in range(0, len(x), batch_size)])
     pred_ext = fake["logits"].argmax(-1) if ext.kind == "classifier" and ext.n_classes == k else None
     rows, metrics = [], {}
     y = samples.labels

@@ -26,19 +26,20 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Optional
 
 from ..attacks import ATTACKS, NORMS, check_attack
 from ..io import atomic_savefig, atomic_savez
-from ..models import HybridModel
 from ..results import Evaluation, EvaluatorResult
 from ..settings import Settings, option
 from .base import Context, Evaluator, SharedSettings
 from .common import load_eval_set
 from .robust_run import NAME, PASS_KEYS, ModelRun, RobustConfig, attack_label, metric_name
+
+if TYPE_CHECKING:  # torch-backed: imported where used, so the settings and the registry entry stay light
+    import torch
+
+    from ..models import HybridModel
 
 __all__ = ["PASS_KEYS", "RobustResult", "RobustSettings", "attack_label", "metric_name", "robust"]
 log = logging.getLogger("jembench")
@@ -160,6 +161,9 @@ def per_norm_steps(s: RobustSettings) -> list[tuple[str, RobustSettings]]:
 def _write_artifacts(out_dir: Path, slug: str, evs: list[Evaluation], cfg: RobustConfig, save_raw: bool,
                      labels: torch.Tensor) -> None:
     """The accuracy-vs-eps figure and (``save_raw``) per-image correctness ``[rows, N]`` with row labels."""
+    import numpy as np
+    import torch
+
     from ..figures import close
     from ..figures.robust import accuracy_vs_eps
 

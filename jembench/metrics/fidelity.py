@@ -31,12 +31,13 @@ from torch.utils.data import Dataset
 from ..data.imageset import ImageSet
 from ..errors import JembenchError
 from ..io import atomic_savez
+from .names import FIDELITY
 
 INCEPTION = "inception-v3-compat"  # torch-fidelity's registry name
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
                  "weights-inception-2015-12-05-6726825d.pth")  # torch_fidelity.feature_extractor_inceptionv3
 INCEPTION_FILE = INCEPTION_URL.rsplit("/", 1)[1]
-METRICS = ("is", "fid", "kid", "prc")
+METRICS = FIDELITY
 _TF_METRIC = {"is": "isc", "fid": "fid", "kid": "kid", "prc": "prc"}
 CACHE_FORMAT = 1
 
