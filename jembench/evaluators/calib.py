@@ -162,7 +162,7 @@ EVALUATOR = Evaluator(
 
     \b
     Examples:
-      jembench calib checkpoints/jem-digits.pt --dataset digits
+      jembench calib bundled:jem-digits --dataset digits
       jembench calib jem.pt --dataset cifar10 --sigma 0.03 --bins 20   (the JEM++ protocol)
 
     Intervals: seeded percentile bootstrap. Temperature scaling is fitted on a seeded half of the

@@ -140,7 +140,7 @@ EVALUATOR = Evaluator(
 
     \b
     Examples:
-      jembench clf checkpoints/jem-digits.pt --dataset digits
+      jembench clf bundled:jem-digits --dataset digits
       jembench clf jem.pt jempp.pt --dataset cifar10 --sigma 0.03     (the JEM scripts' test noise)
       jembench clf jem.pt --refine-steps 10 --n 1000                    (JEM-10)
       jembench clf --cache-dir ~/.cache/jembench/forward                (CKPT from $JEMBENCH_CKPT)

@@ -80,8 +80,8 @@ class GenSettings(Settings):
     feature_extractor: str = option(
         "auto", "auto (the dataset's bundled reference classifier, e.g. digits-wrn; else Inception), inception "
                 "(torch-fidelity's), digits-wrn, or a jembench classifier checkpoint trained on the dataset. "
-                f"digits-wrn is looked up in ${defaults.GEN_EXTRACTORS_ENV}, the checkout's checkpoints/, then "
-                "./checkpoints.", metavar="NAME|PATH")
+                f"digits-wrn ships with jembench (bundled:digits-reference-classifier; "
+                f"${defaults.GEN_EXTRACTORS_ENV}=DIR overrides it).", metavar="NAME|PATH")
     fid_weights: Optional[str] = option(None, "torch-fidelity's Inception weights file "
                                               "(weights-inception-2015-12-05-6726825d.pth), for machines without "
                                               "internet.", metavar="FILE", path="file")
@@ -338,7 +338,7 @@ EVALUATOR = Evaluator(
 
     \b
     Examples:
-      jembench gen checkpoints/jem-digits.pt                          1000 fresh SGLD samples, digits-wrn extractor
+      jembench gen bundled:jem-digits                                 1000 fresh SGLD samples, digits-wrn extractor
       jembench gen ckpt.pt --protocol pcd,conditional --n 500 --steps 40
       jembench gen jem.pt --protocol buffer --reference train+test    JEM++'s protocol (replay buffer vs train+test)
       jembench gen jem.pt --protocol buffer-top --buffer-top 0.1 --metrics is

@@ -281,7 +281,7 @@ EVALUATOR = Evaluator(
 
     \b
     Examples:
-      jembench ood checkpoints/jem-digits.pt                     digits vs noise, uniform, constant, interp, rotated
+      jembench ood bundled:jem-digits                            digits vs noise, uniform, constant, interp, rotated
       jembench ood --in cifar10 --out svhn                       CKPT from $JEMBENCH_CKPT
       jembench ood jem.pt --out jem --sigma 0.03 --data-dir D    the JEM paper's Table 2 protocol
       jembench ood jem.pt --out svhn --out cifar100 --score logp,gradnorm --save-raw

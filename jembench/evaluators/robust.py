@@ -200,7 +200,7 @@ EVALUATOR = Evaluator(
 
     \b
     Examples:
-      jembench robust checkpoints/jem-digits.pt --eps 0,2/255,8/255 --n 100
+      jembench robust bundled:jem-digits --eps 0,2/255,8/255 --n 100
       jembench robust ckpt.pt --purify-steps 0,1,10 --eot 15 --eval-purifications 150
       jembench robust ckpt.pt --norm l2 --eps 0,0.5,1 --attacks pgd,apgd-ce,apgd-dlr
     """)

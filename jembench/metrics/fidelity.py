@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..data.imageset import ImageSet
+from .. import bundled
 from ..errors import JembenchError
 from ..io import atomic_savez
 from .names import FIDELITY
@@ -136,15 +137,15 @@ def resolve_extractor(choice: str, dataset: str, *, fid_weights: Optional[str | 
     by_name = {b.name: ds for ds, b in fx.BUNDLED.items()}
     if choice in by_name:
         name, path = fx.bundled(by_name[choice])  # type: ignore[misc]
-    elif Path(choice).expanduser().is_file():
-        path = Path(choice).expanduser()
+    elif bundled.is_bundled(choice) or Path(choice).expanduser().is_file():
+        path = bundled.resolve(choice).expanduser()
         sha = file_sha256(path)
         known = fx.bundled_name(sha)  # a copy of a bundled extractor keeps its name (and its metric columns)
         name = fx.register_classifier(known[1] if known else f"{path.stem}-{sha[:8]}", path, sha)
     else:
         known = ", ".join(["auto", "inception", *sorted(by_name)])
-        raise JembenchError(f"--feature-extractor {choice!r}: neither a known extractor ({known}) nor a "
-                            "checkpoint file")
+        raise JembenchError(f"feature extractor {choice!r}: neither a known extractor ({known}) nor a "
+                            "checkpoint file (bundled:NAME or a path)")
     from ..models import load
 
     model = load(path)
