@@ -14,6 +14,7 @@ Field types: ``int``, ``float`` (text may be a fraction, ``8/255``), ``str``, ``
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import sys
 import types
@@ -41,6 +42,7 @@ class Spec:
     choices: Optional[Sequence[str] | Callable[[], Sequence[str]]] = None  # a callable is read when needed
     unit: Optional[str] = None
     aliases: tuple[str, ...] = ()  # other names accepted on the command line, in --set and in the API
+    deprecated: tuple[str, ...] = ()  # former names, still read (not offered as options) with a warning
     parse: Optional[Callable[[str], Any]] = None  # text -> value, replacing the type's own parsing
     accepts: tuple[str, ...] = ()  # classes ("module:Class") whose objects the API passes through (an ImageSet)
     metavar: Optional[str] = None
@@ -155,18 +157,30 @@ class Settings:
         return next((f for f in cls.fields() if name in f.names), None)
 
     @classmethod
+    def renamed(cls, name: str) -> Optional[Field]:
+        """The field that was called ``name`` before (``Spec.deprecated``), else None."""
+        return next((f for f in cls.fields() if name in f.spec.deprecated), None)
+
+    @classmethod
     def build(cls, values: Mapping[str, Any] = {}, *, spell: Spelling = CLI,  # noqa: B006 - read only
               base: Optional["Settings"] = None):
         """An instance from ``base`` (default: the class defaults) with ``values`` set, parsed and validated.
 
-        Keys may be field names or aliases; text values are parsed by the field's type. Raises
-        :class:`SettingError` naming the option as ``spell`` writes it (default: as on a command)."""
+        Keys may be field names, aliases or former names (read with a deprecation warning on the ``jembench``
+        logger); text values are parsed by the field's type. Raises :class:`SettingError` naming the option as
+        ``spell`` writes it (default: as on a command)."""
         given: dict[str, Any] = {}
         for key, value in values.items():
-            f = cls.field(key)
+            f = cls.field(key) or cls.renamed(key)
             if f is None:
                 raise SettingError(f"{spell.assign(key, value)}: unknown option; options: "
                                    f"{', '.join(g.name for g in cls.fields())}")
+            if f.name in given:
+                raise SettingError(f"{spell.option(key)} and {spell.option(f.name)} set the same thing; give "
+                                   f"{spell.option(f.name)} only")
+            if key in f.spec.deprecated:
+                logging.getLogger(META).warning("%s is deprecated: use %s", spell.assign(key, value),
+                                                spell.assign(f.name, value))
             given[f.name] = coerce(f, value, spell)
         out = dataclasses.replace(base, **given) if base is not None else cls(**given)  # type: ignore[call-arg]
         out.validate(spell)
@@ -262,6 +276,15 @@ def _coerce_item(f: Field, value: Any) -> Any:
             raise TypeError(value)
         return value.strip()
     return value
+
+
+def fits(f: Field, value: Any) -> bool:
+    """Whether ``value`` is a valid value of ``f`` (its type, choices and bounds)."""
+    try:
+        check_value(f, coerce(f, value, CLI), CLI)
+    except JembenchError:
+        return False
+    return True
 
 
 def check_value(f: Field, value: Any, spell: Spelling) -> None:

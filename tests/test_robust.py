@@ -53,7 +53,7 @@ def linear_problem(norm, seed=0, n=40):
 def test_linear_model_matches_analytic_robust_accuracy(norm, tmp_path):
     model, iset, eps, radius = linear_problem(norm)
     assert max(eps) <= 0.25
-    res = robust(model, dataset=iset, norm=norm, eps=eps, n=None, steps=40, probe=False, progress=False,
+    res = robust(model, dataset=iset, threat=norm, eps=eps, n=None, steps=40, probe=False, progress=False,
                  out_dir=tmp_path, save_raw=True)
     (ev,) = res.evaluations
     raw = np.load(tmp_path / ev.artifacts["per-image correctness (npz)"])

@@ -24,7 +24,7 @@ from ..io import checkpoint_slugs
 from ..models.norms import NORMS
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import resolve_device
-from ..settings import Settings, Spelling, option
+from ..settings import Settings, Spelling, fits, option
 
 if TYPE_CHECKING:  # models, data and the forward cache import torch: used when an evaluator runs, not when listed
     from ..forward import ForwardCache
@@ -140,13 +140,17 @@ class Evaluator:
         return Spelling(renames=self.renames)
 
     def parse(self, values: Mapping[str, Any], spell: Optional[Spelling] = None) -> tuple[Settings, SharedSettings]:
-        """Split keyword values into this evaluator's settings and the shared ones, both validated."""
+        """Split keyword values into this evaluator's settings and the shared ones, both validated. A former name
+        of one of its fields that is now also a shared option (robust's ``norm``, now ``threat``; ``norm`` is the
+        model override) goes to the field when the value fits it (``linf``), else to the shared option."""
         spell = spell or self.spelling()
         own, shared = {}, {}
         for key, value in values.items():
             key = self.aliases.get(key, key)
-            if self.settings.field(key) is not None:
-                own[key] = value
+            former = self.settings.renamed(key)
+            if self.settings.field(key) is not None or (former is not None and (key not in self.shared
+                                                                                 or fits(former, value))):
+                own[key] = value  # Settings.build reads a former name with a deprecation warning
             elif key in self.shared:
                 shared[key] = value
             else:
