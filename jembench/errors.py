@@ -17,3 +17,7 @@ class CheckpointError(JembenchError):
 
 class DatasetError(JembenchError):
     """An unknown, absent or malformed dataset."""
+
+
+class NonFiniteError(JembenchError):
+    """A model produced NaN or inf where a number was to be measured."""

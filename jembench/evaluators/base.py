@@ -22,6 +22,7 @@ from .. import defaults
 from ..errors import JembenchError
 from ..io import checkpoint_slugs
 from ..models.norms import NORMS
+from ..outdir import holds_out_dir
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import resolve_device
 from ..settings import Settings, Spelling, fits, option
@@ -158,9 +159,11 @@ class Evaluator:
                 raise JembenchError(f"{self.name}: unknown option {key!r}; options: {', '.join(allowed)}")
         return self.settings.build(own, spell=spell), SharedSettings.build(shared, spell=spell)
 
+    @holds_out_dir
     def call(self, checkpoints: Checkpoints, *args: Any, out_dir: Any = None, save_raw: bool = False,
              cache: Optional[ForwardCache] = None, progress: bool = True, **values: Any) -> EvaluatorResult:
-        """The Python API: validate everything, load the checkpoints, run, write ``out_dir/results.json``."""
+        """The Python API: validate everything, load the checkpoints, run, write ``out_dir/results.json``
+        (holding ``out_dir``'s lock: :func:`jembench.outdir.claim`)."""
         from ..forward import ForwardCache
         from ..models import HybridModel
         from .common import finish, load_models
@@ -201,7 +204,8 @@ class Evaluator:
                                      else inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
                    for f in sorted(fields.values(), key=lambda f: (list(self.positional) + [f.name]).index(f.name))]
         params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=d)
-                   for k, d in (("out_dir", None), ("save_raw", False), ("cache", None), ("progress", True))]
+                   for k, d in (("out_dir", None), ("save_raw", False), ("cache", None), ("progress", True),
+                                                                         ("wait", False))]
         api.__signature__ = inspect.Signature(params, return_annotation=self.result)  # type: ignore[attr-defined]
         api.__name__ = api.__qualname__ = self.name.replace("-", "_")
         api.__doc__ = (f"{self.short_help or self.title} (mirrors ``jembench {self.name}``).\n\n"

@@ -24,14 +24,17 @@ def load_models(checkpoints: Sequence[str | Path | HybridModel], device: Any = N
     """Checkpoint paths (or HybridModels, passed through) -> HybridModels on ``device``.
 
     ``dataset`` is the evaluation dataset the user named: files that record none (JEM / JEM++) take their
-    image size from it and are checked against its class count."""
+    image size from it and are checked against its class count. Non-finite weights are refused."""
     from ..models import HybridModel, load
+    from ..models.finite import check_state
 
     dev = resolve_device(device)
     models = []
     for c in checkpoints:
         m = c if isinstance(c, HybridModel) else load(c, default_dataset=dataset,
                                                       **{k: v for k, v in overrides.items() if v is not None})
+        if isinstance(c, HybridModel):  # files are checked by load
+            check_state(m.state_dict(), f"model {m.info.name!r}")
         models.append(m.to(dev).eval())
     return models
 
@@ -52,6 +55,10 @@ def check_compatible(model: HybridModel, imageset: ImageSet, *, need_labels: boo
     if need_labels and imageset.n_classes is not None and imageset.n_classes != model.info.n_classes:
         raise DatasetError(f"checkpoint {name!r} has {model.info.n_classes} classes but dataset {imageset.name!r} "
                            f"has {imageset.n_classes}: choose the matching --dataset (or the right checkpoint)")
+    if need_labels and len(imageset.labels) and int(imageset.labels.max()) >= model.info.n_classes:
+        raise DatasetError(f"dataset {imageset.name!r} has label {int(imageset.labels.max())} but checkpoint "
+                           f"{name!r} has {model.info.n_classes} classes: choose the matching --dataset (or the right "
+                           "checkpoint)")
     want = (model.info.in_channels, *model.info.image_size)
     if tuple(imageset.shape) != want:
         raise DatasetError(f"dataset {imageset.name!r} has images of shape {tuple(imageset.shape)} but checkpoint "
