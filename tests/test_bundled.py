@@ -64,3 +64,9 @@ def test_every_data_file_of_the_package_is_declared_package_data():
              and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
     assert {"bundled/jem-digits.pt", "data/digits.npz"} <= set(files)
     assert [f for f in files if not any(fnmatch.fnmatch(f, pat) for pat in patterns)] == []
+
+
+def test_train_resumes_from_a_bundled_name(tmp_path):
+    result = CliRunner().invoke(main, ["train", "--resume", "bundled:baseline-digits", "--epochs", "12",
+                                       "--out", str(tmp_path / "more.pt")])
+    assert result.exit_code == 2 and "already trained for 12 epochs" in result.output  # it read the shipped file

@@ -105,9 +105,11 @@ def inception_weights(fid_weights: Optional[str | Path] = None, *, offline: bool
     if cached.is_file():
         return cached
     if offline:
+        from ..feature_extractors import choose_hint
+
         raise JembenchError(f"offline and torch-fidelity's Inception weights are not here: fetch {INCEPTION_URL} on a "
                             f"machine with internet, then pass --fid-weights PATH/{INCEPTION_FILE} (or copy it to "
-                            f"{cached}); or --feature-extractor PATH: a jembench classifier trained on this dataset")
+                            f"{cached}); or {choose_hint('PATH')}: a jembench classifier trained on this dataset")
     cached.parent.mkdir(parents=True, exist_ok=True)
     try:
         torch.hub.download_url_to_file(INCEPTION_URL, str(cached), progress=True)
@@ -195,8 +197,10 @@ def extract(ext: Extractor, images: torch.Tensor, *, batch_size: int = 256,
     if device.type not in ("cpu", "cuda"):
         device = torch.device("cpu")  # torch-fidelity moves batches with .cuda() or not at all
     if ext.input_shape is not None and tuple(images.shape[1:]) != tuple(ext.input_shape):
+        from ..feature_extractors import choose_hint
+
         raise JembenchError(f"feature extractor {ext.name} takes images of shape {tuple(ext.input_shape)}, got "
-                            f"{tuple(images.shape[1:])}: choose --feature-extractor for this dataset")
+                            f"{tuple(images.shape[1:])}: choose one for this dataset ({choose_hint('NAME|PATH')})")
     fe = _torch_fidelity_extractor(ext, device)
     feats = get_featuresdict_from_dataset(UInt8Images(images, ext.channels), fe, batch_size, device.type == "cuda",
                                           save_cpu_ram=True, verbose=False)
