@@ -14,6 +14,7 @@ Field types: ``int``, ``float`` (text may be a fraction, ``8/255``), ``str``, ``
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import sys
@@ -147,9 +148,7 @@ class Settings:
 
     @classmethod
     def fields(cls) -> list[Field]:
-        hints = typing.get_type_hints(cls)
-        return [Field(f.name, hints[f.name], f.default, f.metadata[META]) for f in dataclasses.fields(cls)
-                if META in f.metadata]
+        return list(_fields(cls))
 
     @classmethod
     def field(cls, name: str) -> Optional[Field]:
@@ -200,6 +199,14 @@ class Settings:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in self.fields()}
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[Field, ...]:
+    """The fields of a settings class, read once (resolving the annotations is most of ``--help``'s own time)."""
+    hints = typing.get_type_hints(cls)
+    return tuple(Field(f.name, hints[f.name], f.default, f.metadata[META]) for f in dataclasses.fields(cls)
+                 if META in f.metadata)
 
 
 # --- parsing ---------------------------------------------------------------------------------------------
