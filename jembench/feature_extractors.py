@@ -24,6 +24,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from . import bundled as shipped
 from . import defaults
 from .errors import JembenchError
+from .settings import hint
 
 
 
@@ -46,7 +47,7 @@ FEATURES = ("penultimate", "logits")
 
 def choose_hint(value: str) -> str:
     """How to choose the extractor ``value``, on each command that takes one (gen and run-all spell it apart)."""
-    return f"--feature-extractor {value} (gen) or --set gen.feature_extractor={value} (run-all)"
+    return hint("gen", "feature_extractor", value)
 
 
 class ClassifierFeatureExtractor(FeatureExtractorBase):

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from .errors import JembenchError
 from .runtime import derive_seed, generator
+from .settings import hint
 
 if TYPE_CHECKING:  # torch and the samplers are imported when sampling: the protocols' names and fields stay light
     import torch
@@ -243,7 +244,8 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
         observed["pcd/chains_never_advanced"] = never
         if never:
             warnings.append(f"{never} of {n} buffer chains were never advanced (pcd_rounds x pcd_batch = "
-                            f"{proto.pcd_rounds * proto.pcd_batch}); they are init noise: raise --pcd-rounds")
+                            f"{proto.pcd_rounds * proto.pcd_batch}); they are init noise: raise "
+                            f"{hint('gen', 'pcd_rounds')}")
     return Samples(x, quantize(model, x), labels.cpu() if labels is not None else None, record,
                    observed, warnings, chain_steps=chain_steps)
 
@@ -262,7 +264,7 @@ def _from_buffer(model: Any, proto: GenProtocol, n: Optional[int], gen: torch.Ge
     name = model.info.name
     if buf is None:
         raise JembenchError(f"checkpoint {name!r} has no replay buffer; use a fresh-chain protocol "
-                            "(e.g. --protocol sgld)")
+                            f"(e.g. {hint('gen', 'protocol', 'sgld')})")
     want = (model.info.in_channels, *model.info.image_size)
     if tuple(buf.shape[1:]) != want:
         raise JembenchError(f"checkpoint {name!r}: replay buffer of shape {tuple(buf.shape[1:])}, model takes {want}")
@@ -279,8 +281,8 @@ def _from_buffer(model: Any, proto: GenProtocol, n: Optional[int], gen: torch.Ge
         perm = torch.randperm(len(keep), generator=gen, device=gen.device).cpu()
         keep = keep[perm[:n]].sort().values
     elif n is not None and n > len(keep):
-        warnings.append(f"--n {n} but the buffer of {name!r} gives {len(keep)} samples: all {len(keep)} were used "
-                        "(FID is biased in N: compare only numbers with equal N)")
+        warnings.append(f"{hint('gen', 'n', n)} but the buffer of {name!r} gives {len(keep)} samples: all "
+                        f"{len(keep)} were used (FID is biased in N: compare only numbers with equal N)")
     record["n"] = len(keep)
     x = model.to_model_space(images[keep].float() / 255.0)
     return Samples(x, images[keep], None, record, observed, warnings)

@@ -143,6 +143,14 @@ class Spelling:
 CLI = Spelling()
 
 
+def hint(section: str, name: str, value: Any = None) -> str:
+    """An evaluator option as its command and run-all write it, for messages raised while it runs (which do not
+    know which one the user ran): ``--eot (run-all: --set robust.eot)``, ``--n 500 (run-all: --set gen.n=500)``."""
+    if value is None:
+        return f"{CLI.option(name)} (run-all: {Spelling(section).option(name)})"
+    return f"{CLI.assign(name, value)} (run-all: {Spelling(section).assign(name, value)})"
+
+
 class Settings:
     """Base of every settings dataclass: fields, parsing from text or objects, validation, dict form."""
 

@@ -136,7 +136,7 @@ def test_bundled_extractor_found_without_the_checkout_or_a_one_line_error(tmp_pa
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(fx.EXTRACTORS_ENV, raising=False)
     with pytest.raises(JembenchError, match=r"\$JEMBENCH_EXTRACTORS=DIR.*--feature-extractor PATH/digits-reference\S* "
-                       r"\(gen\) or --set gen.feature_extractor=PATH/digits-reference\S* \(run-all\)"):
+                       r"\(run-all: --set gen.feature_extractor=PATH/digits-reference\S*\)"):
         fidelity.resolve_extractor("auto", "digits")
     copy = tmp_path / "extractors" / spec.file
     copy.parent.mkdir()

@@ -84,3 +84,15 @@ def test_robust_command_reads_the_former_norm_with_a_warning(tmp_path):
     assert "--norm l2 is deprecated: use --threat l2" in result.stderr
     assert json.loads(result.stdout)["evaluations"][0]["protocol"]["threat_model"] == "l2"
     assert "threat" in jembench.robust.__signature__.parameters
+
+
+def test_hints_raised_while_running_name_both_spellings():
+    """A message from inside an evaluator cannot tell gen from run-all: it names the option as both write it."""
+    from jembench.settings import hint
+
+    assert hint("robust", "eot") == "--eot (run-all: --set robust.eot)"
+    assert hint("gen", "feature_extractor", "PATH") == \
+        "--feature-extractor PATH (run-all: --set gen.feature_extractor=PATH)"
+    used = {"robust": ("steps", "eot", "attacks"), "gen": ("pcd_rounds", "protocol", "n", "feature_extractor"),
+            "calib": ("bins",)}  # the options the run-time hints name: each must be an option of its evaluator
+    assert all(REGISTRY[e].settings.field(name) is not None for e, names in used.items() for name in names)

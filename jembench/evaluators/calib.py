@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from ..io import atomic_savefig
 from ..results import Evaluation
 from ..runtime import derive_seed, generator
-from ..settings import option
+from ..settings import hint, option
 from .base import Context, Evaluator, SharedSettings
 from .clf import ACCURACY, SHARED, ClfResult, ForwardSettings, base_protocol, forward_passes, write_raw_arrays
 
@@ -93,7 +93,7 @@ def calib_evaluation(fp: ForwardPass, model: HybridModel, imageset: ImageSet, *,
     warnings = []
     if n < 2 * bins * 10:
         warnings.append(f"only {n} samples for {bins} bins: binned calibration errors are biased upward with few "
-                        "samples per bin; use more samples or fewer --bins")
+                        f"samples per bin; use more samples or fewer {hint(NAME, 'bins')}")
     fit_n = int(round(n * ts_fraction))
     if 0 < fit_n < n:
         metrics.update(temperature_reference(fp, bins, ts_fraction, seed))

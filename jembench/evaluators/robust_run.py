@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from ..attacks import build_attack, default_step_size, run_attack
 from ..results import Evaluation
 from ..runtime import derive_seed
+from ..settings import hint
 from .common import Timer
 
 if TYPE_CHECKING:  # torch-backed: imported where used, so the robust evaluator's settings stay light
@@ -255,7 +256,8 @@ class ModelRun:
         if row["acc"] > PROBE_MAX_ACC:
             warning = (f"large-eps probe: accuracy {row['acc']:.3f} > {PROBE_MAX_ACC} under {label} at "
                        f"{cfg.norm} eps={eps:.3g} on {m} images; it should be about 0 (gradient masking or a broken "
-                       "attack): raise --steps / --eot, try --attacks apgd-ce, inspect the defense")
+                       f"attack): raise {hint(NAME, 'steps')} / {hint(NAME, 'eot')}, try "
+                       f"{hint(NAME, 'attacks', 'apgd-ce')}, inspect the defense")
         return row, warning
 
     def _check(self, k: int, eps: float, clean: dict[str, Any], eps_rows: list[dict[str, Any]],
@@ -278,7 +280,8 @@ class ModelRun:
             if r["gradient"] == "transfer" and white and r["acc"] < min(w["acc"] for w in white):
                 out.append(f"transfer attack ({r['acc']:.4f}) beats the white-box attacks (best "
                            f"{min(w['acc'] for w in white):.4f}) at eps={eps:.4g}: gradients through the defense "
-                           "mislead the attack (gradient masking); trust the worst case, raise --eot / --steps")
+                           f"mislead the attack (gradient masking); trust the worst case, raise {hint(NAME, 'eot')} / "
+                           f"{hint(NAME, 'steps')}")
         return out
 
     def _protocol(self, k: int, probe: Optional[dict[str, Any]]) -> dict[str, Any]:
