@@ -6,8 +6,8 @@ The registry (names, threat models) needs no torch; the wrapper and the attacks 
 from ..lazy import lazy_exports
 from .registry import ATTACKS, NORMS, build_attack, check_attack, default_step_size, run_attack
 
-__getattr__ = lazy_exports(__name__, {"EOTPGDL2": ".eot_pgd_l2", "PassCounter": ".wrapper",
-                                      "PixelClassifier": ".wrapper", "PurifyConfig": ".wrapper"})
+__getattr__ = lazy_exports(__name__, {"KeyedPGD": ".pgd", "PassCounter": ".wrapper", "PixelClassifier": ".wrapper",
+                                      "PurifyConfig": ".wrapper"})
 
-__all__ = ["ATTACKS", "EOTPGDL2", "NORMS", "PassCounter", "PixelClassifier", "PurifyConfig", "build_attack",
+__all__ = ["ATTACKS", "KeyedPGD", "NORMS", "PassCounter", "PixelClassifier", "PurifyConfig", "build_attack",
            "check_attack", "default_step_size", "run_attack"]

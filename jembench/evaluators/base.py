@@ -12,6 +12,7 @@ settings validated; ``ctx`` says where files go (paths in ``Evaluation.artifacts
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import inspect
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from ..io import checkpoint_slugs
 from ..models.norms import NORMS
 from ..outdir import holds_out_dir
 from ..results import Evaluation, EvaluatorResult
-from ..runtime import resolve_device
+from ..runtime import PRECISIONS, precision_problem, resolve_device
 from ..settings import Settings, Spelling, fits, option
 
 if TYPE_CHECKING:  # models, data and the forward cache import torch: used when an evaluator runs, not when listed
@@ -48,7 +49,12 @@ class SharedSettings(Settings):
                           unit="model space")
     seed: int = option(defaults.SEED, "Seed of every random draw (noise, splits, samplers, attacks); recorded.")
     device: str = option(defaults.DEVICE, "cpu, cuda, cuda:1, mps, or auto (CUDA when available).")
-    batch_size: int = option(defaults.BATCH_SIZE, "Images per model call.", min=1)
+    batch_size: Optional[int] = option(
+        None, f"Images per model call, or auto (default): on CUDA the largest batch that fits (halving on "
+              f"out-of-memory, cached per model, device and precision), elsewhere {defaults.BATCH_SIZE}.", min=1,
+        parse=lambda text: None if text.strip().lower() == "auto" else int(text), metavar="INT|auto")
+    precision: str = option("fp32", "Autocast precision of every model pass: fp32 (none), bf16 (CPU and CUDA), "
+                                    "fp16 (CUDA only); recorded in every protocol.", choices=tuple(PRECISIONS))
     data_dir: Optional[str] = option(None, f"Dataset root (default ${defaults.DATA_ENV}, else "
                                            "~/.cache/jembench/data).", accepts=("os:PathLike",), metavar="DIR",
                                      path="dir")
@@ -68,6 +74,18 @@ class SharedSettings(Settings):
             yield f"{spell.assign('device', self.device)}: {exc}"
         except RuntimeError:
             yield f"{spell.assign('device', self.device)}: not a device; use cpu, cuda, cuda:N, mps or auto"
+        else:
+            problem = precision_problem(self.precision, resolve_device(self.device))
+            if problem:
+                yield f"{spell.assign('precision', self.precision)}: {problem}"
+
+    def resolved(self, models: Sequence[HybridModel]) -> "SharedSettings":
+        """These settings with ``batch_size`` auto resolved for ``models`` (the smallest of their answers)."""
+        if self.batch_size is not None:
+            return self
+        from ..batch_size import resolve
+
+        return dataclasses.replace(self, batch_size=min(resolve(None, m, self.cache_dir) for m in models))
 
     def overrides(self) -> dict[str, Any]:
         """Model overrides for :func:`jembench.load` (what a JEM file cannot say)."""
@@ -95,6 +113,13 @@ class Context:
         if id(model) not in self.slugs:
             self.name_files([model])
         return self.slugs[id(model)]
+
+
+def record_precision(evaluations: list[Evaluation], precision: str) -> list[Evaluation]:
+    """Write the autocast precision into every evaluation's protocol."""
+    for e in evaluations:
+        e.protocol.setdefault("precision", precision)
+    return evaluations
 
 
 def single_step(settings: Settings) -> list[tuple[str, Settings]]:
@@ -181,13 +206,15 @@ class Evaluator:
             raise JembenchError("no checkpoint given: pass one or more checkpoint files (or HybridModels)")
         device = resolve_device(shared.device)
         dataset = shared.dataset if isinstance(shared.dataset, str) else None
-        models = load_models(list(checkpoints), device, dataset=dataset, **shared.overrides())
+        models = load_models(list(checkpoints), device, dataset=dataset, precision=shared.precision,
+                             **shared.overrides())
+        shared = shared.resolved(models)
         if self.uses_forward_cache and cache is None:
             cache = ForwardCache(shared.cache_dir)
         ctx = Context(device, cache if self.uses_forward_cache else None,
                       Path(out_dir) if out_dir is not None else None, save_raw, progress)
         ctx.name_files(models)
-        evaluations = self.run(models, settings, shared, ctx)
+        evaluations = record_precision(self.run(models, settings, shared, ctx), shared.precision)
         config = {"evaluator": self.name, "settings": settings.to_dict(), "shared": shared.to_dict()}
         doc = finish(ctx.out_dir, evaluations, device=device, seed=shared.seed, config=config)
         return self.result(evaluations, doc, **ctx.extras)
@@ -213,4 +240,4 @@ class Evaluator:
         return api
 
 
-__all__ = ["Checkpoints", "Context", "Evaluator", "SharedSettings", "single_step"]
+__all__ = ["Checkpoints", "Context", "Evaluator", "SharedSettings", "record_precision", "single_step"]

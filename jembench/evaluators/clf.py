@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # torch-backed: imported where used, so the settings and the 
     from ..sampling.sgld import SGLDConfig
 
 NAME = "clf"
-SHARED = ("dataset", "n", "sigma", "seed", "device", "batch_size", "data_dir", "download", "head", "norm",
-          "cache_dir")
+SHARED = ("dataset", "n", "sigma", "seed", "device", "batch_size", "data_dir",
+          "download", "head", "norm", "cache_dir", "precision")
 
 # metric names (``n`` is the number of evaluated images)
 ACCURACY, ERROR, NLL, BRIER, N = "accuracy", "error", "nll", "brier", "n"

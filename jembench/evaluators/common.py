@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 from .. import defaults
 from ..errors import DatasetError
 from ..results import Evaluation, provenance, write_results
-from ..runtime import resolve_device
+from ..runtime import accelerate, resolve_device
 
 if TYPE_CHECKING:
     from ..data.imageset import ImageSet
@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 
 
 def load_models(checkpoints: Sequence[str | Path | HybridModel], device: Any = None, *,
-                dataset: Optional[str] = None, **overrides: Any) -> list[HybridModel]:
-    """Checkpoint paths (or HybridModels, passed through) -> HybridModels on ``device``.
+                dataset: Optional[str] = None, precision: str = "fp32", **overrides: Any) -> list[HybridModel]:
+    """Checkpoint paths (or HybridModels, passed through) -> HybridModels on ``device``, passes at ``precision``
+    (on CUDA: channels-last weights, ``cudnn.benchmark``; :func:`jembench.runtime.accelerate`).
 
     ``dataset`` is the evaluation dataset the user named: files that record none (JEM / JEM++) take their
     image size from it and are checked against its class count. Non-finite weights are refused."""
@@ -35,7 +36,9 @@ def load_models(checkpoints: Sequence[str | Path | HybridModel], device: Any = N
                                                       **{k: v for k, v in overrides.items() if v is not None})
         if isinstance(c, HybridModel):  # files are checked by load
             check_state(m.state_dict(), f"model {m.info.name!r}")
-        models.append(m.to(dev).eval())
+        m = accelerate(m.to(dev), dev).eval()
+        m.precision = precision
+        models.append(m)
     return models
 
 

@@ -43,7 +43,8 @@ if TYPE_CHECKING:  # torch-backed: imported where used, so the settings and the 
 
 __all__ = ["PASS_KEYS", "RobustResult", "RobustSettings", "attack_label", "metric_name", "robust"]
 log = logging.getLogger("jembench")
-SHARED = ("dataset", "seed", "device", "batch_size", "data_dir", "download", "head", "norm", "cache_dir")
+SHARED = ("dataset", "seed", "device", "batch_size", "data_dir", "download", "head", "norm", "cache_dir",
+          "precision")
 PIXELS = "pixels in [0, 1]"
 
 

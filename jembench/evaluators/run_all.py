@@ -42,7 +42,7 @@ from ..results import Evaluation, EvaluatorResult, provenance, results_document,
 from ..runtime import resolve_device
 from ..settings import Settings
 from ..version import __version__
-from .base import Context, Evaluator, SharedSettings
+from .base import Context, Evaluator, SharedSettings, record_precision
 from . import calib, clf
 from .calib import ECE
 from .clf import ACCURACY
@@ -117,8 +117,9 @@ def step_key(step: str, spec: Evaluator, settings: Settings, shared: SharedSetti
 def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | HybridModel], *,
             preset: str | Preset = "quick", overrides: Optional[dict[str, Any]] = None,
             out_dir: Optional[str | Path] = None, device: Any = defaults.DEVICE, seed: int = defaults.SEED,
-            batch_size: int = defaults.BATCH_SIZE, data_dir: Any = None, download: bool = False,
-            head: Optional[str] = None, norm: Optional[str] = None, cache_dir: Any = None, resume: bool = True,
+            batch_size: Optional[int] = None, precision: str = "fp32", data_dir: Any = None,
+            download: bool = False, head: Optional[str] = None, norm: Optional[str] = None, cache_dir: Any = None,
+            resume: bool = True,
             html: bool = True, progress: bool = True) -> RunAllResult:
     """Accuracy, calibration, OOD, robustness and generation for each checkpoint, with one shared forward cache.
 
@@ -132,13 +133,15 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
     cfg = get_preset(preset).override(overrides or {})
     shared = SharedSettings.build({"dataset": cfg.dataset, "n": cfg.n, "sigma": cfg.sigma, "seed": seed,
                                    "device": device, "batch_size": batch_size, "data_dir": data_dir,
-                                   "download": download, "head": head, "norm": norm, "cache_dir": cache_dir})
+                                   "download": download, "head": head, "norm": norm, "cache_dir": cache_dir,
+                                   "precision": precision})
     if isinstance(checkpoints, (str, Path, HybridModel)):
         checkpoints = [checkpoints]
     if not checkpoints:
         raise JembenchError("no checkpoint given: pass one or more checkpoint files")
     dev = resolve_device(shared.device)
-    models = load_models(checkpoints, dev, **shared.overrides())
+    models = load_models(checkpoints, dev, precision=shared.precision, **shared.overrides())
+    shared = shared.resolved(models)
     out = Path(out_dir) if out_dir is not None else None
     cache = ForwardCache(cache_dir)
     names = [m.info.name for m in models]
@@ -241,7 +244,7 @@ def _run_step(spec: Evaluator, model: HybridModel, settings: Settings, shared: S
     ``out``."""
     start = time.perf_counter()
     try:
-        evs = spec.run([model], settings, shared, ctx)
+        evs = record_precision(spec.run([model], settings, shared, ctx), shared.precision)
         seconds = time.perf_counter() - start
         for e in evs:
             if ctx.out_dir is not None and out is not None:
