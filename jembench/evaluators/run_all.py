@@ -36,7 +36,8 @@ from ..io import WriteError, atomic_write_json, atomic_write_text, checkpoint_sl
 from ..models import HybridModel, file_sha256
 from ..outdir import holds_out_dir
 from ..presets import Preset, get_preset
-from ..reporting import Run
+from ..reporting import Run, compare_runs
+from ..reporting.comparisons import names_checkpoint
 from ..reporting.tables import checkpoint_label, unique_checkpoint_labels
 from ..results import Evaluation, EvaluatorResult, provenance, results_document, write_results
 from ..runtime import resolve_device
@@ -120,7 +121,7 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
             batch_size: Optional[int] = None, precision: str = "fp32", data_dir: Any = None,
             download: bool = False, head: Optional[str] = None, norm: Optional[str] = None, cache_dir: Any = None,
             resume: bool = True,
-            html: bool = True, progress: bool = True) -> RunAllResult:
+            html: bool = True, progress: bool = True, baseline: Optional[str] = None) -> RunAllResult:
     """Accuracy, calibration, OOD, robustness and generation for each checkpoint, with one shared forward cache.
 
     ``preset`` is ``"quick"``, ``"paper"`` or a :class:`~jembench.presets.Preset`; ``overrides`` set its fields
@@ -129,6 +130,8 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
     arrays, and index.html; finished steps are kept in ``out_dir/.parts`` so an interrupted run resumes where it
     stopped (``resume=False`` recomputes everything). One run at a time writes ``out_dir`` (a second one exits 2
     naming the holder, or with ``wait=True`` waits); it is checked writable before anything is computed.
+    ``baseline`` names the checkpoint the others are compared against (default: the one plain classifier among
+    them, if any); the paired comparisons go to results.json.
     """
     cfg = get_preset(preset).override(overrides or {})
     shared = SharedSettings.build({"dataset": cfg.dataset, "n": cfg.n, "sigma": cfg.sigma, "seed": seed,
@@ -141,6 +144,9 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
         raise JembenchError("no checkpoint given: pass one or more checkpoint files")
     dev = resolve_device(shared.device)
     models = load_models(checkpoints, dev, precision=shared.precision, **shared.overrides())
+    if baseline and not any(names_checkpoint(baseline, m.info.to_dict(), m.info.name) for m in models):
+        raise JembenchError(f"--baseline {baseline!r} is none of the checkpoints: "
+                            f"{', '.join(m.info.name for m in models)}")
     shared = shared.resolved(models)
     out = Path(out_dir) if out_dir is not None else None
     cache = ForwardCache(cache_dir)
@@ -173,14 +179,18 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
               "steps": {s.name: s.settings.to_dict() for s in steps}}
     prov = provenance(device=dev, seed=shared.seed, config=config)
     prov.update(wall_time_s=wall, forward_model_calls=cache.model_calls, resumed=resumed)
+    comparisons = None
     if out is not None:
-        write_results(out, evaluations, prov)
+        run = Run(out.name or "run-all", out, prov, evaluations, out / "results.json")
+        comparisons = compare_runs([run], baseline=baseline)
+        write_results(out, evaluations, prov, [c.to_dict() for c in comparisons])
         if html:
             from .report import build
 
-            build([Run(out.name or "run-all", out, prov, evaluations, out / "results.json")], out / "index.html",
-                  csv_dir=out / "tables", title=f"jembench run-all ({cfg.name} preset)")
-    return RunAllResult(evaluations, results_document(evaluations, prov), out, list(errors), resumed, records, errors)
+            build([run], out / "index.html", csv_dir=out / "tables", title=f"jembench run-all ({cfg.name} preset)",
+                  baseline=baseline, comparisons=comparisons)
+    doc = results_document(evaluations, prov, [c.to_dict() for c in comparisons] if comparisons is not None else None)
+    return RunAllResult(evaluations, doc, out, list(errors), resumed, records, errors)
 
 
 @dataclass
