@@ -39,7 +39,9 @@ REFERENCE_SPLITS = ("train", "test", "train+test")
 SHARED = ("dataset", "seed", "device", "batch_size", "data_dir", "download", "head", "norm", "cache_dir", "precision")
 FRESH_N = 1000  # samples per fresh protocol when --n is not given (FID is biased in N: compare equal N only)
 GRID_MAX = 100  # images in a sample grid
-SAMPLER_FIELDS = ("steps", "step_size", "noise", "init", "conditional", *PCD_FIELDS, "buffer_top", "bn_train")
+MCMC_FIELDS = ("temperature", "warmup", "target_accept")  # MH / MALA only
+SAMPLER_FIELDS = ("steps", "step_size", "noise", *MCMC_FIELDS, "init", "conditional", *PCD_FIELDS, "buffer_top",
+                  "bn_train")
 
 
 @dataclass(frozen=True)
@@ -51,15 +53,24 @@ class GenSettings(Settings):
     protocol: tuple[str, ...] = option(
         ("sgld",), "Sampling protocol(s), repeatable or comma list: sgld (fresh chains from U(-1,1), JEM SGLD), pcd "
                    "(JEM's uncond_samples: PCD rounds into a buffer of N chains), jem++ (per-class Gaussian init, "
-                   "JEM++ sampler), conditional (SGLD on f(x)[y], N/K per class), buffer (the checkpoint's replay "
+                   "JEM++ sampler), conditional (SGLD on f(x)[y], N/K per class), mh (random-walk Metropolis-"
+                   "Hastings), mala (Metropolis-adjusted Langevin; both on p~^(1/T) in the input box, with per-chain "
+                   "acceptance rates), buffer (the checkpoint's replay "
                    "buffer), buffer-top (its most confident fraction per class, as SADA-JEM).",
         choices=lambda: list(PRESETS), noun="generation protocol", aliases=("protocols",),
         accepts=("jembench.generation:GenProtocol",),
         repeatable=True, metavar="NAME")
-    steps: Optional[int] = option(None, "SGLD steps per chain (JEM++ sampler: outer steps M) [protocol's own: sgld "
-                                        "40, jem++ 10].", min=0)
-    step_size: Optional[float] = option(None, "SGLD step size [protocol's own: 1.0; JEM++ 0.2].", min=0)
+    steps: Optional[int] = option(None, "SGLD steps per chain (JEM++ sampler: outer steps M; mh / mala: kept steps "
+                                        "after the warm-up) [protocol's own: sgld 40, jem++ 10, mh / mala 100].",
+                                  min=0)
+    step_size: Optional[float] = option(None, "SGLD step size [protocol's own: 1.0; JEM++ 0.2; mh: proposal std 0.01; "
+                                              "mala: eps 0.001].", min=0)
     noise: Optional[float] = option(None, "SGLD noise std [protocol's own: 0.01; JEM++ 0].", min=0)
+    temperature: Optional[float] = option(None, "mh / mala: temperature T, the chains target p~^(1/T) [1].", above=0)
+    warmup: Optional[int] = option(None, "mh / mala: warm-up steps before the kept ones, adapting the step toward "
+                                         "--target-accept (0: the step as given) [50].", min=0)
+    target_accept: Optional[float] = option(None, "mh / mala: warm-up's target acceptance rate [mh 0.234, mala "
+                                                  "0.574].", above=0, max=0.999)
     init: Optional[str] = option(None, "Chain init: U(-1,1) or the per-class Gaussians fitted on the training split "
                                        "[protocol's own].", choices=("uniform", "gaussian"))
     conditional: Optional[bool] = option(None, "Class-conditional chains for every fresh protocol [protocol's own].")
@@ -92,6 +103,8 @@ class GenSettings(Settings):
     prc_neighborhood: int = option(3, "k of the k-NN manifolds of precision / recall.", min=1)
 
     def check(self, spell):
+        from ..sampling.mcmc import MCMCConfig  # torch-backed: when settings are checked, not when listed
+
         if not self.protocol:
             yield f"{spell.assign('protocol', '')}: name at least one of {', '.join(PRESETS)}"
         names = [p.name if isinstance(p, GenProtocol) else p for p in self.protocol]
@@ -103,6 +116,19 @@ class GenSettings(Settings):
         if pcd_set and not any(make_protocol(p).pcd_rounds for p in self.protocol):
             yield (f"{', '.join(spell.option(k) for k in pcd_set)} set but no PCD protocol chosen: add "
                    f"{spell.assign('protocol', 'pcd')}")
+        mcmc = [isinstance(make_protocol(p).sampler, MCMCConfig) for p in self.protocol]
+        mcmc_set = [k for k in MCMC_FIELDS if getattr(self, k) is not None]
+        if mcmc_set and not any(mcmc):
+            yield (f"{', '.join(spell.option(k) for k in mcmc_set)} set but no MH / MALA protocol chosen: add "
+                   f"{spell.assign('protocol', 'mala')}")
+        if self.step_size == 0 and any(mcmc):
+            yield f"{spell.assign('step_size', 0)}: mh / mala need a step > 0"
+        if self.bn_train and mcmc and all(mcmc):
+            yield (f"{spell.option('bn_train')} set but mh / mala always run BatchNorm in eval mode (a density that "
+                   "depends on the batch is no fixed target)")
+        if self.noise is not None and mcmc and all(mcmc):
+            yield (f"{spell.option('noise')} set but mh / mala have no free noise (MALA's is sqrt(2 step)): use "
+                   f"{spell.option('step_size')} or {spell.option('temperature')}")
 
     def protocols(self) -> list[GenProtocol]:
         """Each protocol with the sampler fields applied."""
@@ -342,6 +368,7 @@ EVALUATOR = Evaluator(
     Examples:
       jembench gen bundled:jem-digits                                 1000 fresh SGLD samples, digits-wrn extractor
       jembench gen ckpt.pt --protocol pcd,conditional --n 500 --steps 40
+      jembench gen ckpt.pt --protocol mala --steps 200 --temperature 1 --warmup 50   MALA, acceptance in provenance
       jembench gen jem.pt --protocol buffer --reference train+test    JEM++'s protocol (replay buffer vs train+test)
       jembench gen jem.pt --protocol buffer-top --buffer-top 0.1 --metrics is
       jembench gen jem.pt --offline --fid-weights weights-inception-2015-12-05-6726825d.pth
