@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 
-LISTING = ["", "inspect", "datasets", "train", "clf", "calib", "ood", "robust", "gen", "run-all", "report"]
 
 
 def timed(code: str, repeats: int) -> list[float]:
@@ -36,7 +35,9 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs, {args.repeats} runs each")
     baseline = statistics.median(timed("pass", args.repeats))
     print(f"{'python -c pass':<28} median {baseline:.2f} s")
-    for command in LISTING:
+    from jembench.cli import main as cli
+
+    for command in ["", *cli.list_commands(None)]:
         argv = [command, "--help"] if command else ["--help"]
         code = f"from jembench.cli import main; main({argv!r}, prog_name='jembench')"
         t = timed(code, args.repeats)
