@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable, Optional
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ..generation import GenProtocol, Samples, generate
 from ..io import atomic_savefig, atomic_savez
-from ..models import HybridModel
 from ..results import Evaluation
-from ..sampling.diagnostics import Diagnostics, definition, diagnose
-from ..sampling.sgld import JEMPPConfig
+
+if TYPE_CHECKING:  # torch-backed: imported where used, so listing commands stays light
+    import torch
+
+    from ..models import HybridModel
+    from ..sampling.diagnostics import Diagnostics
 
 LADDER_METRICS = ("is", "fid")  # of the metrics asked for, those the ladder repeats at every chain length
 NO_CHAINS = "none: no chains run (samples read from the checkpoint's replay buffer)"
@@ -31,6 +32,8 @@ NO_CHAINS = "none: no chains run (samples read from the checkpoint's replay buff
 
 def chain_diagnostics(samples: Samples, label: str) -> tuple[Optional[Diagnostics], Any]:
     """``(diagnostics, protocol entry)``: None and a reason for buffer protocols or chains with no step."""
+    from ..sampling.diagnostics import definition, diagnose
+
     trace = samples.trace
     if trace is None:
         return None, NO_CHAINS
@@ -73,10 +76,24 @@ def write_trace(out_dir: Optional[str | Path], stem: str, ev: Evaluation, sample
     return arts
 
 
-@torch.no_grad()
+def run_ladder(ev: Evaluation, model: HybridModel, proto: GenProtocol, samples: Samples, multiples: tuple,
+               keys: tuple[str, ...], score: Callable[[Samples], dict[str, float]], **kw: Any) -> None:
+    """The long-run ladder of one fresh protocol into ``ev`` (metrics, ``protocol["ladder"]``, warnings) for the
+    metric families ``keys`` ("is", "fid"); ``kw`` go to :func:`ladder`."""
+    pick = lambda d: {k: v for k, v in d.items() if k.split("/")[0] in keys}  # noqa: E731
+    main = {**pick(ev.metrics), **{k: v for k, v in ev.metrics.items() if k == "chain/rhat"}}
+    metrics, ev.protocol["ladder"], warnings = ladder(model, proto, samples, main, multiples,
+                                                      lambda smp: pick(score(smp)), **kw)
+    ev.metrics.update(metrics)
+    ev.warnings += warnings
+
+
 def mean_energy(model: HybridModel, x: torch.Tensor, batch_size: int) -> float:
     """Mean E(x) = -log p~(x) of the samples as sampled (model space), eval mode."""
-    return float(torch.cat([-model.log_px(b.to(model.device)).double().cpu() for b in x.split(batch_size)]).mean())
+    import torch
+
+    with torch.no_grad():
+        return float(torch.cat([-model.log_px(b.to(model.device)).double().cpu() for b in x.split(batch_size)]).mean())
 
 
 def ladder(model: HybridModel, proto: GenProtocol, main: Samples, main_scores: dict[str, float], multiples: tuple,
@@ -84,6 +101,8 @@ def ladder(model: HybridModel, proto: GenProtocol, main: Samples, main_scores: d
            train_set: Any, progress: bool) -> tuple[dict[str, float], dict[str, Any], list[str]]:
     """``(metrics, protocol entry, warnings of the longer runs)`` of the long-run ladder for one fresh protocol
     (see the module docstring)."""
+    from ..sampling.sgld import JEMPPConfig
+
     k = proto.sampler.outer_steps if isinstance(proto.sampler, JEMPPConfig) else proto.sampler.steps
     field = "outer_steps" if isinstance(proto.sampler, JEMPPConfig) else "steps"
     metrics: dict[str, float] = {}

@@ -97,3 +97,24 @@ class TraceRecorder:
             return ChainTrace(torch.zeros(0, 0), torch.zeros(0, dtype=torch.long))
         return ChainTrace(torch.stack(self._energy).cpu(), torch.tensor(self._steps),
                           predicted=torch.stack(self._pred).cpu())
+
+
+def mcmc_trace(energy: torch.Tensor, warmup: int, acceptance: Optional[torch.Tensor] = None) -> ChainTrace:
+    """MH / MALA runs (``energy`` ``[warmup + steps, chains]`` after each step): the kept steps, warm-up dropped,
+    at most ``MAX_ROWS`` rows, with the per-chain acceptance."""
+    kept = energy[warmup:]
+    stride = stride_for(len(kept))
+    return ChainTrace(kept[::stride].float().cpu(), torch.arange(warmup + 1, warmup + 1 + len(kept))[::stride],
+                      acceptance=acceptance.cpu() if acceptance is not None else None,
+                      axis="sampler step (energy after the step; warm-up dropped)")
+
+
+def rounds_trace(rounds: Sequence[ChainTrace]) -> ChainTrace:
+    """PCD: row r is round r's draw of ``pcd_batch`` chains at its last recorded step (SGLD / JEM++: entering the
+    last step; MH / MALA: after it); "chain" j is the j-th draw of every round (other buffer slots each round), so
+    R-hat and drift read whether the buffer is stationary."""
+    if not rounds or not rounds[0].energy.shape[0]:
+        return ChainTrace(torch.zeros(0, 0), torch.zeros(0, dtype=torch.long))
+    pred = None if rounds[0].predicted is None else torch.stack([t.predicted[-1] for t in rounds])
+    return ChainTrace(torch.stack([t.energy[-1] for t in rounds]), torch.arange(len(rounds)), predicted=pred,
+                      axis="PCD round (each round's draw at its last recorded step)")
