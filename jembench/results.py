@@ -18,7 +18,6 @@ Two evaluations share a comparison column only when their ``protocol_key`` is eq
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import platform
@@ -28,8 +27,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
-
-import numpy as np
 
 from . import distributed
 from .errors import JembenchError
@@ -100,6 +97,9 @@ def _git(*args: str) -> Optional[str]:
 def provenance(device: Any = None, seed: Optional[int] = None,
                config: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Versions, machine and command: what a reader needs to trust and reproduce the numbers."""
+    import importlib.metadata
+
+    import numpy as np
     import torch
 
     from .version import __version__

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import jembench
-import jembench.evaluators.common as common
+import jembench.models.checkpoints as checkpoints
 import jembench.evaluators.run_all as run_all_module
 from jembench.cli import main
 from jembench.errors import JembenchError
@@ -40,7 +40,7 @@ def sample(f: Field) -> tuple[str, object]:
     if f.item_type is int:
         low = int(f.spec.min if f.spec.min is not None else 0)
         value = (f.default + 1) if isinstance(f.default, int) else low + 2
-        return (f"0,{low + 2}", (0, low + 2)) if f.is_list else (str(value), value)
+        return (f"{low},{low + 2}", (low, low + 2)) if f.is_list else (str(value), value)
     if f.item_type is float:
         top = f.spec.max if f.spec.max is not None else 2.0
         value = 0.25 * top
@@ -168,7 +168,7 @@ def test_invalid_values_exit_2_in_one_line_before_any_model_is_loaded(argv, says
     def no_load(*args, **kwargs):
         raise AssertionError("a checkpoint was loaded before the settings were checked")
 
-    monkeypatch.setattr(common, "load", no_load)
+    monkeypatch.setattr(checkpoints, "load", no_load)
     out = tmp_path / "out"
     result = CliRunner().invoke(main, [*argv, "checkpoints/jem-digits.pt", "--out-dir", str(out)])
     lines = result.stderr.strip().splitlines()
@@ -180,7 +180,7 @@ def test_invalid_values_exit_2_in_one_line_before_any_model_is_loaded(argv, says
 @pytest.mark.parametrize("name, values", [("clf", {"sigma": -1}), ("calib", {"bins": 0}), ("ood", {"scores": "px"}),
                                           ("robust", {"eot": 0}), ("gen", {"steps": -1}), ("clf", {"nope": 1})])
 def test_the_api_raises_the_same_one_line_error_before_loading(name, values, monkeypatch):
-    monkeypatch.setattr(common, "load", lambda *a, **k: pytest.fail("loaded"))
+    monkeypatch.setattr(checkpoints, "load", lambda *a, **k: pytest.fail("loaded"))
     with pytest.raises(JembenchError) as err:
         getattr(jembench, name)("checkpoints/jem-digits.pt", **values)
     assert "\n" not in str(err.value)

@@ -13,24 +13,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
-
-import torch
+from typing import TYPE_CHECKING, Any, Optional
 
 from .. import background, defaults
-from ..data.imageset import ImageSet
-from ..data.registry import get_dataset
 from ..errors import JembenchError
 from ..generation import PCD_FIELDS, PRESETS, GenProtocol, Samples, generate, make_protocol
-from ..sampling.mcmc import MCMCConfig
 from ..io import atomic_savez, atomic_write_bytes
-from ..metrics import fidelity
-from ..models import HybridModel
+from ..metrics.names import FIDELITY
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import derive_seed
 from ..settings import Settings, option
 from .base import Context, Evaluator, SharedSettings
 from .common import Timer, check_compatible, default_dataset
+from .gen_chains import chain_diagnostics, record, run_ladder, write_trace
+
+if TYPE_CHECKING:  # torch-backed: imported where used, so the settings and the registry entry stay light
+    import torch
+
+    from ..data.imageset import ImageSet
+    from ..metrics import fidelity
+    from ..models import HybridModel
 
 NAME = "gen"
 QUANTISATION = "model space -> to_pixels01 -> clamp [0, 1] -> round(255 x) -> uint8 (as the real images)"
@@ -56,7 +58,8 @@ class GenSettings(Settings):
                    "Hastings), mala (Metropolis-adjusted Langevin; both on p~^(1/T) in the input box, with per-chain "
                    "acceptance rates), buffer (the checkpoint's replay "
                    "buffer), buffer-top (its most confident fraction per class, as SADA-JEM).",
-        choices=lambda: list(PRESETS), noun="generation protocol", aliases=("protocols",), accepts=(GenProtocol,),
+        choices=lambda: list(PRESETS), noun="generation protocol", aliases=("protocols",),
+        accepts=("jembench.generation:GenProtocol",),
         repeatable=True, metavar="NAME")
     steps: Optional[int] = option(None, "SGLD steps per chain (JEM++ sampler: outer steps M; mh / mala: kept steps "
                                         "after the warm-up) [protocol's own: sgld 40, jem++ 10, mh / mala 100].",
@@ -81,16 +84,16 @@ class GenSettings(Settings):
                                                "SADA-JEM: 0.1 for IS, 0.9 for FID].", above=0, max=1)
     bn_train: Optional[bool] = option(None, "Batch norm in train mode while sampling [protocol's own: train mode "
                                             "for the JEM++ sampler on BN models, else eval].")
-    metrics: tuple[str, ...] = option(fidelity.METRICS, "Metrics, comma list: is, fid, kid, prc "
-                                                        "(precision/recall).", choices=fidelity.METRICS,
+    metrics: tuple[str, ...] = option(FIDELITY, "Metrics, comma list: is, fid, kid, prc "
+                                                "(precision/recall).", choices=FIDELITY,
                                       noun="metric")
     reference: str = option("train", "Reference split for FID/KID/PRC (JEM++ used train+test).",
                             choices=REFERENCE_SPLITS)
     feature_extractor: str = option(
         "auto", "auto (the dataset's bundled reference classifier, e.g. digits-wrn; else Inception), inception "
                 "(torch-fidelity's), digits-wrn, or a jembench classifier checkpoint trained on the dataset. "
-                f"digits-wrn is looked up in ${defaults.GEN_EXTRACTORS_ENV}, the checkout's checkpoints/, then "
-                "./checkpoints.", metavar="NAME|PATH")
+                f"digits-wrn ships with jembench (bundled:digits-reference-classifier; "
+                f"${defaults.GEN_EXTRACTORS_ENV}=DIR overrides it).", metavar="NAME|PATH")
     fid_weights: Optional[str] = option(None, "torch-fidelity's Inception weights file "
                                               "(weights-inception-2015-12-05-6726825d.pth), for machines without "
                                               "internet.", metavar="FILE", path="file")
@@ -99,15 +102,21 @@ class GenSettings(Settings):
     kid_subsets: int = option(100, "KID subsets.", min=1)
     isc_splits: int = option(10, "Inception-score splits.", min=1)
     prc_neighborhood: int = option(3, "k of the k-NN manifolds of precision / recall.", min=1)
+    ladder: Optional[tuple[int, ...]] = option(
+        None, "Long-run check: chain lengths as multiples of each fresh protocol's own steps K (1,10,100: K, 10K, "
+              "100K), same seed; IS, FID and mean energy per length as ladder/<steps>/... (Nijkamp et al. 2019); "
+              "buffer protocols are skipped; none = off.", min=1, metavar="LIST")
 
     def check(self, spell):
+        from ..sampling.mcmc import MCMCConfig  # torch-backed: when settings are checked, not when listed
+
         if not self.protocol:
             yield f"{spell.assign('protocol', '')}: name at least one of {', '.join(PRESETS)}"
         names = [p.name if isinstance(p, GenProtocol) else p for p in self.protocol]
         if len(set(names)) != len(names):
             yield f"{spell.assign('protocol', names)}: names a protocol twice; give each once"
         if not self.metrics:
-            yield f"{spell.assign('metrics', '')}: name at least one of {', '.join(fidelity.METRICS)}"
+            yield f"{spell.assign('metrics', '')}: name at least one of {', '.join(FIDELITY)}"
         pcd_set = [k for k in PCD_FIELDS if getattr(self, k) is not None]
         if pcd_set and not any(make_protocol(p).pcd_rounds for p in self.protocol):
             yield (f"{', '.join(spell.option(k) for k in pcd_set)} set but no PCD protocol chosen: add "
@@ -143,6 +152,11 @@ class GenResult(EvaluatorResult):
 def reference_set(dataset: str, split: str, *, data_dir: Any = None, download: bool = False) -> ImageSet:
     """The reference images: one split, or ``"train+test"`` concatenated (what JEM++ used). A source with one split
     (``npz:`` holding only ``x``) is that split, ``"all"``, whatever was asked: never relabelled, never doubled."""
+    import torch
+
+    from ..data.imageset import ImageSet
+    from ..data.registry import get_dataset
+
     if split not in REFERENCE_SPLITS:
         raise JembenchError(f"--reference {split!r}: choose one of {', '.join(REFERENCE_SPLITS)}")
     parts = [get_dataset(dataset, s, data_dir=data_dir, download=download) for s in split.split("+")]
@@ -157,6 +171,9 @@ def run(models: list[HybridModel], s: GenSettings, shared: SharedSettings, ctx: 
     """Sample each model under each protocol and score the samples. Every feature extractor (and its weights) is
     resolved before any sampling, so a missing file fails at once; with several evaluations, one that fails
     is recorded as failed and the others go on."""
+    from ..data.registry import get_dataset
+    from ..metrics import fidelity
+
     protos = s.protocols()
     fid_cache = (Path(shared.cache_dir) / "fidelity" if shared.cache_dir else Path(defaults.GEN_FIDELITY_CACHE))
     fid_cache = fid_cache.expanduser()
@@ -180,8 +197,9 @@ def run(models: list[HybridModel], s: GenSettings, shared: SharedSettings, ctx: 
                 with Timer() as t:
                     ev, samples = _evaluate(m, proto, extractors[ds], refs.get(ds), trains.get(ds), ds, s, shared,
                                             ctx.progress)
-                    ev.artifacts = _write_artifacts(ctx.out_dir, f"{ctx.slug(m)}-{proto.name}", m, samples,
-                                                    ctx.save_raw)
+                    stem = f"{ctx.slug(m)}-{proto.name}"
+                    ev.artifacts = _write_artifacts(ctx.out_dir, stem, m, samples, ctx.save_raw)
+                    ev.artifacts.update(write_trace(ctx.out_dir, stem, ev, samples, ctx.save_raw))
                 ev.wall_time_s = t.seconds
                 ctx.extras.setdefault("samples", {})[f"{m.info.name}/{proto.name}"] = samples
             except JembenchError as exc:
@@ -201,19 +219,11 @@ def _evaluate(model: HybridModel, proto: GenProtocol, ext: fidelity.Extractor,
     n = FRESH_N if s.n is None and proto.source == "fresh" else s.n
     samples = generate(model, proto, n, seed=shared.seed, batch_size=shared.batch_size, train_set=train,
                        progress=progress)
-    with Timer() as t_feat:
-        fake = fidelity.extract(ext, samples.images, batch_size=shared.batch_size, device=model.device)
     real = ref[1] if ref is not None else None
-    metric_seed = derive_seed(shared.seed, "gen-metrics")
-    values, settings = fidelity.fidelity_metrics(fake, real, ext, metrics=list(dict.fromkeys(s.metrics)),
-                                                 isc_splits=s.isc_splits, kid_subsets=s.kid_subsets,
-                                                 kid_subset_size=s.kid_subset_size,
-                                                 prc_neighborhood=s.prc_neighborhood, seed=metric_seed)
-    name, n_used = ext.name, len(samples.images)
     ref_split = ref[0].split if ref is not None else s.reference  # "all" for a single-split npz: what it is
-    out = {metric_name(key, name, ref_split): value for key, value in values.items()}
-    if "is" in s.metrics and real is not None:
-        out[f"is_real/{name}/{ref_split}"] = _real_is(real[ext.layers["is"]], n_used, s.isc_splits, metric_seed)
+    score = lambda smp, keys=tuple(s.metrics): _score(smp, ext, real, s, shared, keys, model.device,  # noqa: E731
+                                                      ref_split)
+    (out, settings, fake, features_s), n_used = score(samples), len(samples.images)
     warnings = list(samples.warnings)
     dim = fake[ext.layers["fid"]].shape[1]
     if "fid" in s.metrics and n_used < dim:
@@ -221,7 +231,7 @@ def _evaluate(model: HybridModel, proto: GenProtocol, ext: fidelity.Extractor,
                         "strongly biased; compare only numbers with equal N")
     rows, extra = _class_rows(model, samples, fake, ext, shared.batch_size)
     out.update(extra)
-    time = {"sampling_s": samples.seconds, "features_s": t_feat.seconds}
+    time = {"sampling_s": samples.seconds, "features_s": features_s}
     if samples.chain_steps:
         time["chain_steps_per_s"] = samples.chain_steps / max(samples.seconds, 1e-9)
     protocol = {"sampling": samples.protocol, "n": n_used, "dataset": dataset,
@@ -230,7 +240,31 @@ def _evaluate(model: HybridModel, proto: GenProtocol, ext: fidelity.Extractor,
                 "metric_settings": settings, "torch_fidelity": _tf_version()}
     ev = Evaluation(NAME, model.info.to_dict(), protocol, metrics=out, rows=rows, warnings=warnings,
                     provenance={"time": time, "observed": {k: float(v) for k, v in samples.observed.items()}})
+    record(ev, *chain_diagnostics(samples, f"{model.info.name} / {proto.name}"))
+    if s.ladder and proto.source == "fresh":
+        keys = tuple(k for k in s.metrics if k in ("is", "fid"))
+        run_ladder(ev, model, proto, samples, s.ladder, keys, lambda smp: score(smp, keys)[0], n=n, seed=shared.seed,
+                   batch_size=shared.batch_size, train_set=train, progress=progress)
     return ev, samples
+
+
+def _score(samples: Samples, ext: fidelity.Extractor, real: Optional[dict[str, torch.Tensor]], s: GenSettings,
+           shared: SharedSettings, keys: tuple, device: Any, ref_split: str) -> tuple[dict, dict, dict, float]:
+    """Metrics ``keys`` of ``samples`` (+ the real IS ceiling), metric settings, features, extraction seconds."""
+    from ..metrics import fidelity
+
+    with Timer() as t_feat:
+        fake = fidelity.extract(ext, samples.images, batch_size=shared.batch_size, device=device)
+    metric_seed = derive_seed(shared.seed, "gen-metrics")
+    values, settings = fidelity.fidelity_metrics(fake, real, ext, metrics=list(dict.fromkeys(keys)),
+                                                 isc_splits=s.isc_splits, kid_subsets=s.kid_subsets,
+                                                 kid_subset_size=s.kid_subset_size,
+                                                 prc_neighborhood=s.prc_neighborhood, seed=metric_seed)
+    out = {metric_name(key, ext.name, ref_split): value for key, value in values.items()}
+    if "is" in keys and real is not None:
+        out[f"is_real/{ext.name}/{ref_split}"] = _real_is(real[ext.layers["is"]], len(samples.images),
+                                                            s.isc_splits, metric_seed)
+    return out, settings, fake, t_feat.seconds
 
 
 def metric_name(key: str, extractor: str, reference: str) -> str:
@@ -240,6 +274,9 @@ def metric_name(key: str, extractor: str, reference: str) -> str:
 
 def _real_is(logits: torch.Tensor, n: int, splits: int, seed: int) -> float:
     """IS of ``n`` real images drawn with ``seed`` (all if fewer), so it compares with the samples' IS."""
+    import torch
+
+    from ..metrics import fidelity
     from ..runtime import generator
 
     idx = torch.randperm(len(logits), generator=generator(seed))[:n]
@@ -252,15 +289,17 @@ def _reference_record(ref: tuple[ImageSet, dict[str, torch.Tensor], dict[str, An
             "fingerprint": imageset.fingerprint(), "cache_key": cache["key"]}
 
 
-@torch.no_grad()
 def _class_rows(model: HybridModel, samples: Samples, fake: dict[str, torch.Tensor], ext: fidelity.Extractor,
                 batch_size: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Per class: the share of samples the model (and a classifier extractor) assigns to it; for conditional
     samples also how often each agrees with the target class."""
+    import torch
+
     k = model.info.n_classes
     x = samples.images
-    pred_model = torch.cat([model(model.to_model_space(x[s:s + batch_size].float().to(model.device) / 255.0))
-                            .argmax(-1).cpu() for s in range(0, len(x), batch_size)])
+    with torch.no_grad():
+        pred_model = torch.cat([model(model.to_model_space(x[s:s + batch_size].float().to(model.device) / 255.0))
+                                .argmax(-1).cpu() for s in range(0, len(x), batch_size)])
     pred_ext = fake["logits"].argmax(-1) if ext.kind == "classifier" and ext.n_classes == k else None
     rows, metrics = [], {}
     y = samples.labels
@@ -328,11 +367,14 @@ def summary_text(result: GenResult) -> str:
         if ev.status != "ok":
             lines.append(f"{name}: failed: {ev.error}")
             continue
-        shown = {k: v for k, v in ev.metrics.items() if not k.startswith(("is_std", "kid_std"))}
+        shown = {k: v for k, v in ev.metrics.items() if not k.startswith(("is_std", "kid_std", "ladder/"))}
         nums = ", ".join(f"{k} = {v:.4g}" for k, v in shown.items())
         t = ev.provenance["time"]
         lines.append(f"{name} (n={ev.protocol['n']}, extractor {ev.protocol['feature_extractor']['name']}): {nums}; "
                      f"sampling {t['sampling_s']:.1f}s, features {t['features_s']:.1f}s")
+        for steps in (ev.protocol.get("ladder") or {}).get("steps", []):
+            rung = {k.split("/", 2)[2]: v for k, v in ev.metrics.items() if k.startswith(f"ladder/{steps}/")}
+            lines.append(f"  long run, {steps} steps: " + ", ".join(f"{k} = {v:.4g}" for k, v in rung.items()))
         lines += [f"  warning: {w}" for w in ev.warnings]
     return "\n".join(lines)
 
@@ -341,7 +383,7 @@ EVALUATOR = Evaluator(
     name=NAME, title="Generation", settings=GenSettings, run=run, result=GenResult, summary=summary_text,
     shared=SHARED, headline=("fid/*/*", "is/*", "kid/*/*"), headline_last=False,
     metrics=("is/*", "is_std/*", "is_real/*/*", "fid/*/*", "kid/*/*", "kid_std/*/*", "precision/*/*", "recall/*/*",
-             "cond_acc/*"),
+             "cond_acc/*", "chain/*", "ladder/*"),
     figures="Sample grids", positional=(),
     short_help="IS / FID / KID / precision-recall of samples drawn under named protocols.",
     help="""Generation: draw samples under each protocol, score IS / FID / KID / precision-recall.
@@ -354,7 +396,7 @@ EVALUATOR = Evaluator(
 
     \b
     Examples:
-      jembench gen checkpoints/jem-digits.pt                          1000 fresh SGLD samples, digits-wrn extractor
+      jembench gen bundled:jem-digits                                 1000 fresh SGLD samples, digits-wrn extractor
       jembench gen ckpt.pt --protocol pcd,conditional --n 500 --steps 40
       jembench gen ckpt.pt --protocol mala --steps 200 --temperature 1 --warmup 50   MALA, acceptance in provenance
       jembench gen jem.pt --protocol buffer --reference train+test    JEM++'s protocol (replay buffer vs train+test)

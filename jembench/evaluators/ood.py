@@ -10,16 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 from .. import background
-from ..data.imageset import ImageSet
-from ..forward import ForwardCache
 from ..io import atomic_savefig, atomic_savez
-from ..metrics.ood import AUPR_METHOD, BOOTSTRAP_METHOD, FPR_CONVENTIONS, ood_metrics, sanitize
-from ..models import HybridModel
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import derive_seed
 from ..scores import CONVENTION, SCORES, parse_scores
@@ -27,6 +21,13 @@ from ..settings import Settings, option
 from .base import Context, Evaluator, SharedSettings
 from .clf import SHARED
 from .common import Timer, load_eval_set
+
+if TYPE_CHECKING:  # torch-backed: imported where used, so the settings and the registry entry stay light
+    import numpy as np
+
+    from ..data.imageset import ImageSet
+    from ..forward import ForwardCache
+    from ..models import HybridModel
 
 NAME = "ood"
 PRESETS = {  # --out NAME expands to these OOD sets
@@ -158,6 +159,8 @@ def run(models: list[HybridModel], s: OODSettings, shared: SharedSettings, ctx: 
 def _evaluate(model: HybridModel, tag: str, s: OODSettings, names: list[str], shared: SharedSettings, ctx: Context,
               timings: dict) -> tuple[Evaluation, dict]:
     """One model: load and check every set, score them, compute the metrics, write figures and raw scores."""
+    import numpy as np
+
     in_set = load_eval_set(model, shared.dataset, "test", data_dir=shared.data_dir, download=shared.download,
                            n=shared.n, need_labels=False)
     out_sets = _load_out_sets(expand_out(s.out, in_set.name), in_set, model, data_dir=shared.data_dir,
@@ -192,6 +195,8 @@ def _metrics(names: list[str], in_set: ImageSet, out_sets: dict[str, ImageSet], 
              bootstrap: int, seed: int) -> tuple[dict, dict, list, dict, list[str]]:
     """Metrics, AUROC intervals, table rows, the finite scores (for the ROC figure) and warnings of every
     (score, OOD set) pair."""
+    from ..metrics.ood import ood_metrics, sanitize
+
     warnings, metrics, intervals, rows, finite = [], {}, {}, [], {}
     for n in names:
         for o in out_sets:
@@ -238,6 +243,8 @@ def _draw(draw: str, args: tuple, path: Path) -> None:
 
 def _protocol(model: HybridModel, s: OODSettings, names: list[str], shared: SharedSettings, in_set: ImageSet,
               out_sets: dict[str, ImageSet]) -> dict[str, Any]:
+    from ..metrics.ood import AUPR_METHOD, BOOTSTRAP_METHOD, FPR_CONVENTIONS
+
     return {
         "in_dataset": in_set.name, "in_split": in_set.split, "n_in": len(in_set), "in_sha256": in_set.fingerprint(),
         "in_preprocessing": in_set.meta.get("preprocessing", "none"), "n_limit": shared.n,
@@ -282,7 +289,7 @@ EVALUATOR = Evaluator(
 
     \b
     Examples:
-      jembench ood checkpoints/jem-digits.pt                     digits vs noise, uniform, constant, interp, rotated
+      jembench ood bundled:jem-digits                            digits vs noise, uniform, constant, interp, rotated
       jembench ood --in cifar10 --out svhn                       CKPT from $JEMBENCH_CKPT
       jembench ood jem.pt --out jem --sigma 0.03 --data-dir D    the JEM paper's Table 2 protocol
       jembench ood jem.pt --out svhn --out cifar100 --score logp,gradnorm --save-raw
