@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from .. import background, defaults
 from ..errors import JembenchError
 from ..generation import PCD_FIELDS, PRESETS, GenProtocol, Samples, generate, make_protocol
-from ..io import atomic_savez, atomic_write_bytes
+from ..io import atomic_savez
 from ..metrics.names import FIDELITY
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import derive_seed
@@ -325,10 +325,12 @@ def _write_artifacts(out_dir: Optional[str | Path], stem: str, model: HybridMode
     :mod:`jembench.background`) and, with ``save_raw``, the uint8 samples (npz)."""
     if out_dir is None:
         return {}
+    from ..figures.samples import write_grids
+
     out, arts = Path(out_dir), {}
     rel = f"samples/{stem}.png"
-    background.submit(f"sample grid {rel}", _draw_grids, samples.images, samples.labels, model.info.n_classes,
-                      max(model.info.image_size), out / rel, out / f"samples/{stem}-per-class.png")
+    background.submit(f"sample grid {rel}", write_grids, samples.images, samples.labels, model.info.n_classes,
+                      max(model.info.image_size), out / rel, out / f"samples/{stem}-per-class.png", GRID_MAX)
     arts["samples"] = rel
     if samples.labels is not None:
         arts["samples per class"] = f"samples/{stem}-per-class.png"
@@ -340,17 +342,6 @@ def _write_artifacts(out_dir: Optional[str | Path], stem: str, model: HybridMode
         atomic_savez(out / rel, **arrays)
         arts["raw samples"] = rel
     return arts
-
-
-def _draw_grids(images: torch.Tensor, labels: Optional[torch.Tensor], n_classes: int, size: int, path: Path,
-                per_class: Path) -> None:
-    """The sample grid at ``path`` and, for conditional samples, the per-class grid at ``per_class``."""
-    from ..figures import samples as figs
-
-    scale = figs.auto_scale(size)
-    atomic_write_bytes(path, figs.png_bytes(figs.grid(images[:GRID_MAX], scale=scale)))
-    if labels is not None:
-        atomic_write_bytes(per_class, figs.png_bytes(figs.class_grid(images, labels, n_classes, scale=scale)))
 
 
 def _tf_version() -> str:

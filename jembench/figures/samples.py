@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import io
 import math
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
+
+from ..io import atomic_write_bytes
 
 PAD = 1
 PAD_VALUE = 128
@@ -58,3 +61,13 @@ def png_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def write_grids(images: torch.Tensor, labels: Optional[torch.Tensor], n_classes: int, size: int, path: Path,
+                per_class: Path, grid_max: int) -> None:
+    """The grid of the first ``grid_max`` samples at ``path`` and, for conditional samples, the per-class grid at
+    ``per_class`` (PNG, atomic; run in the figure thread, :mod:`jembench.background`)."""
+    scale = auto_scale(size)
+    atomic_write_bytes(path, png_bytes(grid(images[:grid_max], scale=scale)))
+    if labels is not None:
+        atomic_write_bytes(per_class, png_bytes(class_grid(images, labels, n_classes, scale=scale)))
