@@ -10,6 +10,10 @@ class JembenchError(Exception):
 
     exit_code = 2
 
+    def lines(self) -> list[str]:
+        """The problems it reports, one line each (several when found together, e.g. by the preflight)."""
+        return [line for line in str(self).splitlines() if line.strip()] or [type(self).__name__]
+
 
 class CheckpointError(JembenchError):
     """A checkpoint that cannot be read or explained."""
@@ -17,3 +21,11 @@ class CheckpointError(JembenchError):
 
 class DatasetError(JembenchError):
     """An unknown, absent or malformed dataset."""
+
+
+class PreflightError(JembenchError):
+    """Every problem the preflight found before any model pass, one line each."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(dict.fromkeys(problems))
+        super().__init__("\n".join(self.problems))

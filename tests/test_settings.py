@@ -12,11 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 import jembench
-import jembench.evaluators.common as common
 import jembench.evaluators.run_all as run_all_module
 from jembench.cli import main
 from jembench.errors import JembenchError
-from jembench.evaluators.base import SharedSettings
+from jembench.evaluators.base import SharedSettings, no_preflight
 from jembench.evaluators.registry import REGISTRY
 from jembench.io import to_jsonable
 from jembench.presets import PRESETS, field_names, get_preset
@@ -67,7 +66,8 @@ def test_every_option_has_the_same_effect_through_api_command_and_set(name, f, t
     # 1. the Python API (jembench.<name>), its run replaced by a recorder
     seen = []
     monkeypatch.setattr(run_all_module, "REGISTRY", REGISTRY)
-    fake = replace(spec, run=lambda models, settings, shared, ctx: seen.append(settings) or [])
+    fake = replace(spec, run=lambda models, settings, shared, ctx: seen.append(settings) or [],
+                   preflight=no_preflight)
     fake.call(tiny_jem, **{f.name: text, **extra})
     api = seen[-1]
     assert getattr(api, f.name) == value
@@ -157,26 +157,21 @@ BAD = [  # (argv, what the one line must say); every case must fail before any c
 
 
 @pytest.mark.parametrize("argv, says", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_invalid_values_exit_2_in_one_line_before_any_model_is_loaded(argv, says, tmp_path, monkeypatch):
-    def no_load(*args, **kwargs):
-        raise AssertionError("a checkpoint was loaded before the settings were checked")
-
-    monkeypatch.setattr(common, "load", no_load)
+def test_invalid_values_exit_2_in_one_line_before_any_model_pass(argv, says, tmp_path, forward_count):
     out = tmp_path / "out"
     result = CliRunner().invoke(main, [*argv, "checkpoints/jem-digits.pt", "--out-dir", str(out)])
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 2, result.output
     assert len(lines) == 1 and lines[0].startswith("jembench: error: ") and says in lines[0], result.stderr
-    assert not out.exists()  # nothing written
+    assert not out.exists() and forward_count() == 0  # nothing written or computed
 
 
 @pytest.mark.parametrize("name, values", [("clf", {"sigma": -1}), ("calib", {"bins": 0}), ("ood", {"scores": "px"}),
                                           ("robust", {"eot": 0}), ("gen", {"steps": -1}), ("clf", {"nope": 1})])
-def test_the_api_raises_the_same_one_line_error_before_loading(name, values, monkeypatch):
-    monkeypatch.setattr(common, "load", lambda *a, **k: pytest.fail("loaded"))
+def test_the_api_raises_the_same_one_line_error_before_any_pass(name, values, forward_count):
     with pytest.raises(JembenchError) as err:
         getattr(jembench, name)("checkpoints/jem-digits.pt", **values)
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and forward_count() == 0
 
 
 def test_spelling_follows_where_the_option_was_written():

@@ -67,7 +67,8 @@ class JembenchGroup(click.Group):
         try:
             return super().invoke(ctx)
         except JembenchError as exc:
-            click.echo(f"jembench: error: {exc}", err=True)
+            for line in exc.lines():
+                click.echo(f"jembench: error: {line}", err=True)
             sys.exit(exc.exit_code)
         except click.UsageError as exc:  # a bad option value: one line too, with where to read more
             where = f"jembench {exc.ctx.info_name} --help" if exc.ctx and exc.ctx.parent else "jembench --help"

@@ -17,11 +17,11 @@ import inspect
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from .. import defaults
 from ..data.imageset import ImageSet
-from ..errors import JembenchError
+from ..errors import JembenchError, PreflightError
 from ..forward import ForwardCache
 from ..io import checkpoint_slugs
 from ..models import HybridModel
@@ -100,6 +100,11 @@ def single_step(settings: Settings) -> list[tuple[str, Settings]]:
     return [("", settings)]
 
 
+def no_preflight(models: list[HybridModel], settings: Settings, shared: SharedSettings,
+                 spell: Spelling) -> Iterable[str]:
+    return ()
+
+
 @dataclass(frozen=True)
 class Evaluator:
     """One evaluator, registered once; the API, the command, run-all and the report read it from here."""
@@ -122,6 +127,8 @@ class Evaluator:
     aliases: Mapping[str, str] = field(default_factory=dict)  # extra API keyword -> field (in_dataset -> dataset)
     uses_forward_cache: bool = False  # reads the shared forward pass (run-all gives it the run's cache)
     steps: Callable[[Settings], list[tuple[str, Settings]]] = single_step  # run-all steps: (variant, settings)
+    # preflight(models, settings, shared, spell): every problem knowable before a model pass (jembench.preflight)
+    preflight: Callable[..., Iterable[str]] = no_preflight
 
     def headline_metrics(self, metrics: Mapping[str, Any]) -> list[str]:
         """Up to two metric names for a summary card: the first present of each headline pattern."""
@@ -139,10 +146,12 @@ class Evaluator:
     def spelling(self) -> Spelling:
         return Spelling(renames=self.renames)
 
-    def parse(self, values: Mapping[str, Any], spell: Optional[Spelling] = None) -> tuple[Settings, SharedSettings]:
-        """Split keyword values into this evaluator's settings and the shared ones, both validated."""
+    def parse(self, values: Mapping[str, Any], spell: Optional[Spelling] = None,
+              problems: Optional[list[str]] = None) -> tuple[Settings, SharedSettings]:
+        """Split keyword values into this evaluator's settings and the shared ones, both validated. Every
+        problem is raised together; with a ``problems`` list they are appended to it and an invalid half is None."""
         spell = spell or self.spelling()
-        own, shared = {}, {}
+        own, shared, found = {}, {}, []
         for key, value in values.items():
             key = self.aliases.get(key, key)
             if self.settings.field(key) is not None:
@@ -151,26 +160,52 @@ class Evaluator:
                 shared[key] = value
             else:
                 allowed = [f.name for f in self.settings.fields()] + list(self.shared)
-                raise JembenchError(f"{self.name}: unknown option {key!r}; options: {', '.join(allowed)}")
-        return self.settings.build(own, spell=spell), SharedSettings.build(shared, spell=spell)
+                found.append(f"{self.name}: unknown option {key!r}; options: {', '.join(allowed)}")
+        built: list[Any] = []
+        for cls, given in ((self.settings, own), (SharedSettings, shared)):
+            try:
+                built.append(cls.build(given, spell=spell))
+            except JembenchError as exc:
+                found += exc.lines()
+                built.append(None)
+        if found and problems is None:
+            raise PreflightError(found)
+        if problems is not None:
+            problems += found
+        return built[0], built[1]
+
+    def prepare(self, checkpoints: Checkpoints, values: Mapping[str, Any]
+              ) -> tuple[list[HybridModel], Settings, SharedSettings]:
+        """The preflight: settings parsed, checkpoints loaded, then this evaluator's :attr:`preflight` checks;
+        every problem raised together as a :class:`PreflightError` before any model pass."""
+        problems: list[str] = []
+        settings, shared = self.parse(values, problems=problems)
+        if isinstance(checkpoints, (str, Path, HybridModel)):
+            checkpoints = [checkpoints]
+        if not checkpoints:
+            problems.append("no checkpoint given: pass one or more checkpoint files (or HybridModels)")
+        models: list[HybridModel] = []
+        if shared is not None:
+            dataset = shared.dataset if isinstance(shared.dataset, str) else None
+            models = load_models(list(checkpoints), resolve_device(shared.device), dataset=dataset,
+                                 problems=problems, **shared.overrides())
+        if settings is not None and shared is not None and models:
+            problems += self.preflight(models, settings, shared, self.spelling())
+        if problems:
+            raise PreflightError(problems)
+        return models, settings, shared
 
     def call(self, checkpoints: Checkpoints, *args: Any, out_dir: Any = None, save_raw: bool = False,
              cache: Optional[ForwardCache] = None, progress: bool = True, **values: Any) -> EvaluatorResult:
-        """The Python API: validate everything, load the checkpoints, run, write ``out_dir/results.json``."""
+        """The Python API: check everything (:meth:`prepare`), run, write ``out_dir/results.json``."""
         if len(args) > len(self.positional):
             raise JembenchError(f"{self.name}() takes {len(self.positional)} positional argument(s) after the "
                                 f"checkpoints ({', '.join(self.positional)}); pass the rest by keyword")
         values.update(zip(self.positional, args))
-        settings, shared = self.parse(values)
         if save_raw and out_dir is None:
             raise JembenchError("save_raw needs out_dir: per-sample arrays are written there")
-        if isinstance(checkpoints, (str, Path, HybridModel)):
-            checkpoints = [checkpoints]
-        if not checkpoints:
-            raise JembenchError("no checkpoint given: pass one or more checkpoint files (or HybridModels)")
+        models, settings, shared = self.prepare(checkpoints, values)
         device = resolve_device(shared.device)
-        dataset = shared.dataset if isinstance(shared.dataset, str) else None
-        models = load_models(list(checkpoints), device, dataset=dataset, **shared.overrides())
         if self.uses_forward_cache and cache is None:
             cache = ForwardCache(shared.cache_dir)
         ctx = Context(device, cache if self.uses_forward_cache else None,

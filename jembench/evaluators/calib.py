@@ -25,7 +25,8 @@ from ..results import Evaluation
 from ..runtime import derive_seed, generator
 from ..settings import option
 from .base import Context, Evaluator, SharedSettings
-from .clf import ACCURACY, SHARED, ClfResult, ForwardSettings, base_protocol, forward_passes, write_raw_arrays
+from .clf import (ACCURACY, SHARED, ClfResult, ForwardSettings, base_protocol, forward_passes, forward_preflight,
+                  write_raw_arrays)
 
 NAME = "calib"
 # metric names; temperature_scaling/* are the reference row (never applied to the headline numbers)
@@ -150,7 +151,7 @@ EVALUATOR = Evaluator(
     name=NAME, title="Calibration", settings=CalibSettings, run=run, result=CalibResult,
     summary=CalibResult.table, shared=SHARED, headline=(ECE, ADAPTIVE_ECE), headline_last=False,
     metrics=(ACCURACY, MEAN_CONFIDENCE, "n", ECE, ADAPTIVE_ECE, MCE, RMS_CE, CLASSWISE_ECE, f"{TS}/*"),
-    figures="Reliability diagrams", uses_forward_cache=True,
+    figures="Reliability diagrams", uses_forward_cache=True, preflight=forward_preflight,
     short_help="ECE, adaptive ECE, MCE, RMS and classwise calibration error, reliability diagram.",
     help="""ECE, adaptive ECE, MCE, RMS and classwise calibration error, reliability diagram.
 

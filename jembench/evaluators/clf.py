@@ -11,18 +11,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 from ..data.imageset import ImageSet
 from ..forward import ForwardPass
 from ..io import atomic_savez
 from ..metrics import accuracy_wilson, brier, confusion_matrix, nll, per_class_accuracy
 from ..models import HybridModel
+from ..preflight import eval_set_problems
 from ..results import Evaluation, EvaluatorResult
 from ..sampling.sgld import SGLDConfig
-from ..settings import Settings, option
+from ..settings import Settings, Spelling, option
 from .base import Context, Evaluator, SharedSettings
-from .common import load_eval_set, summary_table
+from .common import default_dataset, load_eval_set, summary_table
 
 NAME = "clf"
 SHARED = ("dataset", "n", "sigma", "seed", "device", "batch_size", "data_dir", "download", "head", "cache_dir")
@@ -79,6 +80,14 @@ def forward_passes(models: list[HybridModel], s: ForwardSettings, shared: Shared
         yield model, imageset, fp, start
 
 
+def forward_preflight(models: list[HybridModel], s: ForwardSettings, shared: SharedSettings,
+                      spell: Spelling) -> Iterable[str]:
+    """Each model's evaluation set (split ``s.split``) is present, labelled, of its shape and class count."""
+    for m in models:
+        yield from eval_set_problems(m, shared.dataset or default_dataset(m), s.split, data_dir=shared.data_dir,
+                                     download=shared.download)
+
+
 def base_protocol(fp: ForwardPass, imageset: ImageSet, seed: int) -> dict[str, Any]:
     """The forward pass's protocol (dataset, split, N, sigma, noise seed, refinement) plus the data's origin."""
     return {**fp.protocol, "dataset_meta": dict(imageset.meta), "seed": int(seed)}
@@ -129,7 +138,7 @@ def run(models: list[HybridModel], s: ClfSettings, shared: SharedSettings, ctx: 
 EVALUATOR = Evaluator(
     name=NAME, title="Accuracy", settings=ClfSettings, run=run, result=ClfResult, summary=ClfResult.table,
     shared=SHARED, headline=(ACCURACY, NLL), headline_last=False, metrics=(ACCURACY, ERROR, NLL, BRIER, N),
-    figures="Accuracy figures", uses_forward_cache=True,
+    figures="Accuracy figures", uses_forward_cache=True, preflight=forward_preflight,
     short_help="Accuracy (95% Wilson interval), NLL, Brier score, per-class accuracy, confusion matrix.",
     help="""Accuracy (95% Wilson interval), NLL, Brier score, per-class accuracy and confusion matrix.
 

@@ -9,23 +9,31 @@ from typing import Any, Iterable, Optional, Sequence
 from .. import defaults
 from ..data.imageset import ImageSet
 from ..data.registry import get_dataset
-from ..errors import DatasetError
+from ..errors import DatasetError, JembenchError
 from ..models import HybridModel, load
 from ..results import Evaluation, provenance, write_results
 from ..runtime import resolve_device
 
 
 def load_models(checkpoints: Sequence[str | Path | HybridModel], device: Any = None, *,
-                dataset: Optional[str] = None, **overrides: Any) -> list[HybridModel]:
+                dataset: Optional[str] = None, problems: Optional[list[str]] = None,
+                **overrides: Any) -> list[HybridModel]:
     """Checkpoint paths (or HybridModels, passed through) -> HybridModels on ``device``.
 
     ``dataset`` is the evaluation dataset the user named: files that record none (JEM / JEM++) take their
-    image size from it and are checked against its class count."""
+    image size from it and are checked against its class count. With a ``problems`` list, each checkpoint that
+    cannot be loaded adds its one-line error there (the preflight) instead of raising; the others are returned."""
     dev = resolve_device(device)
     models = []
     for c in checkpoints:
-        m = c if isinstance(c, HybridModel) else load(c, default_dataset=dataset,
-                                                      **{k: v for k, v in overrides.items() if v is not None})
+        try:
+            m = c if isinstance(c, HybridModel) else load(c, default_dataset=dataset,
+                                                          **{k: v for k, v in overrides.items() if v is not None})
+        except JembenchError as exc:
+            if problems is None:
+                raise
+            problems += exc.lines()
+            continue
         models.append(m.to(dev).eval())
     return models
 

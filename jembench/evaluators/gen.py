@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import torch
 
@@ -25,9 +25,10 @@ from ..generation import PCD_FIELDS, PRESETS, GenProtocol, Samples, generate, ma
 from ..io import atomic_savez, atomic_write_bytes
 from ..metrics import fidelity
 from ..models import HybridModel
+from ..preflight import dataset_problems, eval_set_problems, extractor_problems
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import derive_seed
-from ..settings import Settings, option
+from ..settings import Settings, Spelling, option
 from .base import Context, Evaluator, SharedSettings
 from .common import Timer, check_compatible, default_dataset
 
@@ -125,6 +126,25 @@ def reference_set(dataset: str, split: str, *, data_dir: Any = None, download: b
     labels = None if any(p.labels is None for p in parts) else torch.cat([p.labels for p in parts])
     return ImageSet(parts[0].name, split, torch.cat([p.images for p in parts]), labels, parts[0].n_classes,
                     {"parts": [p.meta for p in parts]})
+
+
+def preflight(models: list[HybridModel], s: GenSettings, shared: SharedSettings, spell: Spelling) -> Iterable[str]:
+    """The reference split(s) and, for the Gaussian init, the training split present and of the model's shape;
+    a replay buffer for buffer protocols; the feature extractor's weights available (nothing downloaded)."""
+    protos = s.protocols()
+    for m in models:
+        ds = shared.dataset or default_dataset(m)
+        if set(s.metrics) & {"fid", "kid", "prc"}:
+            for split in s.reference.split("+"):
+                yield from eval_set_problems(m, ds, split, data_dir=shared.data_dir, download=shared.download,
+                                             need_labels=False)
+        if any(p.init == "gaussian" and p.source == "fresh" for p in protos):
+            yield from dataset_problems(ds, "train", data_dir=shared.data_dir, download=shared.download)
+        if any(p.source == "buffer" for p in protos) and m.replay_buffer is None:
+            yield (f"checkpoint {m.info.name!r} has no replay buffer for {spell.assign('protocol', s.protocol)}; "
+                   "use a fresh-chain protocol (e.g. sgld)")
+        yield from extractor_problems(s.feature_extractor, ds, fid_weights=s.fid_weights, offline=s.offline,
+                                      option=spell.option("feature_extractor"))
 
 
 def run(models: list[HybridModel], s: GenSettings, shared: SharedSettings, ctx: Context) -> list[Evaluation]:
@@ -308,7 +328,7 @@ EVALUATOR = Evaluator(
     shared=SHARED, headline=("fid/*/*", "is/*", "kid/*/*"), headline_last=False,
     metrics=("is/*", "is_std/*", "is_real/*/*", "fid/*/*", "kid/*/*", "kid_std/*/*", "precision/*/*", "recall/*/*",
              "cond_acc/*"),
-    figures="Sample grids", positional=(),
+    figures="Sample grids", positional=(), preflight=preflight,
     short_help="IS / FID / KID / precision-recall of samples drawn under named protocols.",
     help="""Generation: draw samples under each protocol, score IS / FID / KID / precision-recall.
 

@@ -19,13 +19,14 @@ from ..forward import ForwardCache
 from ..io import atomic_savefig, atomic_savez
 from ..metrics.ood import AUPR_METHOD, BOOTSTRAP_METHOD, FPR_CONVENTIONS, ood_metrics, sanitize
 from ..models import HybridModel
+from ..preflight import eval_set_problems, ood_set_problems
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import derive_seed
 from ..scores import CONVENTION, SCORES, parse_scores
-from ..settings import Settings, option
+from ..settings import Settings, Spelling, option
 from .base import Context, Evaluator, SharedSettings
 from .clf import SHARED
-from .common import Timer, load_eval_set
+from .common import Timer, default_dataset, load_eval_set
 
 NAME = "ood"
 PRESETS = {  # --out NAME expands to these OOD sets
@@ -100,6 +101,16 @@ def expand_out(out: Optional[Iterable[str]], in_name: str) -> list[str]:
             if name not in names:
                 names.append(name)
     return names
+
+
+def preflight(models: list[HybridModel], s: OODSettings, shared: SharedSettings, spell: Spelling) -> Iterable[str]:
+    """Each model's in-distribution test set and every OOD set (presets expanded) present and convertible."""
+    for m in models:
+        dataset = shared.dataset or default_dataset(m)
+        yield from eval_set_problems(m, dataset, "test", data_dir=shared.data_dir, download=shared.download,
+                                     need_labels=False)
+        for name in expand_out(s.out, dataset if isinstance(dataset, str) else dataset.name):
+            yield from ood_set_problems(m, name, data_dir=shared.data_dir, download=shared.download)
 
 
 def _load_out_sets(names: Sequence[str], in_set: ImageSet, model: HybridModel, *, data_dir: Any, download: bool,
@@ -265,7 +276,7 @@ EVALUATOR = Evaluator(
     shared=SHARED, headline=("auroc/logp/*", "auroc/*"), headline_last=False,
     metrics=tuple(f"{m}/*/*" for m in METRICS), figures="OOD score histograms and ROC curves",
     positional=("dataset", "out"), renames={"dataset": "in"}, aliases={"in_dataset": "dataset"},
-    uses_forward_cache=True,
+    uses_forward_cache=True, preflight=preflight,
     short_help="OOD detection: AUROC, AUPR-In/Out, FPR@95, detection error per score and OOD set.",
     help="""OOD detection: AUROC, AUPR-In/Out, FPR@95 (both conventions), detection error per score and OOD set.
 

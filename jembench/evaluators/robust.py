@@ -26,18 +26,20 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import numpy as np
 import torch
 
 from ..attacks import ATTACKS, NORMS, check_attack
 from ..io import atomic_savefig, atomic_savez
+from ..errors import JembenchError
 from ..models import HybridModel
+from ..preflight import eval_set_problems
 from ..results import Evaluation, EvaluatorResult
-from ..settings import Settings, option
+from ..settings import Settings, Spelling, option
 from .base import Context, Evaluator, SharedSettings
-from .common import load_eval_set
+from .common import default_dataset, load_eval_set
 from .robust_run import NAME, PASS_KEYS, ModelRun, RobustConfig, attack_label, metric_name
 
 __all__ = ["PASS_KEYS", "RobustResult", "RobustSettings", "attack_label", "metric_name", "robust"]
@@ -152,6 +154,20 @@ def run(models: list[HybridModel], s: RobustSettings, shared: SharedSettings, ct
     return evaluations
 
 
+def preflight(models: list[HybridModel], s: RobustSettings, shared: SharedSettings,
+              spell: Spelling) -> Iterable[str]:
+    """Each model's labelled evaluation set present and of its shape and classes; each attack fits each model."""
+    for m in models:
+        yield from eval_set_problems(m, shared.dataset or default_dataset(m), s.split, data_dir=shared.data_dir,
+                                     download=shared.download)
+        for norm in s.norm:
+            for a in s.attacks:
+                try:
+                    check_attack(a, norm, m.info.n_classes)
+                except JembenchError as exc:
+                    yield from exc.lines()
+
+
 def per_norm_steps(s: RobustSettings) -> list[tuple[str, RobustSettings]]:
     """run-all attacks one threat model per step (so each resumes on its own)."""
     return [(norm, replace(s, norm=(norm,))) for norm in dict.fromkeys(s.norm)]
@@ -184,7 +200,7 @@ EVALUATOR = Evaluator(
     name=NAME, title="Robustness", settings=RobustSettings, run=run, result=RobustResult,
     summary=RobustResult.table, shared=SHARED, headline=("robust_acc/*/worst",), headline_last=True,
     metrics=("clean_acc/K=*", "robust_acc/*/*/K=*/*", "probe_acc/*/*/K=*"), figures="Robustness curves",
-    positional=(), uses_forward_cache=True, steps=per_norm_steps,
+    positional=(), uses_forward_cache=True, steps=per_norm_steps, preflight=preflight,
     short_help="Robust accuracy under PGD / APGD, with and without SGLD purification.",
     help="""Robust accuracy of CKPT... under L-inf or L2 attacks, undefended (K=0) and with JEM-K purification.
 

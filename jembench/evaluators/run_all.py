@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from .. import defaults
-from ..errors import JembenchError
+from ..errors import JembenchError, PreflightError
 from ..forward import ForwardCache, model_fingerprint
 from ..io import atomic_write_json, atomic_write_text, checkpoint_slugs, to_jsonable
 from ..models import HybridModel
@@ -36,7 +36,7 @@ from ..reporting import Run
 from ..reporting.tables import checkpoint_label
 from ..results import Evaluation, EvaluatorResult, provenance, results_document, write_results
 from ..runtime import resolve_device
-from ..settings import Settings
+from ..settings import Settings, Spelling
 from ..version import __version__
 from .base import Context, Evaluator, SharedSettings
 from . import calib, clf
@@ -112,16 +112,10 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
     arrays, and index.html; finished steps are kept in ``out_dir/.parts`` so an interrupted run resumes where it
     stopped (``resume=False`` recomputes everything).
     """
-    cfg = get_preset(preset).override(overrides or {})
-    shared = SharedSettings.build({"dataset": cfg.dataset, "n": cfg.n, "sigma": cfg.sigma, "seed": seed,
-                                   "device": device, "batch_size": batch_size, "data_dir": data_dir,
-                                   "download": download, "head": head, "norm": norm, "cache_dir": cache_dir})
-    if isinstance(checkpoints, (str, Path, HybridModel)):
-        checkpoints = [checkpoints]
-    if not checkpoints:
-        raise JembenchError("no checkpoint given: pass one or more checkpoint files")
+    cfg, shared, models = prepare(checkpoints, preset, overrides, dict(
+        seed=seed, device=device, batch_size=batch_size, data_dir=data_dir, download=download, head=head, norm=norm,
+        cache_dir=cache_dir))
     dev = resolve_device(shared.device)
-    models = load_models(checkpoints, dev, **shared.overrides())
     out = Path(out_dir) if out_dir is not None else None
     cache = ForwardCache(cache_dir)
     names = [m.info.name for m in models]
@@ -160,6 +154,36 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
             build([Run(out.name or "run-all", out, prov, evaluations, out / "results.json")], out / "index.html",
                   csv_dir=out / "tables", title=f"jembench run-all ({cfg.name} preset)")
     return RunAllResult(evaluations, results_document(evaluations, prov), out, list(errors), resumed, records, errors)
+
+
+def prepare(checkpoints: Any, preset: str | Preset, overrides: Optional[dict[str, Any]], values: dict[str, Any]
+            ) -> tuple[Preset, SharedSettings, list[HybridModel]]:
+    """The preflight of a run: the preset with its overrides, the shared settings, every checkpoint loaded, then
+    each selected evaluator's :attr:`~Evaluator.preflight` on every checkpoint. Every problem is raised together
+    (:class:`PreflightError`, options named as ``--set`` spells them) before any model pass."""
+    problems: list[str] = []
+    cfg = get_preset(preset).override(overrides or {}, problems=problems)
+    shared: Optional[SharedSettings] = None
+    try:
+        shared = SharedSettings.build({"dataset": cfg.dataset, "n": cfg.n, "sigma": cfg.sigma, **values})
+    except JembenchError as exc:
+        problems += exc.lines()
+    if isinstance(checkpoints, (str, Path, HybridModel)):
+        checkpoints = [checkpoints]
+    if not checkpoints:
+        problems.append("no checkpoint given: pass one or more checkpoint files")
+    models: list[HybridModel] = []
+    if shared is not None:
+        models = load_models(checkpoints, resolve_device(shared.device), problems=problems, **shared.overrides())
+    if shared is not None and models:
+        for spec in REGISTRY.values():
+            if spec.name in cfg.evaluators:
+                for _, settings in spec.steps(cfg.settings(spec.name)):
+                    problems += spec.preflight(models, settings, shared, Spelling(spec.name))
+    if problems:
+        raise PreflightError(problems)
+    assert shared is not None
+    return cfg, shared, models
 
 
 @dataclass
