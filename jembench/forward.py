@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import torch
-from tqdm.auto import tqdm
 
 from .data.imageset import ImageSet
 from .models.checkpoints import atomic_torch_save
 from .models.hybrid import HybridModel
+from .progress import bar as progress_bar
 from .runtime import derive_seed, generator
 from .sampling.bn import preserve_bn_stats
 from .sampling.sgld import SGLDConfig, sgld_sample
@@ -108,8 +108,7 @@ def noisy_batches(model: HybridModel, imageset: ImageSet, batch_size: int, sigma
     ``[start, start + len(x))``, on the model's device, with the model in eval mode (its train/eval flags and
     BN statistics restored afterwards) and a progress bar. Every per-sample pass (logits, input gradients)
     iterates this way, so all of them see the same noisy inputs whatever the batch size."""
-    bar = tqdm(total=len(imageset), desc=f"{desc} {imageset.name}", unit="img", disable=not progress or None,
-               leave=False)
+    bar = progress_bar(len(imageset), f"{desc} {imageset.name} ({model.info.name})", "img", progress)
     start = 0
     with preserve_bn_stats(model):
         model.eval()

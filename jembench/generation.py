@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import torch
-from tqdm.auto import tqdm
 
 from .errors import JembenchError
 from .metrics.fidelity import quantize
+from .progress import track
 from .runtime import derive_seed, generator
 from .sampling import GaussianInit, JEMPPConfig, ReplayBuffer, SGLDConfig, UniformInit
 from .sampling.sgld import run_sampler
@@ -201,7 +201,8 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
     steps = _gradient_steps(proto.sampler)
     if not proto.pcd_rounds:
         chunks = []
-        for s in tqdm(range(0, n, batch_size), desc=f"sampling {proto.name}", disable=not progress, leave=False):
+        for s in track(range(0, n, batch_size), desc=f"sampling {proto.name} ({model.info.name}), {steps} steps per "
+                       "chain", unit="batch", enabled=progress):
             y = labels[s:s + batch_size] if labels is not None else None
             x0 = init(min(batch_size, n - s), gen, y).to(dev)
             chunks.append(run_sampler(model, x0, proto.sampler, gen, y=_to(y, dev), **kw).cpu())
@@ -211,7 +212,8 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
         buf = ReplayBuffer(n, init, gen, reinit_freq=proto.reinit_freq, data=init(n, gen, labels).cpu())
         buf.labels = labels
         advanced = torch.zeros(n, dtype=torch.bool)
-        for _ in tqdm(range(proto.pcd_rounds), desc=f"PCD {proto.name}", disable=not progress, leave=False):
+        desc = f"PCD {proto.name} ({model.info.name}), {proto.pcd_batch} chains x {steps} steps per round"
+        for _ in track(range(proto.pcd_rounds), desc=desc, unit="round", enabled=progress):
             x0, idx = buf.sample(proto.pcd_batch)
             y = labels[idx] if labels is not None else None
             buf.update(idx, run_sampler(model, x0.to(dev), proto.sampler, gen, y=_to(y, dev), **kw))

@@ -13,15 +13,17 @@ import click
 
 from .. import defaults
 from ..evaluators.base import Evaluator, SharedSettings
-from .options import echo_written, emit, field_option, given, resolve_checkpoints
+from .options import echo_written, emit, field_option, given, quiet_option, resolve_checkpoints
 
 
 def make_command(spec: Evaluator) -> click.Command:
     """The command of ``spec``: options generated from its settings, callback = the Python API."""
     shared = [f for f in SharedSettings.fields() if f.name in spec.shared]
 
-    def callback(checkpoints: tuple[str, ...], as_json: bool, out_dir: str, save_raw: bool, **values: Any) -> None:
-        result = spec.call(resolve_checkpoints(checkpoints), out_dir=out_dir, save_raw=save_raw, **given(values))
+    def callback(checkpoints: tuple[str, ...], as_json: bool, out_dir: str, save_raw: bool, quiet: bool,
+                 **values: Any) -> None:
+        result = spec.call(resolve_checkpoints(checkpoints), out_dir=out_dir, save_raw=save_raw, progress=not quiet,
+                           **given(values))
         emit(result.to_dict(), as_json, spec.summary(result))
         echo_written(out_dir)
 
@@ -33,6 +35,7 @@ def make_command(spec: Evaluator) -> click.Command:
               click.Option(["--out-dir", "out_dir"], type=click.Path(file_okay=False),
                            default=str(Path(defaults.REPORTS_DIR) / spec.name), show_default=True,
                            help="Where results.json, figures and raw arrays go."),
-              click.Option(["--json", "as_json"], is_flag=True, help="Print the results as JSON on stdout.")]
+              click.Option(["--json", "as_json"], is_flag=True, help="Print the results as JSON on stdout."),
+              quiet_option()]
     return click.Command(spec.name, params=params, callback=callback, help=spec.help, short_help=spec.short_help,
                          context_settings={"max_content_width": 100})

@@ -19,7 +19,8 @@ from ..evaluators.base import SharedSettings
 from ..settings import Field, parse_list
 
 __all__ = ["checkpoints_argument", "compose", "echo_written", "emit", "field_option", "given", "json_option",
-           "out_dir_option", "parse_list", "resolve_checkpoints", "shared_option", "shared_options", "value_text"]
+           "out_dir_option", "parse_list", "quiet_option", "resolve_checkpoints", "shared_option", "shared_options",
+           "value_text"]
 
 
 def compose(*decorators: Callable) -> Callable:
@@ -82,6 +83,12 @@ def _number(v: Any) -> str:
 
 checkpoints_argument = click.argument("checkpoints", nargs=-1, type=click.Path())  # jembench.load explains bad paths
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+
+
+def quiet_option() -> click.Option:
+    """``--quiet``: no progress bars or step lines on stderr (warnings and errors still shown)."""
+    return click.Option(["--quiet", "quiet"], is_flag=True,
+                        help="No progress bars (stderr; on a terminal a live bar with ETA, else a line every 5%).")
 
 
 def out_dir_option(command: str) -> Callable:

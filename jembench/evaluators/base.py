@@ -26,6 +26,7 @@ from ..forward import ForwardCache
 from ..io import checkpoint_slugs
 from ..models import HybridModel
 from ..models.wrn import NORMS
+from ..progress import labelled
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import resolve_device
 from ..settings import Settings, Spelling, option
@@ -82,6 +83,7 @@ class Context:
     out_dir: Optional[Path] = None
     save_raw: bool = False
     progress: bool = True
+    label: str = ""  # what every progress bar of the run starts with (the step; jembench.progress.labelled)
     slugs: dict[int, str] = field(default_factory=dict)  # id(model) -> its unique file-name slug
     extras: dict[str, Any] = field(default_factory=dict)  # per-sample data the API result carries (not written)
 
@@ -209,9 +211,10 @@ class Evaluator:
         if self.uses_forward_cache and cache is None:
             cache = ForwardCache(shared.cache_dir)
         ctx = Context(device, cache if self.uses_forward_cache else None,
-                      Path(out_dir) if out_dir is not None else None, save_raw, progress)
+                      Path(out_dir) if out_dir is not None else None, save_raw, progress, label=self.name)
         ctx.name_files(models)
-        evaluations = self.run(models, settings, shared, ctx)
+        with labelled(ctx.label):
+            evaluations = self.run(models, settings, shared, ctx)
         config = {"evaluator": self.name, "settings": settings.to_dict(), "shared": shared.to_dict()}
         doc = finish(ctx.out_dir, evaluations, device=device, seed=shared.seed, config=config)
         return self.result(evaluations, doc, **ctx.extras)

@@ -74,7 +74,7 @@ def temperature_reference(fp: ForwardPass, bins: int, fraction: float, seed: int
 
 
 def calib_evaluation(fp: ForwardPass, model: HybridModel, imageset: ImageSet, *, seed: int, bins: int,
-                     bootstrap: int, level: float, ts_fraction: float) -> Evaluation:
+                     bootstrap: int, level: float, ts_fraction: float, progress: bool = False) -> Evaluation:
     """Calibration metrics of one forward pass as an :class:`Evaluation` (no figure; see :func:`calib`)."""
     probs, labels = fp.probs, fp.labels
     n = len(labels)
@@ -84,7 +84,8 @@ def calib_evaluation(fp: ForwardPass, model: HybridModel, imageset: ImageSet, *,
     boot_seed = derive_seed(seed, "calib-bootstrap")
     metrics.update(calibration_errors(probs, labels, bins))
     if bootstrap:  # one set of resamples for all five
-        cis = bootstrap_calibration_errors(probs, labels, bins, n_boot=bootstrap, level=level, seed=boot_seed)
+        cis = bootstrap_calibration_errors(probs, labels, bins, n_boot=bootstrap, level=level, seed=boot_seed,
+                                           progress=progress)
         intervals.update({k: list(v) for k, v in cis.items()})
     warnings = []
     if n < 2 * bins * 10:
@@ -135,7 +136,7 @@ def run(models: list[HybridModel], s: CalibSettings, shared: SharedSettings, ctx
     evaluations = []
     for model, imageset, fp, start in forward_passes(models, s, shared, ctx):
         ev = calib_evaluation(fp, model, imageset, seed=shared.seed, bins=s.bins, bootstrap=s.bootstrap,
-                              level=s.level, ts_fraction=s.ts_fraction)
+                              level=s.level, ts_fraction=s.ts_fraction, progress=ctx.progress)
         if ctx.out_dir is not None:
             ev.artifacts["reliability"] = write_reliability_figure(ev, fp, s.bins, ctx.out_dir, ctx.slug(model),
                                                                    model)

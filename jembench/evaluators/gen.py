@@ -166,7 +166,8 @@ def run(models: list[HybridModel], s: GenSettings, shared: SharedSettings, ctx: 
             ref = reference_set(ds, s.reference, data_dir=shared.data_dir, download=shared.download)
             check_compatible(m, ref, need_labels=False)
             refs[ds] = (ref, *fidelity.reference_features(ref, extractors[ds], cache_dir=fid_cache,
-                                                          batch_size=shared.batch_size, device=m.device))
+                                                          batch_size=shared.batch_size, device=m.device,
+                                                          progress=ctx.progress))
         if any(p.init == "gaussian" and p.source == "fresh" for p in protos) and ds not in trains:
             trains[ds] = get_dataset(ds, "train", data_dir=shared.data_dir, download=shared.download)
         for proto in protos:
@@ -196,7 +197,8 @@ def _evaluate(model: HybridModel, proto: GenProtocol, ext: fidelity.Extractor,
     samples = generate(model, proto, n, seed=shared.seed, batch_size=shared.batch_size, train_set=train,
                        progress=progress)
     with Timer() as t_feat:
-        fake = fidelity.extract(ext, samples.images, batch_size=shared.batch_size, device=model.device)
+        fake = fidelity.extract(ext, samples.images, batch_size=shared.batch_size, device=model.device,
+                                progress=progress)
     real = ref[1] if ref is not None else None
     metric_seed = derive_seed(shared.seed, "gen-metrics")
     values, settings = fidelity.fidelity_metrics(fake, real, ext, metrics=list(dict.fromkeys(s.metrics)),

@@ -19,6 +19,7 @@ from ..forward import ForwardCache
 from ..io import atomic_savefig, atomic_savez
 from ..metrics.ood import AUPR_METHOD, BOOTSTRAP_METHOD, FPR_CONVENTIONS, ood_metrics, sanitize
 from ..models import HybridModel
+from ..progress import track
 from ..preflight import eval_set_problems, ood_set_problems
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import derive_seed
@@ -178,7 +179,7 @@ def _evaluate(model: HybridModel, tag: str, s: OODSettings, names: list[str], sh
     score_out = {o: _score_sets(model, x, names, ctx.cache, timings, **kw) for o, x in out_sets.items()}
     with Timer() as t:
         metrics, intervals, rows, finite, warnings = _metrics(names, in_set, out_sets, score_in, score_out,
-                                                              s.bootstrap, shared.seed)
+                                                              s.bootstrap, shared.seed, ctx.progress)
     timings["metrics_s"] += t.seconds
     artifacts: dict[str, str] = {}
     if ctx.out_dir is not None and s.figures:
@@ -199,21 +200,22 @@ def _evaluate(model: HybridModel, tag: str, s: OODSettings, names: list[str], sh
 
 
 def _metrics(names: list[str], in_set: ImageSet, out_sets: dict[str, ImageSet], score_in: dict, score_out: dict,
-             bootstrap: int, seed: int) -> tuple[dict, dict, list, dict, list[str]]:
+             bootstrap: int, seed: int, progress: bool = False) -> tuple[dict, dict, list, dict, list[str]]:
     """Metrics, AUROC intervals, table rows, the finite scores (for the ROC figure) and warnings of every
     (score, OOD set) pair."""
     warnings, metrics, intervals, rows, finite = [], {}, {}, [], {}
-    for n in names:
-        for o in out_sets:
-            a, b, bad = finite[n, o] = sanitize(score_in[n], score_out[o][n])
-            if bad:
-                warnings.append(f"{n} on {in_set.name} vs {o}: {bad} non-finite scores ranked as most OOD "
-                                "(NaN, -inf) or most in-distribution (+inf)")
-            m = ood_metrics(a, b, bootstrap=bootstrap, seed=derive_seed(seed, "ood-bootstrap", n, o), level=CI_LEVEL)
-            rows.append({"score": n, "out": o, **m})
-            metrics.update({metric_name(k, n, o): m[k] for k in METRICS})
-            if bootstrap:
-                intervals[metric_name("auroc", n, o)] = [m["auroc_lo"], m["auroc_hi"]]
+    pairs = [(n, o) for n in names for o in out_sets]
+    for n, o in track(pairs, desc=f"metrics, {bootstrap} bootstrap resamples per pair ({in_set.name})",
+                      unit="pair", enabled=progress):
+        a, b, bad = finite[n, o] = sanitize(score_in[n], score_out[o][n])
+        if bad:
+            warnings.append(f"{n} on {in_set.name} vs {o}: {bad} non-finite scores ranked as most OOD "
+                            "(NaN, -inf) or most in-distribution (+inf)")
+        m = ood_metrics(a, b, bootstrap=bootstrap, seed=derive_seed(seed, "ood-bootstrap", n, o), level=CI_LEVEL)
+        rows.append({"score": n, "out": o, **m})
+        metrics.update({metric_name(k, n, o): m[k] for k in METRICS})
+        if bootstrap:
+            intervals[metric_name("auroc", n, o)] = [m["auroc_lo"], m["auroc_hi"]]
     for o, x in out_sets.items():
         if x.fingerprint() == in_set.fingerprint():
             warnings.append(f"OOD set {o!r} holds exactly the in-distribution images: its AUROC is 0.5 by design")

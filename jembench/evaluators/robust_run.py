@@ -12,13 +12,13 @@ from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 import torch
-from tqdm.auto import tqdm
 
 from ..attacks import PassCounter, PixelClassifier, PurifyConfig, build_attack, default_step_size, run_attack
 from ..data.imageset import ImageSet
 from ..forward import ForwardCache
 from ..metrics.classification import wilson_interval
 from ..models import HybridModel
+from ..progress import bar
 from ..results import Evaluation
 from ..runtime import derive_seed
 from .common import Timer
@@ -99,8 +99,7 @@ class ModelRun:
         per_eps = [len(cfg.attacks) + (1 if k else 0) + (1 if 0 < k <= cfg.full_grad_max_k else 0)
                    for k in cfg.purify_steps]
         total = sum(per_eps) * len(cfg.eps) * cfg.restarts + (len(cfg.purify_steps) if cfg.probe else 0)
-        self.bar = tqdm(total=total, desc=f"robust {model.info.name}", unit="attack", leave=False,
-                        disable=not progress or None)
+        self.bar = bar(total, f"robust {cfg.norm} ({model.info.name})", "attack", progress)
         self.transfer: dict[float, list[torch.Tensor]] = {}  # eps -> K = 0 adversarial examples
 
     # --- predictions under the (possibly stochastic) defense ------------------------------------------------
@@ -128,6 +127,7 @@ class ModelRun:
         atk = build_attack(name, wrapper, norm=cfg.norm, eps=eps, steps=cfg.steps, step_size=cfg.alpha(eps), eot=eot)
         correct = torch.ones(len(x01), dtype=torch.bool)
         advs, seeds = [], []
+        self.bar.set_postfix_str(f"K={k} eps={eps:.4g} {label}", refresh=False)
         eval_fwd, eval_bwd = self.eval_counter.forward, self.eval_counter.backward
         for r in range(cfg.restarts):
             parts = []

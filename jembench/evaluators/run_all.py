@@ -32,6 +32,7 @@ from ..forward import ForwardCache, model_fingerprint
 from ..io import atomic_write_json, atomic_write_text, checkpoint_slugs, to_jsonable
 from ..models import HybridModel
 from ..presets import Preset, get_preset
+from ..progress import labelled
 from ..reporting import Run
 from ..reporting.tables import checkpoint_label
 from ..results import Evaluation, EvaluatorResult, provenance, results_document, write_results
@@ -128,8 +129,8 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
     started = time.perf_counter()
     for i, step in enumerate(steps, 1):
         say = (lambda msg, *args: log.info(f"[%d/%d] {msg}", i, len(steps), *args)) if progress else _quiet
-        evs, seconds, was_resumed = _resume_or_run(step, shared, Context(dev, cache, save_raw=True,
-                                                                          progress=progress), out, resume, say)
+        ctx = Context(dev, cache, save_raw=True, progress=progress, label=f"[{i}/{len(steps)}] {step.label}")
+        evs, seconds, was_resumed = _resume_or_run(step, shared, ctx, out, resume, say)
         ok = all(e.status == "ok" for e in evs)
         if not ok:
             errors[step.label] = "; ".join(e.error or "failed" for e in evs if e.status != "ok")
@@ -241,7 +242,8 @@ def _run_step(spec: Evaluator, model: HybridModel, settings: Settings, shared: S
     Artifact paths are made relative to ``out``."""
     start = time.perf_counter()
     try:
-        evs = spec.run([model], settings, shared, ctx)
+        with labelled(ctx.label):
+            evs = spec.run([model], settings, shared, ctx)
         seconds = time.perf_counter() - start
         for e in evs:
             if ctx.out_dir is not None and out is not None:

@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 from ..data.imageset import ImageSet
 from ..errors import JembenchError
 from ..io import atomic_savez
+from ..progress import track
 
 INCEPTION = "inception-v3-compat"  # torch-fidelity's registry name
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
@@ -39,6 +40,7 @@ INCEPTION_FILE = INCEPTION_URL.rsplit("/", 1)[1]
 METRICS = ("is", "fid", "kid", "prc")
 _TF_METRIC = {"is": "isc", "fid": "fid", "kid": "kid", "prc": "prc"}
 CACHE_FORMAT = 1
+EXTRACT_CHUNK_BATCHES = 8  # batches per torch-fidelity call (one progress step)
 
 
 @dataclass
@@ -185,7 +187,7 @@ def _check_weights_only(path: Optional[str]) -> None:
 
 
 def extract(ext: Extractor, images: torch.Tensor, *, batch_size: int = 256,
-            device: Optional[torch.device] = None) -> dict[str, torch.Tensor]:
+            device: Optional[torch.device] = None, progress: bool = False) -> dict[str, torch.Tensor]:
     """Features ``{layer: [N, D]}`` of uint8 images, through torch-fidelity's dataset loop."""
     from torch_fidelity.utils import get_featuresdict_from_dataset
 
@@ -196,9 +198,12 @@ def extract(ext: Extractor, images: torch.Tensor, *, batch_size: int = 256,
         raise JembenchError(f"feature extractor {ext.name} takes images of shape {tuple(ext.input_shape)}, got "
                             f"{tuple(images.shape[1:])}: choose --feature-extractor for this dataset")
     fe = _torch_fidelity_extractor(ext, device)
-    feats = get_featuresdict_from_dataset(UInt8Images(images, ext.channels), fe, batch_size, device.type == "cuda",
-                                          save_cpu_ram=True, verbose=False)
-    return {k: v.float() for k, v in feats.items()}
+    chunk = batch_size * EXTRACT_CHUNK_BATCHES  # torch-fidelity's loop in chunks, so a bar can show progress
+    parts = [get_featuresdict_from_dataset(UInt8Images(images[s:s + chunk], ext.channels), fe, batch_size,
+                                           device.type == "cuda", save_cpu_ram=True, verbose=False)
+             for s in track(range(0, len(images), chunk), desc=f"features {ext.name}, {len(images)} images",
+                            unit="chunk", enabled=progress)]
+    return {k: torch.cat([p[k] for p in parts]).float() for k in parts[0]}
 
 
 # --- reference features, cached by content --------------------------------------------------------
@@ -211,7 +216,7 @@ def reference_key(imageset: ImageSet, ext: Extractor) -> str:
 
 
 def reference_features(imageset: ImageSet, ext: Extractor, *, cache_dir: Optional[str | Path] = None,
-                       batch_size: int = 256, device: Optional[torch.device] = None
+                       batch_size: int = 256, device: Optional[torch.device] = None, progress: bool = False
                        ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Features of the reference images (and FID statistics as ``fid_mu`` / ``fid_sigma``), with cache info."""
     key = reference_key(imageset, ext)
@@ -225,7 +230,7 @@ def reference_features(imageset: ImageSet, ext: Extractor, *, cache_dir: Optiona
                 return {k: torch.from_numpy(z[k]) for k in z.files}, info
         except (OSError, ValueError, KeyError):
             pass  # unreadable cache entry: recompute and overwrite
-    feats = extract(ext, imageset.images, batch_size=batch_size, device=device)
+    feats = extract(ext, imageset.images, batch_size=batch_size, device=device, progress=progress)
     stats = _fid_statistics(feats[ext.layers["fid"]])
     feats["fid_mu"], feats["fid_sigma"] = torch.from_numpy(stats["mu"]), torch.from_numpy(stats["sigma"])
     if path is not None:
