@@ -145,7 +145,8 @@ class Samples:
     chain_steps: int = 0  # sum over sampler calls of chains x gradient steps
 
 
-def _gradient_steps(cfg: SGLDConfig | JEMPPConfig) -> int:
+def gradient_steps(cfg: SGLDConfig | JEMPPConfig) -> int:
+    """Gradient evaluations per chain (JEM++: one per outer step)."""
     return cfg.outer_steps if isinstance(cfg, JEMPPConfig) else cfg.steps
 
 
@@ -198,7 +199,7 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
                   batch_size=None if proto.pcd_rounds else batch_size)
     warnings: list[str] = []
     observed: dict[str, float] = {}
-    steps = _gradient_steps(proto.sampler)
+    steps = gradient_steps(proto.sampler)
     if not proto.pcd_rounds:
         chunks = []
         for s in track(range(0, n, batch_size), desc=f"sampling {proto.name} ({model.info.name}), {steps} steps per "

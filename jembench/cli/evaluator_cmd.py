@@ -21,7 +21,11 @@ def make_command(spec: Evaluator) -> click.Command:
     shared = [f for f in SharedSettings.fields() if f.name in spec.shared]
 
     def callback(checkpoints: tuple[str, ...], as_json: bool, out_dir: str, save_raw: bool, quiet: bool,
-                 **values: Any) -> None:
+                 plan: bool, **values: Any) -> None:
+        if plan:
+            cost = spec.call(resolve_checkpoints(checkpoints), plan=True, **given(values))
+            emit(cost.to_dict(), as_json, cost.table())
+            return
         result = spec.call(resolve_checkpoints(checkpoints), out_dir=out_dir, save_raw=save_raw, progress=not quiet,
                            **given(values))
         emit(result.to_dict(), as_json, spec.summary(result))
@@ -36,6 +40,9 @@ def make_command(spec: Evaluator) -> click.Command:
                            default=str(Path(defaults.REPORTS_DIR) / spec.name), show_default=True,
                            help="Where results.json, figures and raw arrays go."),
               click.Option(["--json", "as_json"], is_flag=True, help="Print the results as JSON on stdout."),
-              quiet_option()]
+              quiet_option(),
+              click.Option(["--plan", "plan"], is_flag=True,
+                           help="Print what it would cost (passes, estimated time from a short throughput probe) and "
+                                "stop: nothing is evaluated or written.")]
     return click.Command(spec.name, params=params, callback=callback, help=spec.help, short_help=spec.short_help,
                          context_settings={"max_content_width": 100})

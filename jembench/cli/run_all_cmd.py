@@ -59,8 +59,10 @@ def _field_lines(key: str, f, preset_values) -> list[str]:
 @json_option
 @out_dir_option("run-all")
 @click.option("--quiet", is_flag=True, help="No progress bars or step lines (stderr).")
+@click.option("--plan", is_flag=True, help="Print what the run would cost (passes per step, estimated time from a "
+                                           "short throughput probe) and stop: nothing is evaluated or written.")
 def run_all_cmd(checkpoints, preset, only, skip, assignments, fid_weights, offline, no_resume, as_json, out_dir,
-                quiet, **shared):
+                quiet, plan, **shared):
     """Accuracy, calibration, OOD detection, robustness and generation of each CKPT, in one run.
 
     Writes OUT_DIR/results.json (every number with its protocol, provenance and wall times), OUT_DIR/tables/*.csv
@@ -91,7 +93,10 @@ def run_all_cmd(checkpoints, preset, only, skip, assignments, fid_weights, offli
     overrides.update({k: shared.pop(k) for k in TOP_LEVEL if k in shared})
     overrides.update(given({"gen.fid_weights": fid_weights, "gen.offline": offline or None}))
     result = run_all(resolve_checkpoints(checkpoints), preset=preset, overrides=overrides, out_dir=out_dir,
-                     resume=not no_resume, progress=not quiet, **shared)
+                     resume=not no_resume, progress=not quiet, plan=plan, **shared)
+    if plan:
+        emit(result.to_dict(), as_json, result.table())
+        return
     emit(result.to_dict(), as_json, result.table())
     click.echo(f"results written to {result.out_dir / 'results.json'}; report: {result.html}", err=True)
     if result.failed:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from .. import defaults
+from ..cost import Cost, total
 from ..data.imageset import ImageSet
 from ..errors import JembenchError, PreflightError
 from ..forward import ForwardCache
@@ -102,6 +103,10 @@ def single_step(settings: Settings) -> list[tuple[str, Settings]]:
     return [("", settings)]
 
 
+def no_cost(settings: Settings, shared: SharedSettings, model: HybridModel) -> list[Cost]:
+    return []
+
+
 def no_preflight(models: list[HybridModel], settings: Settings, shared: SharedSettings,
                  spell: Spelling) -> Iterable[str]:
     return ()
@@ -131,6 +136,8 @@ class Evaluator:
     steps: Callable[[Settings], list[tuple[str, Settings]]] = single_step  # run-all steps: (variant, settings)
     # preflight(models, settings, shared, spell): every problem knowable before a model pass (jembench.preflight)
     preflight: Callable[..., Iterable[str]] = no_preflight
+    # cost(settings, shared, model) -> [Cost]: its passes, counted from its settings (--plan and results.json)
+    cost: Callable[..., list[Cost]] = no_cost
 
     def headline_metrics(self, metrics: Mapping[str, Any]) -> list[str]:
         """Up to two metric names for a summary card: the first present of each headline pattern."""
@@ -198,8 +205,10 @@ class Evaluator:
         return models, settings, shared
 
     def call(self, checkpoints: Checkpoints, *args: Any, out_dir: Any = None, save_raw: bool = False,
-             cache: Optional[ForwardCache] = None, progress: bool = True, **values: Any) -> EvaluatorResult:
-        """The Python API: check everything (:meth:`prepare`), run, write ``out_dir/results.json``."""
+             cache: Optional[ForwardCache] = None, progress: bool = True, plan: bool = False,
+             **values: Any) -> Any:
+        """The Python API: check everything (:meth:`prepare`), run, write ``out_dir/results.json``. With
+        ``plan=True`` nothing is evaluated or written: the :class:`~jembench.evaluators.plan.Plan` is returned."""
         if len(args) > len(self.positional):
             raise JembenchError(f"{self.name}() takes {len(self.positional)} positional argument(s) after the "
                                 f"checkpoints ({', '.join(self.positional)}); pass the rest by keyword")
@@ -207,6 +216,10 @@ class Evaluator:
         if save_raw and out_dir is None:
             raise JembenchError("save_raw needs out_dir: per-sample arrays are written there")
         models, settings, shared = self.prepare(checkpoints, values)
+        if plan:
+            from .plan import make_plan
+
+            return make_plan([(self.name, self, settings, m) for m in models], shared)
         device = resolve_device(shared.device)
         if self.uses_forward_cache and cache is None:
             cache = ForwardCache(shared.cache_dir)
@@ -215,6 +228,9 @@ class Evaluator:
         ctx.name_files(models)
         with labelled(ctx.label):
             evaluations = self.run(models, settings, shared, ctx)
+        passes = {m.info.name: total(self.cost(settings, shared, m)) for m in models}
+        for e in evaluations:
+            e.provenance.setdefault("passes", passes.get(e.checkpoint.get("name")))
         config = {"evaluator": self.name, "settings": settings.to_dict(), "shared": shared.to_dict()}
         doc = finish(ctx.out_dir, evaluations, device=device, seed=shared.seed, config=config)
         return self.result(evaluations, doc, **ctx.extras)
@@ -231,7 +247,8 @@ class Evaluator:
                                      else inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
                    for f in sorted(fields.values(), key=lambda f: (list(self.positional) + [f.name]).index(f.name))]
         params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=d)
-                   for k, d in (("out_dir", None), ("save_raw", False), ("cache", None), ("progress", True))]
+                   for k, d in (("out_dir", None), ("save_raw", False), ("cache", None), ("progress", True),
+                                ("plan", False))]
         api.__signature__ = inspect.Signature(params, return_annotation=self.result)  # type: ignore[attr-defined]
         api.__name__ = api.__qualname__ = self.name.replace("-", "_")
         api.__doc__ = (f"{self.short_help or self.title} (mirrors ``jembench {self.name}``).\n\n"

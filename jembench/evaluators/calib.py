@@ -25,8 +25,8 @@ from ..results import Evaluation
 from ..runtime import derive_seed, generator
 from ..settings import option
 from .base import Context, Evaluator, SharedSettings
-from .clf import (ACCURACY, SHARED, ClfResult, ForwardSettings, base_protocol, forward_passes, forward_preflight,
-                  write_raw_arrays)
+from .clf import (ACCURACY, SHARED, ClfResult, ForwardSettings, base_protocol, forward_cost, forward_passes,
+                  forward_preflight, write_raw_arrays)
 
 NAME = "calib"
 # metric names; temperature_scaling/* are the reference row (never applied to the headline numbers)
@@ -153,6 +153,7 @@ EVALUATOR = Evaluator(
     summary=CalibResult.table, shared=SHARED, headline=(ECE, ADAPTIVE_ECE), headline_last=False,
     metrics=(ACCURACY, MEAN_CONFIDENCE, "n", ECE, ADAPTIVE_ECE, MCE, RMS_CE, CLASSWISE_ECE, f"{TS}/*"),
     figures="Reliability diagrams", uses_forward_cache=True, preflight=forward_preflight,
+    cost=forward_cost,
     short_help="ECE, adaptive ECE, MCE, RMS and classwise calibration error, reliability diagram.",
     help="""ECE, adaptive ECE, MCE, RMS and classwise calibration error, reliability diagram.
 

@@ -23,7 +23,8 @@ from ..results import Evaluation, EvaluatorResult
 from ..sampling.sgld import SGLDConfig
 from ..settings import Settings, Spelling, option
 from .base import Context, Evaluator, SharedSettings
-from .common import default_dataset, load_eval_set, summary_table
+from ..cost import Cost
+from .common import default_dataset, eval_set_size, forward_key, load_eval_set, summary_table
 
 NAME = "clf"
 SHARED = ("dataset", "n", "sigma", "seed", "device", "batch_size", "data_dir", "download", "head", "cache_dir")
@@ -88,6 +89,14 @@ def forward_preflight(models: list[HybridModel], s: ForwardSettings, shared: Sha
                                      download=shared.download)
 
 
+def forward_cost(s: ForwardSettings, shared: SharedSettings, model: HybridModel) -> list[Cost]:
+    """One forward pass per image; JEM-K adds K SGLD steps (1 forward + 1 backward each) before it."""
+    name, n = eval_set_size(model, shared.dataset, s.split, shared.n)
+    k = s.refine_steps
+    return [Cost(f"forward {name}/{s.split}" + (f", JEM-{k}" if k else ""), n, n * (1 + k), n * k, sampler_steps=n * k,
+                 shared=forward_key(name, s.split, n, shared.sigma, shared.seed, s.refine()))]
+
+
 def base_protocol(fp: ForwardPass, imageset: ImageSet, seed: int) -> dict[str, Any]:
     """The forward pass's protocol (dataset, split, N, sigma, noise seed, refinement) plus the data's origin."""
     return {**fp.protocol, "dataset_meta": dict(imageset.meta), "seed": int(seed)}
@@ -139,6 +148,7 @@ EVALUATOR = Evaluator(
     name=NAME, title="Accuracy", settings=ClfSettings, run=run, result=ClfResult, summary=ClfResult.table,
     shared=SHARED, headline=(ACCURACY, NLL), headline_last=False, metrics=(ACCURACY, ERROR, NLL, BRIER, N),
     figures="Accuracy figures", uses_forward_cache=True, preflight=forward_preflight,
+    cost=forward_cost,
     short_help="Accuracy (95% Wilson interval), NLL, Brier score, per-class accuracy, confusion matrix.",
     help="""Accuracy (95% Wilson interval), NLL, Brier score, per-class accuracy and confusion matrix.
 

@@ -46,6 +46,22 @@ def default_dataset(model: HybridModel) -> str:
     return "cifar100" if model.info.n_classes == 100 else defaults.DEFAULT_DATASET_JEM_FILES
 
 
+def eval_set_size(model: HybridModel, dataset: Optional[str | ImageSet], split: str, n: Optional[int]
+                  ) -> tuple[str, int]:
+    """Name and number of images of the evaluation set a step will read (declared sizes: nothing is loaded)."""
+    from ..cost import set_size
+
+    if isinstance(dataset, ImageSet):
+        return dataset.name, len(dataset.first(n))
+    name = dataset or default_dataset(model)
+    return name, set_size(name, split, n)
+
+
+def forward_key(name: str, split: str, n: int, sigma: float, seed: int, refine: Any = None) -> str:
+    """What identifies a shared forward pass (the :class:`~jembench.forward.ForwardCache` reuses it)."""
+    return f"{name}/{split}/n={n}/sigma={sigma:g}/seed={seed}/refine={refine.to_dict() if refine else None}"
+
+
 def check_compatible(model: HybridModel, imageset: ImageSet, *, need_labels: bool = True) -> None:
     """One-line errors for class-count or input-shape contradictions between a model and a dataset."""
     name = model.info.name

@@ -11,6 +11,7 @@ content fingerprint), the extractor (name, sha256, layers) and the metric settin
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -18,10 +19,11 @@ from typing import Any, Iterable, Optional
 import torch
 
 from .. import defaults
+from ..cost import Cost, set_size
 from ..data.imageset import ImageSet
 from ..data.registry import get_dataset
 from ..errors import JembenchError
-from ..generation import PCD_FIELDS, PRESETS, GenProtocol, Samples, generate, make_protocol
+from ..generation import PCD_FIELDS, PRESETS, GenProtocol, Samples, generate, gradient_steps, make_protocol
 from ..io import atomic_savez, atomic_write_bytes
 from ..metrics import fidelity
 from ..models import HybridModel
@@ -145,6 +147,29 @@ def preflight(models: list[HybridModel], s: GenSettings, shared: SharedSettings,
                    "use a fresh-chain protocol (e.g. sgld)")
         yield from extractor_problems(s.feature_extractor, ds, fid_weights=s.fid_weights, offline=s.offline,
                                       option=spell.option("feature_extractor"))
+
+
+def cost(s: GenSettings, shared: SharedSettings, model: HybridModel) -> list[Cost]:
+    """Per protocol: chains x SGLD steps (1 forward + 1 backward each; PCD: rounds x batch chains), one forward per
+    sample for the class shares (buffer-top: one per buffer image to rank them), extractor passes on the samples;
+    the reference set's extractor passes once (cached on disk afterwards)."""
+    ds = shared.dataset if isinstance(shared.dataset, str) else default_dataset(model)
+    buffer = len(model.replay_buffer) if model.replay_buffer is not None else 0
+    ref = sum(set_size(ds, split, None) for split in s.reference.split("+")) \
+        if set(s.metrics) & {"fid", "kid", "prc"} else 0
+    out = [Cost(f"reference features {ds}/{s.reference}", 0, 0, extractor=ref,
+                shared=f"features {ds}/{s.reference}/{s.feature_extractor}")] if ref else []
+    for p in s.protocols():
+        if p.source == "buffer":
+            kept = math.ceil(p.buffer_top * buffer) if p.buffer_top else buffer
+            n = min(s.n, kept) if s.n else kept
+            fwd, bwd, steps = (buffer if p.buffer_top else 0), 0, 0
+        else:
+            n = s.n or FRESH_N
+            chains = p.pcd_rounds * p.pcd_batch if p.pcd_rounds else n
+            fwd = bwd = steps = chains * gradient_steps(p.sampler)
+        out.append(Cost(f"{p.name}: {n} samples", n, fwd + n, bwd, sampler_steps=steps, extractor=n))
+    return out
 
 
 def run(models: list[HybridModel], s: GenSettings, shared: SharedSettings, ctx: Context) -> list[Evaluation]:
@@ -330,7 +355,7 @@ EVALUATOR = Evaluator(
     shared=SHARED, headline=("fid/*/*", "is/*", "kid/*/*"), headline_last=False,
     metrics=("is/*", "is_std/*", "is_real/*/*", "fid/*/*", "kid/*/*", "kid_std/*/*", "precision/*/*", "recall/*/*",
              "cond_acc/*"),
-    figures="Sample grids", positional=(), preflight=preflight,
+    figures="Sample grids", positional=(), preflight=preflight, cost=cost,
     short_help="IS / FID / KID / precision-recall of samples drawn under named protocols.",
     help="""Generation: draw samples under each protocol, score IS / FID / KID / precision-recall.
 

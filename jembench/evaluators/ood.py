@@ -14,20 +14,22 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
+from ..cost import Cost, set_size
 from ..data.imageset import ImageSet
+from ..data.synthetic import SYNTHETIC_NAMES
 from ..forward import ForwardCache
 from ..io import atomic_savefig, atomic_savez
 from ..metrics.ood import AUPR_METHOD, BOOTSTRAP_METHOD, FPR_CONVENTIONS, ood_metrics, sanitize
 from ..models import HybridModel
-from ..progress import track
 from ..preflight import eval_set_problems, ood_set_problems
+from ..progress import track
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import derive_seed
 from ..scores import CONVENTION, SCORES, parse_scores
 from ..settings import Settings, Spelling, option
 from .base import Context, Evaluator, SharedSettings
 from .clf import SHARED
-from .common import Timer, default_dataset, load_eval_set
+from .common import Timer, default_dataset, eval_set_size, forward_key, load_eval_set
 
 NAME = "ood"
 PRESETS = {  # --out NAME expands to these OOD sets
@@ -112,6 +114,24 @@ def preflight(models: list[HybridModel], s: OODSettings, shared: SharedSettings,
                                      need_labels=False)
         for name in expand_out(s.out, dataset if isinstance(dataset, str) else dataset.name):
             yield from ood_set_problems(m, name, data_dir=shared.data_dir, download=shared.download)
+
+
+def cost(s: OODSettings, shared: SharedSettings, model: HybridModel) -> list[Cost]:
+    """Per set (in-distribution and each OOD set): one forward pass for every logit score, plus one forward and one
+    backward pass per image for each gradient score."""
+    in_name, n_in = eval_set_size(model, shared.dataset, "test", shared.n)
+    names = parse_scores(s.scores)
+    grads = sum(SCORES[n].needs != "logits" for n in names)
+    sets = [(in_name, n_in)] + [(o, n_in if o in SYNTHETIC_NAMES else set_size(o, "test", shared.n))
+                                for o in expand_out(s.out, in_name)]
+    out = []
+    for name, n in sets:
+        if grads < len(names):
+            out.append(Cost(f"forward {name}", n, n, shared=forward_key(name, "test", n, shared.sigma, shared.seed)
+                            if name == in_name else None))
+        if grads:
+            out.append(Cost(f"input gradients {name}", n, n * grads, n * grads))
+    return out
 
 
 def _load_out_sets(names: Sequence[str], in_set: ImageSet, model: HybridModel, *, data_dir: Any, download: bool,
@@ -278,7 +298,7 @@ EVALUATOR = Evaluator(
     shared=SHARED, headline=("auroc/logp/*", "auroc/*"), headline_last=False,
     metrics=tuple(f"{m}/*/*" for m in METRICS), figures="OOD score histograms and ROC curves",
     positional=("dataset", "out"), renames={"dataset": "in"}, aliases={"in_dataset": "dataset"},
-    uses_forward_cache=True, preflight=preflight,
+    uses_forward_cache=True, preflight=preflight, cost=cost,
     short_help="OOD detection: AUROC, AUPR-In/Out, FPR@95, detection error per score and OOD set.",
     help="""OOD detection: AUROC, AUPR-In/Out, FPR@95 (both conventions), detection error per score and OOD set.
 

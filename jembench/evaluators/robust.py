@@ -32,15 +32,16 @@ import numpy as np
 import torch
 
 from ..attacks import ATTACKS, NORMS, check_attack
-from ..io import atomic_savefig, atomic_savez
+from ..cost import Cost
 from ..errors import JembenchError
+from ..io import atomic_savefig, atomic_savez
 from ..models import HybridModel
 from ..preflight import eval_set_problems
 from ..results import Evaluation, EvaluatorResult
 from ..settings import Settings, Spelling, option
 from .base import Context, Evaluator, SharedSettings
-from .common import default_dataset, load_eval_set
-from .robust_run import NAME, PASS_KEYS, ModelRun, RobustConfig, attack_label, metric_name
+from .common import default_dataset, eval_set_size, forward_key, load_eval_set
+from .robust_run import NAME, PASS_KEYS, ModelRun, RobustConfig, attack_label, metric_name, setting_costs
 
 __all__ = ["PASS_KEYS", "RobustResult", "RobustSettings", "attack_label", "metric_name", "robust"]
 log = logging.getLogger("jembench")
@@ -168,6 +169,19 @@ def preflight(models: list[HybridModel], s: RobustSettings, shared: SharedSettin
                     yield from exc.lines()
 
 
+def cost(s: RobustSettings, shared: SharedSettings, model: HybridModel) -> list[Cost]:
+    """Every attack, eps and setting K of every threat model, with their evaluations (see ``setting_costs``);
+    APGD counts are an upper bound (it attacks only the points still classified correctly)."""
+    name, n = eval_set_size(model, shared.dataset, s.split, s.n)
+    out = []
+    for norm in dict.fromkeys(s.norm):
+        cfg = RobustConfig.for_norm(s, norm, shared.seed, shared.batch_size)
+        for k in cfg.purify_steps:
+            clean = forward_key(name, s.split, n, 0.0, shared.seed) if k == 0 else None
+            out += setting_costs(cfg, k, n, clean)
+    return out
+
+
 def per_norm_steps(s: RobustSettings) -> list[tuple[str, RobustSettings]]:
     """run-all attacks one threat model per step (so each resumes on its own)."""
     return [(norm, replace(s, norm=(norm,))) for norm in dict.fromkeys(s.norm)]
@@ -201,6 +215,7 @@ EVALUATOR = Evaluator(
     summary=RobustResult.table, shared=SHARED, headline=("robust_acc/*/worst",), headline_last=True,
     metrics=("clean_acc/K=*", "robust_acc/*/*/K=*/*", "probe_acc/*/*/K=*"), figures="Robustness curves",
     positional=(), uses_forward_cache=True, steps=per_norm_steps, preflight=preflight,
+    cost=cost,
     short_help="Robust accuracy under PGD / APGD, with and without SGLD purification.",
     help="""Robust accuracy of CKPT... under L-inf or L2 attacks, undefended (K=0) and with JEM-K purification.
 

@@ -14,6 +14,7 @@ from typing import Any, Optional
 import torch
 
 from ..attacks import PassCounter, PixelClassifier, PurifyConfig, build_attack, default_step_size, run_attack
+from ..cost import Cost
 from ..data.imageset import ImageSet
 from ..forward import ForwardCache
 from ..metrics.classification import wilson_interval
@@ -85,6 +86,45 @@ def attack_label(attack: str, k: int, gradient: str = "bpda") -> str:
 def metric_name(norm: str, eps: float, k: int, label: str) -> str:
     """``robust_acc/linf/0.0314/K=10/bpda-eot`` (eps with 4 decimals, pixel units)."""
     return f"robust_acc/{norm}/{eps:.4f}/K={k}/{label}"
+
+
+def _call_passes(cfg: RobustConfig, k: int, gradient: Optional[str]) -> tuple[int, int]:
+    """(forward, backward) passes per image of one call of the classifier: K = 0 one pass; K > 0 each of the
+    copies runs K SGLD steps (1 + 1 each) and a final forward; an attack gradient adds one backward per copy (BPDA)
+    or 1 + 2K (through the unrolled chain), as :class:`~jembench.attacks.PassCounter` counts."""
+    copies = cfg.purify.copies if k else 1
+    fwd, bwd = copies * (k + 1), copies * k
+    if gradient is not None:
+        bwd += copies * (1 + 2 * k if gradient == "full" else 1)
+    return fwd, bwd
+
+
+def setting_costs(cfg: RobustConfig, k: int, n: int, clean_key: Optional[str] = None) -> list[Cost]:
+    """Passes of one setting K on ``n`` images: its clean predictions, every attack row (restarts x steps x EOT
+    gradient calls, then the evaluation: R purifications), transfer, full gradients, the probe."""
+    reps = cfg.eval_purifications if k else 1
+    ef, eb = (reps * x for x in _call_passes(cfg, k, None))
+
+    def attack(part: str, m: int, gradient: str) -> Cost:
+        af, ab = _call_passes(cfg, k, gradient)
+        calls = cfg.steps * (cfg.eot if k else 1)
+        r = cfg.restarts
+        return Cost(part, m, m * r * (calls * af + ef), m * r * (calls * ab + eb), attack_steps=m * r * cfg.steps,
+                    sampler_steps=m * r * (calls + reps) * (cfg.purify.copies * k))
+
+    out = [Cost(f"{cfg.norm} K={k} clean", n, n * ef, n * eb, sampler_steps=n * reps * cfg.purify.copies * k,
+                shared=clean_key)]
+    for eps in cfg.eps:
+        out += [attack(f"{cfg.norm} K={k} eps={eps:.4g} {attack_label(a, k)}", n, "bpda") for a in cfg.attacks]
+        if k:
+            sources = len(cfg.attacks) * cfg.restarts
+            out.append(Cost(f"{cfg.norm} K={k} eps={eps:.4g} transfer", n, n * sources * ef, n * sources * eb,
+                            sampler_steps=n * sources * reps * cfg.purify.copies * k))
+        if 0 < k <= cfg.full_grad_max_k:
+            out.append(attack(f"{cfg.norm} K={k} eps={eps:.4g} {attack_label(cfg.attacks[0], k, 'full')}", n, "full"))
+    if cfg.probe:
+        out.append(attack(f"{cfg.norm} K={k} probe", min(PROBE_N, n), "bpda"))
+    return out
 
 
 class ModelRun:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from .. import defaults
+from ..cost import total
 from ..errors import JembenchError, PreflightError
 from ..forward import ForwardCache, model_fingerprint
 from ..io import atomic_write_json, atomic_write_text, checkpoint_slugs, to_jsonable
@@ -104,14 +105,15 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
             out_dir: Optional[str | Path] = None, device: Any = defaults.DEVICE, seed: int = defaults.SEED,
             batch_size: int = defaults.BATCH_SIZE, data_dir: Any = None, download: bool = False,
             head: Optional[str] = None, norm: Optional[str] = None, cache_dir: Any = None, resume: bool = True,
-            html: bool = True, progress: bool = True) -> RunAllResult:
+            html: bool = True, progress: bool = True, plan: bool = False) -> Any:
     """Accuracy, calibration, OOD, robustness and generation for each checkpoint, with one shared forward cache.
 
     ``preset`` is ``"quick"``, ``"paper"`` or a :class:`~jembench.presets.Preset`; ``overrides`` set its fields
     (``{"sigma": 0.03, "robust.eps_linf": "0,8/255"}``). Every setting is validated before any checkpoint is
     loaded. With ``out_dir``: results.json, one CSV per comparison table, each step's figures and per-sample
     arrays, and index.html; finished steps are kept in ``out_dir/.parts`` so an interrupted run resumes where it
-    stopped (``resume=False`` recomputes everything).
+    stopped (``resume=False`` recomputes everything). ``plan=True`` runs nothing and writes nothing: it returns the
+    :class:`~jembench.evaluators.plan.Plan` of the run.
     """
     cfg, shared, models = prepare(checkpoints, preset, overrides, dict(
         seed=seed, device=device, batch_size=batch_size, data_dir=data_dir, download=download, head=head, norm=norm,
@@ -124,6 +126,10 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
              zip(models, checkpoint_slugs(names, numbered=True), checkpoint_slugs(names))
              for spec in REGISTRY.values() if spec.name in cfg.evaluators
              for variant, settings in spec.steps(cfg.settings(spec.name))]
+    if plan:
+        from .plan import make_plan
+
+        return make_plan([(s.name, s.spec, s.settings, s.model) for s in steps], shared)
     evaluations: list[Evaluation] = []
     resumed, records, errors, wall = [], [], {}, {}
     started = time.perf_counter()
@@ -245,7 +251,9 @@ def _run_step(spec: Evaluator, model: HybridModel, settings: Settings, shared: S
         with labelled(ctx.label):
             evs = spec.run([model], settings, shared, ctx)
         seconds = time.perf_counter() - start
+        passes = total(spec.cost(settings, shared, model))
         for e in evs:
+            e.provenance.setdefault("passes", passes)
             if ctx.out_dir is not None and out is not None:
                 prefix = ctx.out_dir.relative_to(out)
                 e.artifacts = {k: (v if Path(v).is_absolute() else str(prefix / v)) for k, v in e.artifacts.items()}

@@ -1,0 +1,114 @@
+"""What a step costs, counted before it runs: network passes, sampler and attack steps, per image and in total.
+
+Each evaluator declares its cost from its settings in one function next to it (``Evaluator.cost``); ``--plan``
+prints it and every evaluation records it in results.json (``provenance["passes"]``: RobustBench's
+``number_forward_passes`` per image, extended to backward passes and sampler steps).
+
+Units: a pass is one image through the network (a batch of B is B passes); a backward pass is one
+gradient through it (each SGLD step and each attack gradient is one forward and one backward). Feature
+extractor passes (generation metrics) are counted apart: another network. Set sizes are the registry's
+declared sizes (``DatasetSpec.sizes``; npz / folder sources are read), cut to the run's N.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Optional, Sequence
+
+import torch
+
+from .data.registry import GENERIC_PREFIXES, get_dataset, get_spec
+from .models import HybridModel
+
+PROBE_CPU_BATCH = 32  # on CPU the probe times at most this batch (per-image throughput is flat beyond it)
+PROBE_SECONDS = 1.0  # each probe repeats until it has run this long (at least three times after a warm-up)
+
+
+@dataclass
+class Cost:
+    """One part of a step: ``images`` evaluated with ``forward`` / ``backward`` passes in total."""
+
+    part: str
+    images: int
+    forward: int
+    backward: int = 0
+    sampler_steps: int = 0  # SGLD steps summed over chains (chains x steps)
+    attack_steps: int = 0  # attack iterations summed over images and restarts
+    extractor: int = 0  # feature-extractor passes (another network; not in forward / backward)
+    shared: Optional[str] = None  # the shared forward pass it reads: run-all pays each key once
+
+    def per_image(self, total: int) -> float:
+        return total / self.images if self.images else 0.0
+
+
+def total(costs: Sequence[Cost]) -> dict[str, Any]:
+    """Totals and per-image numbers of a step's parts (what results.json records)."""
+    keys = ("forward", "backward", "sampler_steps", "attack_steps", "extractor")
+    sums = {k: int(sum(getattr(c, k) for c in costs)) for k in keys}
+    images = max((c.images for c in costs), default=0)  # parts of extractor passes only have 0 images
+    return {"images": images, **sums,
+            **{f"{k}_per_image": sums[k] / images if images else 0.0 for k in keys if k != "extractor"},
+            "number_forward_passes": sums["forward"] / images if images else 0.0,
+            "parts": [asdict(c) for c in costs],
+            "units": "passes of one image through the network; SGLD step and attack gradient = 1 forward + 1 "
+                     "backward; per_image = total / the step's largest set"}
+
+
+def set_size(name: str, split: str, n: Optional[int]) -> int:
+    """Images a step reads from a set: its declared size (npz / folder: read), cut to ``n``."""
+    if name.startswith(GENERIC_PREFIXES):
+        size = len(get_dataset(name, split))
+    else:
+        spec = get_spec(name)
+        size = spec.sizes.get(split) or len(get_dataset(name, split))
+    return min(size, n) if n is not None else size
+
+
+@dataclass
+class Throughput:
+    """Seconds per image of one model at ``batch``: forward (no gradient) and forward + backward to the input."""
+
+    forward_s: float
+    forward_backward_s: float
+    batch: int
+    device: str
+
+    def seconds(self, forward: int, backward: int) -> float:
+        """Wall time of ``forward`` passes, ``backward`` of which carried a backward pass."""
+        return max(forward - backward, 0) * self.forward_s + backward * self.forward_backward_s
+
+
+def probe(model: HybridModel, batch_size: int) -> Throughput:
+    """Time the model on random inputs of its shape: forward, then forward + backward of log p~(x) to x."""
+    dev = model.device
+    batch = min(batch_size, PROBE_CPU_BATCH) if dev.type == "cpu" else batch_size
+    x = torch.rand(batch, model.info.in_channels, *model.info.image_size, device=dev) * 2 - 1
+
+    def fwd() -> None:
+        with torch.no_grad():
+            model(x)
+
+    def fwd_bwd() -> None:
+        xg = x.detach().requires_grad_(True)
+        torch.autograd.grad(model.log_px(xg).sum(), xg)
+
+    return Throughput(_time(fwd, dev) / batch, _time(fwd_bwd, dev) / batch, batch, str(dev))
+
+
+def _time(fn: Any, dev: torch.device) -> float:
+    """Fastest of repeated calls of ``fn`` after one warm-up call (at least three, until :data:`PROBE_SECONDS`):
+    the minimum, as other load on the machine only ever adds time."""
+    fn()
+    times: list[float] = []
+    while len(times) < 3 or sum(times) < PROBE_SECONDS:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        start = time.perf_counter()
+        fn()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        times.append(time.perf_counter() - start)
+        if len(times) >= 20:
+            break
+    return min(times)
