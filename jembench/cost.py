@@ -21,8 +21,8 @@ import torch
 from .data.registry import GENERIC_PREFIXES, get_dataset, get_spec
 from .models import HybridModel
 
-PROBE_CPU_BATCH = 32  # on CPU the probe times at most this batch (per-image throughput is flat beyond it)
-PROBE_SECONDS = 1.0  # each probe repeats until it has run this long (at least three times after a warm-up)
+PROBE_CPU_BATCH = 8  # on CPU the probe times at most this batch (per-image throughput is about flat beyond it)
+PROBE_SECONDS = 1.0  # each probe repeats until it has run this long (after a warm-up call)
 
 
 @dataclass
@@ -46,13 +46,13 @@ def total(costs: Sequence[Cost]) -> dict[str, Any]:
     """Totals and per-image numbers of a step's parts (what results.json records)."""
     keys = ("forward", "backward", "sampler_steps", "attack_steps", "extractor")
     sums = {k: int(sum(getattr(c, k) for c in costs)) for k in keys}
-    images = max((c.images for c in costs), default=0)  # parts of extractor passes only have 0 images
+    images = next((c.images for c in costs if c.images), 0)  # the step's evaluation set: its first part's
     return {"images": images, **sums,
             **{f"{k}_per_image": sums[k] / images if images else 0.0 for k in keys if k != "extractor"},
             "number_forward_passes": sums["forward"] / images if images else 0.0,
             "parts": [asdict(c) for c in costs],
             "units": "passes of one image through the network; SGLD step and attack gradient = 1 forward + 1 "
-                     "backward; per_image = total / the step's largest set"}
+                     "backward; per_image = total / the images of the step's evaluation set (its first part)"}
 
 
 def set_size(name: str, split: str, n: Optional[int]) -> int:
@@ -75,8 +75,8 @@ class Throughput:
     device: str
 
     def seconds(self, forward: int, backward: int) -> float:
-        """Wall time of ``forward`` passes, ``backward`` of which carried a backward pass."""
-        return max(forward - backward, 0) * self.forward_s + backward * self.forward_backward_s
+        """Wall time of ``forward`` passes and ``backward`` passes (each costing forward+backward - forward)."""
+        return forward * self.forward_s + backward * max(self.forward_backward_s - self.forward_s, 0.0)
 
 
 def probe(model: HybridModel, batch_size: int) -> Throughput:
@@ -97,11 +97,11 @@ def probe(model: HybridModel, batch_size: int) -> Throughput:
 
 
 def _time(fn: Any, dev: torch.device) -> float:
-    """Fastest of repeated calls of ``fn`` after one warm-up call (at least three, until :data:`PROBE_SECONDS`):
-    the minimum, as other load on the machine only ever adds time."""
+    """Fastest of repeated calls of ``fn`` after one warm-up call (until :data:`PROBE_SECONDS`, at least three
+    unless one call already takes that long): the minimum, as other load on the machine only ever adds time."""
     fn()
     times: list[float] = []
-    while len(times) < 3 or sum(times) < PROBE_SECONDS:
+    while not times or (sum(times) < PROBE_SECONDS or len(times) < 3) and times[0] < PROBE_SECONDS:
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         start = time.perf_counter()

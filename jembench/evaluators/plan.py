@@ -37,8 +37,8 @@ class Plan:
 
     def table(self) -> str:
         """The terminal table: a row per step, then the total, the probes and how to read it."""
-        lines = [[r["step"], r["checkpoint"], _n(r["images"]), f"{r['forward_per_image']:.4g}",
-                  f"{r['backward_per_image']:.4g}", _n(r["forward"]), _n(r["backward"]), _n(r["sampler_steps"]),
+        lines = [[r["step"], r["checkpoint"], _n(r["images"]), _per(r["forward_per_image"]),
+                  _per(r["backward_per_image"]), _n(r["forward"]), _n(r["backward"]), _n(r["sampler_steps"]),
                   _n(r["attack_steps"]), _n(r["extractor"]), _duration(r["seconds"])] for r in self.rows]
         t = self.total
         lines.append(["total", "", "", "", "", _n(t["forward"]), _n(t["backward"]), _n(t["sampler_steps"]),
@@ -47,8 +47,8 @@ class Plan:
         out = ["  ".join(str(c).rjust(w) if i > 1 else str(c).ljust(w) for i, (c, w) in enumerate(zip(x, widths)))
                .rstrip() for x in [COLUMNS, *lines]]
         for name, p in self.probes.items():
-            out.append(f"probe {name} on {p['device']} (batch {p['batch']}): forward {p['forward_s'] * 1e3:.3g} "
-                       f"ms/img, forward+backward {p['forward_backward_s'] * 1e3:.3g} ms/img")
+            out.append(f"probe {name} on {p['device']} (batch {p['batch']}): forward {_per(p['forward_s'] * 1e3)} "
+                       f"ms/img, forward+backward {_per(p['forward_backward_s'] * 1e3)} ms/img")
         return "\n".join(out + self.notes)
 
 
@@ -68,7 +68,8 @@ def make_plan(steps: Sequence[tuple[str, Evaluator, Settings, HybridModel]], sha
     summed = {k: sum(r[k] for r in rows) for k in keys}
     models = {id(m): m for *_, m in steps}
     notes = ["passes: images through the network (SGLD step / attack gradient = 1 forward + 1 backward); per image = "
-             "total / the step's largest set; a shared forward pass is paid by its first step (0 afterwards).",
+             "total / the step's evaluation set (OOD: the in-distribution set); a shared forward pass is paid by "
+             "its first step (0 afterwards).",
              "est. time: the probe's seconds per image x passes, model passes only: data loading, metrics, figures "
              "and feature-extractor passes (column 'extractor') are not in it."]
     return Plan(rows, summed, {models[i].info.name: vars(p) for i, p in probes.items()}, shared.batch_size, notes)
@@ -86,6 +87,10 @@ def _unless_paid(c: Cost, model: int, paid: set[tuple[int, str]]) -> Cost:
 
 def _n(v: float) -> str:
     return f"{v:,.0f}" if v else "0"
+
+
+def _per(v: float) -> str:
+    return f"{v:,.0f}" if v >= 1000 else f"{v:.4g}"
 
 
 def _duration(seconds: float) -> str:
