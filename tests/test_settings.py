@@ -79,7 +79,8 @@ def test_every_option_has_the_same_effect_through_api_command_and_set(name, f, t
     argv = [flag] if f.item_type is bool and value else [f"--no-{flag[2:]}"] if f.item_type is bool else [flag, text]
     argv += [a for k, v in extra.items() for a in ("--" + k.replace("_", "-"), v)]
     params = command.make_context(name, argv).params
-    values = {k: v for k, v in params.items() if v not in (None, ()) and k not in ("as_json", "out_dir", "save_raw")}
+    values = {k: v for k, v in params.items()
+              if v not in (None, ()) and k not in ("as_json", "out_dir", "save_raw", "quiet", "plan")}
     cli, _ = spec.parse(values)
     assert cli == api
 
@@ -118,11 +119,12 @@ def test_presets_are_instances_of_the_settings_classes_and_valid():
 
 
 def test_every_command_option_is_a_settings_field():
-    """No hand-written option: a command takes its settings fields, the shared fields it declares, and output."""
+    """No hand-written option: a command takes its settings fields, the shared fields it declares, output, --quiet
+    (progress) and --plan."""
     for name, spec in REGISTRY.items():
         command = main.get_command(None, name)
         fields = {f.name for f in spec.settings.fields()} | set(spec.shared)
-        names = {p.name for p in command.params} - {"checkpoints", "as_json", "out_dir", "save_raw"}
+        names = {p.name for p in command.params} - {"checkpoints", "as_json", "out_dir", "save_raw", "quiet", "plan"}
         assert names == fields, name
 
 
