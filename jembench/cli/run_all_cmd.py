@@ -69,7 +69,8 @@ def run_all_cmd(checkpoints, preset, only, skip, assignments, fid_weights, offli
     (one per comparison table), per-sample arrays (npz), figures, and OUT_DIR/index.html: one self-contained
     report to open in a browser. Accuracy, calibration and OOD share one forward pass per dataset. An interrupted
     run resumes the finished steps; a failed evaluator is shown in the report and the exit status is 1. Every
-    setting is checked before any checkpoint is loaded.
+    problem that needs no model pass (settings, checkpoints, datasets, extractor weights) is reported at once,
+    before the first one; --plan shows what the run will cost.
 
     \b
     Examples:

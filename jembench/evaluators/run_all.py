@@ -109,11 +109,11 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
     """Accuracy, calibration, OOD, robustness and generation for each checkpoint, with one shared forward cache.
 
     ``preset`` is ``"quick"``, ``"paper"`` or a :class:`~jembench.presets.Preset`; ``overrides`` set its fields
-    (``{"sigma": 0.03, "robust.eps_linf": "0,8/255"}``). Every setting is validated before any checkpoint is
-    loaded. With ``out_dir``: results.json, one CSV per comparison table, each step's figures and per-sample
-    arrays, and index.html; finished steps are kept in ``out_dir/.parts`` so an interrupted run resumes where it
-    stopped (``resume=False`` recomputes everything). ``plan=True`` runs nothing and writes nothing: it returns the
-    :class:`~jembench.evaluators.plan.Plan` of the run.
+    (``{"sigma": 0.03, "robust.eps_linf": "0,8/255"}``). Every problem that needs no model pass is found first
+    and raised together (:func:`prepare`). With ``out_dir``: results.json, one CSV per comparison table, each
+    step's figures and per-sample arrays, and index.html; finished steps are kept in ``out_dir/.parts`` so an
+    interrupted run resumes where it stopped (``resume=False`` recomputes everything). ``plan=True`` runs nothing
+    and writes nothing: it returns the :class:`~jembench.evaluators.plan.Plan` of the run.
     """
     cfg, shared, models = prepare(checkpoints, preset, overrides, dict(
         seed=seed, device=device, batch_size=batch_size, data_dir=data_dir, download=download, head=head, norm=norm,
