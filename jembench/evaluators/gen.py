@@ -28,6 +28,7 @@ from ..io import atomic_savez, atomic_write_bytes
 from ..metrics import fidelity
 from ..models import HybridModel
 from ..preflight import dataset_problems, eval_set_problems, extractor_problems
+from ..progress import track
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import derive_seed
 from ..settings import Settings, Spelling, option
@@ -239,7 +240,7 @@ def _evaluate(model: HybridModel, proto: GenProtocol, ext: fidelity.Extractor,
     if "fid" in s.metrics and n_used < dim:
         warnings.append(f"FID from N={n_used} samples < feature dimension {dim}: the covariance is singular and FID "
                         "strongly biased; compare only numbers with equal N")
-    rows, extra = _class_rows(model, samples, fake, ext, shared.batch_size)
+    rows, extra = _class_rows(model, samples, fake, ext, shared.batch_size, progress)
     out.update(extra)
     time = {"sampling_s": samples.seconds, "features_s": t_feat.seconds}
     if samples.chain_steps:
@@ -274,13 +275,15 @@ def _reference_record(ref: tuple[ImageSet, dict[str, torch.Tensor], dict[str, An
 
 @torch.no_grad()
 def _class_rows(model: HybridModel, samples: Samples, fake: dict[str, torch.Tensor], ext: fidelity.Extractor,
-                batch_size: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
+                batch_size: int, progress: bool = False) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Per class: the share of samples the model (and a classifier extractor) assigns to it; for conditional
     samples also how often each agrees with the target class."""
     k = model.info.n_classes
     x = samples.images
+    starts = track(range(0, len(x), batch_size), desc=f"classify samples ({model.info.name})", unit="batch",
+                   enabled=progress)
     pred_model = torch.cat([model(model.to_model_space(x[s:s + batch_size].float().to(model.device) / 255.0))
-                            .argmax(-1).cpu() for s in range(0, len(x), batch_size)])
+                            .argmax(-1).cpu() for s in starts])
     pred_ext = fake["logits"].argmax(-1) if ext.kind == "classifier" and ext.n_classes == k else None
     rows, metrics = [], {}
     y = samples.labels
