@@ -21,8 +21,10 @@ import torch
 from .data.registry import GENERIC_PREFIXES, get_dataset, get_spec
 from .models import HybridModel
 
-PROBE_CPU_BATCH = 8  # on CPU the probe times at most this batch (per-image throughput is about flat beyond it)
-PROBE_SECONDS = 1.0  # each probe repeats until it has run this long (after a warm-up call)
+PROBE_CPU_BATCH = 32  # on CPU the probe times at most this batch (smaller ones are dominated by overheads)
+PROBE_SECONDS = 1.0  # each probe repeats until it has run this long
+PROBE_REPS = 5  # at least this many timed calls (a loaded machine stalls some of them)
+PROBE_LONG = 10.0  # a first call this long is the measurement (no warm-up for large models on CPU)
 
 
 @dataclass
@@ -97,18 +99,23 @@ def probe(model: HybridModel, batch_size: int) -> Throughput:
 
 
 def _time(fn: Any, dev: torch.device) -> float:
-    """Fastest of repeated calls of ``fn`` after one warm-up call (until :data:`PROBE_SECONDS`, at least three
-    unless one call already takes that long): the minimum, as other load on the machine only ever adds time."""
-    fn()
+    """Fastest of timed calls of ``fn`` after a warm-up call (the minimum: other load on the machine only adds
+    time), at least :data:`PROBE_REPS` and until :data:`PROBE_SECONDS`; a warm-up call of more than :data:`PROBE_LONG`
+    seconds is the measurement itself (one-off start-up costs are then a small share of it)."""
+    first = _once(fn, dev)
+    if first >= PROBE_LONG:
+        return first
     times: list[float] = []
-    while not times or (sum(times) < PROBE_SECONDS or len(times) < 3) and times[0] < PROBE_SECONDS:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        start = time.perf_counter()
-        fn()
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        times.append(time.perf_counter() - start)
-        if len(times) >= 20:
-            break
+    while len(times) < PROBE_REPS or (sum(times) < PROBE_SECONDS and len(times) < 20):
+        times.append(_once(fn, dev))
     return min(times)
+
+
+def _once(fn: Any, dev: torch.device) -> float:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    start = time.perf_counter()
+    fn()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    return time.perf_counter() - start
