@@ -95,20 +95,23 @@ def probe(model: HybridModel, batch_size: int) -> Throughput:
         xg = x.detach().requires_grad_(True)
         torch.autograd.grad(model.log_px(xg).sum(), xg)
 
-    return Throughput(_time(fwd, dev) / batch, _time(fwd_bwd, dev) / batch, batch, str(dev))
+    fastest = _time([fwd, fwd_bwd], dev)
+    return Throughput(fastest[0] / batch, fastest[1] / batch, batch, str(dev))
 
 
-def _time(fn: Any, dev: torch.device) -> float:
-    """Fastest of timed calls of ``fn`` after a warm-up call (the minimum: other load on the machine only adds
-    time), at least :data:`PROBE_REPS` and until :data:`PROBE_SECONDS`; a warm-up call of more than :data:`PROBE_LONG`
-    seconds is the measurement itself (one-off start-up costs are then a small share of it)."""
-    first = _once(fn, dev)
-    if first >= PROBE_LONG:
+def _time(fns: list[Any], dev: torch.device) -> list[float]:
+    """Fastest timed call of each of ``fns`` (the minimum: other load on the machine only adds time), taken in
+    interleaved rounds after a warm-up call of each, at least :data:`PROBE_REPS` rounds and until
+    :data:`PROBE_SECONDS`; warm-up calls of more than :data:`PROBE_LONG` seconds are the measurement themselves
+    (one-off start-up costs are then a small share)."""
+    first = [_once(fn, dev) for fn in fns]
+    if min(first) >= PROBE_LONG:
         return first
-    times: list[float] = []
-    while len(times) < PROBE_REPS or (sum(times) < PROBE_SECONDS and len(times) < 20):
-        times.append(_once(fn, dev))
-    return min(times)
+    times: list[list[float]] = [[] for _ in fns]
+    while len(times[0]) < PROBE_REPS or (sum(map(sum, times)) < PROBE_SECONDS and len(times[0]) < 20):
+        for fn, t in zip(fns, times):
+            t.append(_once(fn, dev))
+    return [min(t) for t in times]
 
 
 def _once(fn: Any, dev: torch.device) -> float:

@@ -75,6 +75,8 @@ def test_run_all_plan_pays_a_shared_pass_once_and_matches_the_run(tmp_path):
     jembench.run_all(model, out_dir=tmp_path / "run", progress=False, **args)
     counter.remove()
     assert plan.total["forward"] == counter.forward and plan.total["backward"] == counter.backward == 0
+    again = jembench.run_all(model, plan=True, out_dir=tmp_path / "run", **args)  # a resumed run: nothing left
+    assert again.total["forward"] == 0 and all(r["step"].endswith("(done, resumed)") for r in again.rows)
 
 
 def test_plan_on_the_command_line_and_as_json(tmp_path):

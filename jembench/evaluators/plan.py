@@ -10,7 +10,7 @@ first step that reads it. Feature-extractor passes are counted but not timed (an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 from ..cost import Cost, Throughput, probe, total
 from ..models import HybridModel
@@ -52,15 +52,20 @@ class Plan:
         return "\n".join(out + self.notes)
 
 
-def make_plan(steps: Sequence[tuple[str, Evaluator, Settings, HybridModel]], shared: SharedSettings) -> Plan:
-    """The plan of ``(step name, evaluator, settings, model)`` steps, in order."""
+def make_plan(steps: Sequence[tuple[str, Evaluator, Settings, HybridModel]], shared: SharedSettings,
+              done: Collection[int] = ()) -> Plan:
+    """The plan of ``(step name, evaluator, settings, model)`` steps, in order; the steps numbered in ``done``
+    were finished by an earlier run (run-all resumes them) and cost nothing."""
     probes: dict[int, Throughput] = {}
     paid: set[tuple[int, str]] = set()
     rows = []
-    for name, spec, settings, model in steps:
+    for i, (name, spec, settings, model) in enumerate(steps):
         if id(model) not in probes:
             probes[id(model)] = probe(model, shared.batch_size)
-        costs = [_unless_paid(c, id(model), paid) for c in spec.cost(settings, shared, model)]
+        costs = spec.cost(settings, shared, model)
+        if i in done:  # its shared passes are not in memory for the steps after it
+            name, costs = f"{name} (done, resumed)", [Cost(c.part, c.images, 0) for c in costs]
+        costs = [_unless_paid(c, id(model), paid) for c in costs]
         t = total(costs)
         seconds = probes[id(model)].seconds(t["forward"], t["backward"])
         rows.append({"step": name, "checkpoint": model.info.name, **t, "seconds": seconds})

@@ -126,10 +126,12 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
              zip(models, checkpoint_slugs(names, numbered=True), checkpoint_slugs(names))
              for spec in REGISTRY.values() if spec.name in cfg.evaluators
              for variant, settings in spec.steps(cfg.settings(spec.name))]
-    if plan:
+    if plan:  # steps an earlier run finished (resume) cost nothing
         from .plan import make_plan
 
-        return make_plan([(s.name, s.spec, s.settings, s.model) for s in steps], shared)
+        done = {i for i, s in enumerate(steps) if resume and out is not None
+                and _read_part(out / PARTS_DIR / f"{_key(s, shared, dev)}.json", out) is not None}
+        return make_plan([(s.name, s.spec, s.settings, s.model) for s in steps], shared, done)
     evaluations: list[Evaluation] = []
     resumed, records, errors, wall = [], [], {}, {}
     started = time.perf_counter()
@@ -214,6 +216,10 @@ class Step:
         return f"{self.name} ({checkpoint_label(self.model.info.to_dict())})"
 
 
+def _key(step: Step, shared: SharedSettings, device: Any) -> str:
+    return step_key(step.name, step.spec, step.settings, shared, checkpoint_hash(step.model), str(device))
+
+
 def _quiet(msg: str, *args: Any) -> None:
     pass
 
@@ -222,7 +228,7 @@ def _resume_or_run(step: Step, shared: SharedSettings, ctx: Context, out: Option
                    say: Callable[..., None]) -> tuple[list[Evaluation], float, bool]:
     """A step's evaluations and wall time: read back from its part file, or run (and the part file written once
     when every evaluation is ok). ``ctx`` is completed with the step's folder, cache and file slug."""
-    key = step_key(step.name, step.spec, step.settings, shared, checkpoint_hash(step.model), str(ctx.device))
+    key = _key(step, shared, ctx.device)
     part = out / PARTS_DIR / f"{key}.json" if out is not None else None
     done = _read_part(part, out) if (part is not None and resume) else None
     if done is not None:
