@@ -26,6 +26,19 @@ class DatasetError(JembenchError):
 class PreflightError(JembenchError):
     """Every problem the preflight found before any model pass, one line each."""
 
-    def __init__(self, problems: list[str]):
-        self.problems = list(dict.fromkeys(problems))
+    def __init__(self, problems: list):
+        lines = [line for p in problems for line in (p.lines() if isinstance(p, JembenchError) else [p])]
+        self.problems = list(dict.fromkeys(lines))
         super().__init__("\n".join(self.problems))
+
+    @classmethod
+    def of(cls, problems: list) -> JembenchError:
+        """The error to raise for ``problems`` (one-line texts or errors): a lone error keeps its own type
+        (``CheckpointError``, ``SettingError``, ...), several become one :class:`PreflightError`."""
+        if len(problems) == 1 and isinstance(problems[0], JembenchError):
+            return problems[0]
+        return cls(problems)
+
+
+class NonFiniteError(JembenchError):
+    """A model produced NaN or inf where a number was to be measured."""

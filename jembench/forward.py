@@ -29,6 +29,7 @@ from typing import Any, Iterator, Optional
 import torch
 
 from .data.imageset import ImageSet
+from .io import read_cache
 from .models.checkpoints import atomic_torch_save
 from .models.hybrid import HybridModel
 from .progress import bar as progress_bar
@@ -149,16 +150,11 @@ class ForwardCache:
         if key in self.memory:
             return self.memory[key]
         path = self.cache_dir / f"{key}.pt" if self.cache_dir else None
-        if path is not None and path.exists():
-            try:
-                d = torch.load(path, map_location="cpu", weights_only=True)
-                fp = ForwardPass(d["logits"], d["log_px"], d.get("labels"), key, d["protocol"])
-                if fp.logits.shape[0] == len(imageset):
-                    self.memory[key] = fp
-                    self.disk_hits += 1
-                    return fp
-            except Exception:  # noqa: BLE001 - a corrupt cache entry is recomputed (and rewritten)
-                pass
+        fp = read_cache(path, lambda p: _read_pass(p, key, len(imageset)), "forward")  # corrupt: deleted, warned
+        if fp is not None:
+            self.memory[key] = fp
+            self.disk_hits += 1
+            return fp
         fp = self._compute(model, imageset, sigma, seed, refine, batch_size, progress, key)
         self.memory[key] = fp
         if path is not None:
@@ -179,3 +175,12 @@ class ForwardCache:
             log_px.append(lp.float().cpu())
         return ForwardPass(torch.cat(logits), torch.cat(log_px), imageset.labels, key,
                            self.protocol(imageset, sigma, seed, refine_cfg))
+
+
+def _read_pass(path: Path, key: str, n: int) -> ForwardPass:
+    """A cached pass from disk; any damage (not a torch file, keys or length wrong, NaN) raises."""
+    d = torch.load(path, map_location="cpu", weights_only=True)
+    fp = ForwardPass(d["logits"], d["log_px"], d.get("labels"), key, d["protocol"])
+    if fp.logits.shape[0] != n or fp.log_px.shape[0] != n or not bool(torch.isfinite(fp.logits).all()):
+        raise ValueError(f"holds {fp.logits.shape[0]} rows for {n} images or non-finite logits")
+    return fp

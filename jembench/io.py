@@ -6,16 +6,23 @@ output file of a checkpoint carries the same unique slug.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import logging
 import math
 import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import numpy as np
+
+from .errors import JembenchError
+
+T = TypeVar("T")
+log = logging.getLogger("jembench")
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -62,20 +69,47 @@ def checkpoint_slugs(names: Sequence[str | None], *, numbered: bool = False, max
     return [f"{i}-{s}" for i, s in enumerate(slugs)] if numbered else slugs
 
 
+class WriteError(JembenchError):
+    """An ``OSError`` while writing (disk full, read-only, no permission, quota), as one line naming the path."""
+
+
+_WRITE_HINTS = {errno.ENOSPC: "free some space or choose another --out-dir",
+                errno.EROFS: "the file system is read-only: choose another --out-dir",
+                errno.EACCES: "no permission: choose another --out-dir or fix its permissions",
+                errno.EPERM: "no permission: choose another --out-dir or fix its permissions",
+                getattr(errno, "EDQUOT", -1): "disk quota exceeded: free some space or choose another --out-dir"}
+
+
+def write_error(path: str | os.PathLike, exc: OSError) -> WriteError:
+    """``cannot write PATH: No space left on device (ENOSPC); free some space ...``."""
+    code = errno.errorcode.get(exc.errno or 0, "")
+    cause = f"{exc.strerror or type(exc).__name__}{f' ({code})' if code else ''}"
+    hint = _WRITE_HINTS.get(exc.errno or 0, "check the disk and the folder's permissions")
+    return WriteError(f"cannot write {path}: {cause}; {hint}")
+
+
 # --- atomic writes: write to a temporary file in the same folder, then rename ----------------------
+TMP_SUFFIX = ".tmp"  # temporary files are ".<name>.<pid>.<random>.tmp": a later run can tell a dead writer's
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename; any ``OSError`` (disk full, read-only
+    folder, permissions) is a one-line :class:`WriteError` and leaves the old file (if any) as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise write_error(path, exc) from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
 
 
@@ -105,3 +139,45 @@ def atomic_savefig(fig: Any, path: str | os.PathLike, **kwargs: Any) -> None:
     fmt = Path(path).suffix.lstrip(".") or "png"
     fig.savefig(buf, format=fmt, **{"dpi": 110, "bbox_inches": "tight", **kwargs})
     atomic_write_bytes(path, buf.getvalue())
+
+
+# --- text that leaves jembench: CSV cells, terminal lines ---------------------------------------------
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: strings starting with ``= + - @``, tab or CR get a leading ``'``
+    (OWASP "CSV injection"); numbers, and text that reads as a number (``-0.5``), are kept."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: ANSI escape sequences and control characters removed (newlines and tabs
+    kept), so names read from files cannot move the cursor, recolour or retitle the user's terminal."""
+    return _CONTROL.sub("", _ANSI.sub("", text))
+
+
+# --- caches: an unreadable entry is deleted and recomputed ---------------------------------------------
+def read_cache(path: Optional[Path], reader: Callable[[Path], T], what: str) -> Optional[T]:
+    """``reader(path)``, or None when there is no entry; an entry that cannot be read (truncated, not a zip,
+    wrong keys, anything ``reader`` raises) is deleted with a warning, and the caller recomputes it."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        return reader(path)
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, the cure is to recompute it
+        log.warning("%s cache entry %s is unreadable (%s: %s); deleted, recomputing", what, path,
+                    type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        try:
+            path.unlink()
+        except OSError:
+            pass
+        return None

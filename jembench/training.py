@@ -42,7 +42,10 @@ NOISE_PROBE = 256  # uniform-noise images whose mean log p~ is tracked against t
 
 
 class TrainingDiverged(JembenchError):
-    """Non-finite loss or exploding energies; the last good checkpoint is kept."""
+    """Non-finite loss or exploding energies; the last good checkpoint is kept. ``details``: epoch, step, why,
+    the checkpoint kept (or None) and its epoch (``train --json`` prints them)."""
+
+    details: dict[str, Any] = {}
 
 
 @dataclass
@@ -173,6 +176,7 @@ class _Run:
                  dev: torch.device, saved: Optional[dict[str, Any]], resume: Optional[str | Path], progress: bool):
         self.config, self.test_set, self.out, self.dev, self.progress = config, test_set, out, dev, progress
         self.model = _build_model(config, train_set, out.stem, dev, saved)
+        self.model.check_outputs = False  # divergence has its own guard here (_diverged: which checkpoint is kept)
         self.gen_data = generator(derive_seed(config["seed"], "train-data"))  # order, labelled draws (CPU)
         self.gen_chain = generator(derive_seed(config["seed"], "train-chains"), dev)  # input noise, buffer, sampler
         self.images, self.labels = train_set.images.to(dev), train_set.labels.to(dev)
@@ -327,5 +331,9 @@ class _Run:
         """The error to raise at ``epoch``, saying which checkpoint (if any) is kept."""
         kept = (f"the last good checkpoint (epoch {self.good_epoch}) is kept at {self.out}"
                 if self.good_epoch is not None and self.out.exists() else "no checkpoint was written yet")
-        return TrainingDiverged(f"training diverged at epoch {epoch}, step {self.step}: {why}; {kept}; lower --lr, "
-                                "add --warmup-steps or fewer/smaller sampler steps, then --resume")
+        err = TrainingDiverged(f"training diverged at epoch {epoch}, step {self.step}: {why}; {kept}; lower --lr, "
+                               "add --warmup-steps or fewer/smaller sampler steps, then --resume")
+        good = self.good_epoch is not None and self.out.exists()
+        err.details = {"epoch": epoch, "step": self.step, "why": why, "checkpoint": str(self.out) if good else None,
+                       "last_good_epoch": self.good_epoch if good else None}
+        return err

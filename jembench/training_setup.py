@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -88,6 +90,9 @@ def load_splits(config: dict[str, Any], data_dir: Optional[str], download: bool)
     if train_set.split != "train" or test_set.split != "test":
         raise JembenchError(f"dataset {config['dataset']!r} has no separate train and test splits (it would be "
                             "tested on its training images); for npz:PATH store x_train, y_train, x_test, y_test")
-    if train_set.labels is None or not train_set.n_classes:
+    if train_set.labels is None or test_set.labels is None:
         raise JembenchError(f"dataset {config['dataset']!r} has no labels; training needs a labelled dataset")
+    if not train_set.n_classes:  # npz without a 'classes' array: the classes its labels use
+        n = int(max(train_set.labels.max(), test_set.labels.max())) + 1
+        train_set, test_set = (dataclasses.replace(s, n_classes=n) for s in (train_set, test_set))
     return train_set, test_set

@@ -32,7 +32,10 @@ def test_json_reports_presence_per_split(tmp_path):
     assert set(rows) == {"svhn", "digits"} and doc["data_dir"] == str(tmp_path)
     assert rows["svhn"]["present"] == {"train": False, "test": True}
     assert rows["svhn"]["missing"]["train"] == [str(tmp_path / "train_32x32.mat")]
-    assert rows["svhn"]["sizes"] == {"train": 73257, "test": 26032} and rows["svhn"]["shape"] == [3, 32, 32]
+    assert rows["svhn"]["state"] == {"train": "absent", "test": "corrupt"}  # what the loaders say (issue 12)
+    assert "corrupted or incomplete" in rows["svhn"]["problems"]["test"]
+    assert rows["svhn"]["sizes"] == {} and rows["svhn"]["shape"] == [3, 32, 32]  # nothing readable on disk
+    assert rows["svhn"]["expected_sizes"] == {"train": 73257, "test": 26032}
     assert rows["digits"]["location"] == "bundled" and "interp" in doc["synthetic_ood"]
 
 
@@ -72,8 +75,8 @@ def test_generic_sources_are_read_and_sized(tmp_path):
     np.savez(tmp_path / "one.npz", x=np.zeros((4, 1, 6, 6), np.uint8))
     doc = json.loads(_run("datasets", f"npz:{tmp_path}/two.npz", f"npz:{tmp_path}/one.npz", "--json").stdout)
     two, one = doc["datasets"]
-    assert (two["shape"], two["n_classes"], two["sizes"], two["present"]) == (
-        [3, 8, 8], 8, {"train": 5, "test": 2}, {"train": True, "test": True})
+    assert (two["shape"], two["n_classes"], two["sizes"], two["present"]) == (  # no 'classes' array: not guessed
+        [3, 8, 8], None, {"train": 5, "test": 2}, {"train": True, "test": True})
     assert (one["shape"], one["n_classes"], one["sizes"]) == ([1, 6, 6], None, {"all": 4})
     assert "one split 'all'" in one["description"] and one["location"] == str(tmp_path / "one.npz")
     r = _run("datasets", f"npz:{tmp_path}")

@@ -191,7 +191,8 @@ def test_npz_layouts(tmp_path):
     a, b, c = (get_dataset(f"npz:{tmp_path / f}.npz") for f in "abc")
     assert torch.equal(a.images, torch.from_numpy(nchw)) and torch.equal(b.images, a.images)
     assert (a.meta["layout"], b.meta["layout"], c.meta["layout"]) == ("NCHW", "NHWC", "NHW")
-    assert a.labels.tolist() == [0, 1, 2, 1, 0] and a.n_classes == 3 and b.labels is None and c.shape == (1, 4, 6)
+    assert a.labels.tolist() == [0, 1, 2, 1, 0] and b.labels is None and c.shape == (1, 4, 6)
+    assert a.n_classes is None  # not max(y) + 1: a subset may lack the highest class; the model's count is used
     np.savez(tmp_path / "s.npz", x_train=nchw[:2], y_train=np.array([0, 1]), x_test=nchw[2:])
     assert len(get_dataset(f"npz:{tmp_path}/s.npz", "train")) == 2 and len(get_dataset(f"npz:{tmp_path}/s.npz")) == 3
 
@@ -393,4 +394,14 @@ def test_list_datasets_reports_presence(tmp_path):
     assert st["cifar10"].present == {"train": True, "test": True} and st["cifar10"].location == str(tmp_path)
     assert st["svhn"].present == {"train": False, "test": False} and st["digits"].location == "bundled"
     assert st["svhn"].missing["test"] == [str(tmp_path / "test_32x32.mat")]
-    assert st["cifar100"].sizes == {"train": 50000, "test": 10000} and st["svhn"].sizes["test"] == 26032
+    assert st["cifar100"].expected_sizes == {"train": 50000, "test": 10000} and st["cifar100"].sizes == {}
+    assert st["svhn"].expected_sizes["test"] == 26032 and st["svhn"].state == {"train": "absent", "test": "absent"}
+    # the tiny files fail torchvision's md5 check: every loader refuses them, so the catalogue says so (issue 12)
+    assert st["cifar10"].state == {"train": "corrupt", "test": "corrupt"}
+    assert "corrupt" in st["cifar10"].problems["test"]
+
+
+def test_list_datasets_says_what_the_loaders_say_and_sizes_on_disk(tmp_path, no_md5):
+    write_cifar10(tmp_path, 6)
+    st = list_datasets(["cifar10"], data_dir=tmp_path)[0]
+    assert st.state == {"train": "intact", "test": "intact"} and st.sizes == {"train": 30, "test": 6}  # 5 batches of 6

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 import jembench
 from jembench.cli import main
 from jembench.errors import PreflightError
+from jembench.settings import SettingError
 from jembench.models.wrn import JEMNet
 from test_data import no_md5, write_cifar10  # noqa: F401 - no_md5 is a fixture
 
@@ -68,9 +69,9 @@ def test_a_100_class_checkpoint_against_cifar10_is_refused_at_once(tmp_path, cif
 
 def test_the_api_raises_all_setting_problems_together(tmp_path, cifar, forward_count):
     c10 = jem_file(tmp_path / "c10.pt", 10)
-    with pytest.raises(PreflightError) as err:
+    with pytest.raises(SettingError) as err:  # one error of its own type, both lines in it
         jembench.robust(c10, eot=0, steps=0, attacks="apgd-dlr,pgd", data_dir=cifar, n=2)
-    assert sorted(err.value.problems) == ["--eot must be >= 1, got 0", "--steps must be >= 1, got 0"]
+    assert sorted(err.value.lines()) == ["--eot must be >= 1, got 0", "--steps must be >= 1, got 0"]
     with pytest.raises(PreflightError) as err:  # settings fine: the data and the checkpoint disagree
         jembench.gen(c10, data_dir=tmp_path / "nothing", protocol="buffer", metrics="fid", offline=True,
                      feature_extractor=str(tmp_path / "none.pt"))

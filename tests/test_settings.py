@@ -80,7 +80,7 @@ def test_every_option_has_the_same_effect_through_api_command_and_set(name, f, t
     argv += [a for k, v in extra.items() for a in ("--" + k.replace("_", "-"), v)]
     params = command.make_context(name, argv).params
     values = {k: v for k, v in params.items()
-              if v not in (None, ()) and k not in ("as_json", "out_dir", "save_raw", "quiet", "plan")}
+              if v not in (None, ()) and k not in ("as_json", "out_dir", "save_raw", "wait", "quiet", "plan")}
     cli, _ = spec.parse(values)
     assert cli == api
 
@@ -124,7 +124,8 @@ def test_every_command_option_is_a_settings_field():
     for name, spec in REGISTRY.items():
         command = main.get_command(None, name)
         fields = {f.name for f in spec.settings.fields()} | set(spec.shared)
-        names = {p.name for p in command.params} - {"checkpoints", "as_json", "out_dir", "save_raw", "quiet", "plan"}
+        names = {p.name for p in command.params} - {"checkpoints", "as_json", "out_dir", "save_raw", "wait", "quiet",
+                                                    "plan"}
         assert names == fields, name
 
 

@@ -30,8 +30,10 @@ class StderrHandler(logging.Handler):
     progress lines as they are."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        from ..io import printable  # names read from files: no escape sequences reach the terminal
+
         prefix = "jembench: warning: " if record.levelno >= logging.WARNING else ""
-        click.echo(prefix + record.getMessage(), err=True)
+        click.echo(printable(prefix + record.getMessage()), err=True)
 
 
 def show_log() -> None:
@@ -67,8 +69,10 @@ class JembenchGroup(click.Group):
         try:
             return super().invoke(ctx)
         except JembenchError as exc:
+            from ..io import printable
+
             for line in exc.lines():
-                click.echo(f"jembench: error: {line}", err=True)
+                click.echo(printable(f"jembench: error: {line}"), err=True)
             sys.exit(exc.exit_code)
         except click.UsageError as exc:  # a bad option value: one line too, with where to read more
             where = f"jembench {exc.ctx.info_name} --help" if exc.ctx and exc.ctx.parent else "jembench --help"

@@ -13,15 +13,20 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def _summary(doc: dict) -> str:
-    rows = [["name", "shape", "classes", "train", "test", "present", "description"]]
+    rows = [["name", "shape", "classes", "train", "test", "state", "description"]]
     for d in doc["datasets"]:
-        present = "bundled" if d["location"] == "bundled" else \
-            ", ".join(s for s, ok in d["present"].items() if ok) or "no"
+        states = set(d["state"].values())
+        state = "bundled" if d["location"] == "bundled" else states.pop() if len(states) == 1 else \
+            ", ".join(f"{s} {st}" for s, st in d["state"].items())
+        size = {s: d["sizes"].get(s, f"({d['expected_sizes'][s]})" if s in d["expected_sizes"] else "-")
+                for s in ("train", "test")}
         rows.append([d["name"], "x".join(map(str, d["shape"])), str(d["n_classes"] or "-"),
-                     str(d["sizes"].get("train", "-")), str(d["sizes"].get("test", "-")), present, d["description"]])
-    lines = [_table(rows), "", f"data root: {doc['data_dir']}"]
+                     str(size["train"]), str(size["test"]), state, d["description"]])
+    lines = [_table(rows), "(sizes in parentheses: registered, not on disk)", f"data root: {doc['data_dir']}"]
     for d in doc["datasets"]:
-        if not all(d["present"].values()):
+        for split, problem in d["problems"].items():
+            lines.append(f"  {d['name']} {split}: corrupt: {problem}")
+        if "absent" in d["state"].values():
             lines.append(f"  {d['name']}: absent; fetch with: jembench datasets --download {d['name']} "
                          f"--data-dir {doc['data_dir']}")
     lines += ["", "OOD-only sets derived from the in-distribution set (seeded): " + ", ".join(doc["synthetic_ood"]),
@@ -36,7 +41,7 @@ def _summary(doc: dict) -> str:
               help="Fetch the NAMEd datasets (every split, via torchvision) into the data root, then list them.")
 @json_option
 def datasets_cmd(names: tuple[str, ...], data_dir: str | None, download: bool, as_json: bool) -> None:
-    """List datasets: shape, classes, split sizes, and whether each is present under the data root.
+    """List datasets: shape, classes, split sizes on disk, and each split's state: intact, corrupt or absent.
 
     \b
     Examples:

@@ -16,11 +16,12 @@ import click
 from .. import defaults
 from ..errors import JembenchError
 from ..evaluators.base import SharedSettings
+from ..io import printable
 from ..settings import Field, parse_list
 
 __all__ = ["checkpoints_argument", "compose", "echo_written", "emit", "field_option", "given", "json_option",
            "out_dir_option", "parse_list", "quiet_option", "resolve_checkpoints", "shared_option", "shared_options",
-           "value_text"]
+           "value_text", "wait_flag", "wait_option"]
 
 
 def compose(*decorators: Callable) -> Callable:
@@ -83,6 +84,9 @@ def _number(v: Any) -> str:
 
 checkpoints_argument = click.argument("checkpoints", nargs=-1, type=click.Path())  # jembench.load explains bad paths
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+wait_option = click.Option(["--wait", "wait"], is_flag=True,  # for commands built from params (evaluators)
+                           help="If another run is writing the same --out-dir, wait for it (default: exit 2).")
+wait_flag = click.option("--wait", "wait", is_flag=True, help=wait_option.help)  # the same, as a decorator
 
 
 def quiet_option() -> click.Option:
@@ -122,7 +126,7 @@ def resolve_checkpoints(paths: tuple[str, ...]) -> list[str]:
 
 def emit(doc: dict[str, Any], as_json: bool, summary: str) -> None:
     """Print the JSON document (``--json``) or a human summary."""
-    click.echo(json.dumps(doc, indent=2) if as_json else summary)
+    click.echo(json.dumps(doc, indent=2) if as_json else printable(summary))
 
 
 def echo_written(out_dir: Optional[str | Path]) -> None:

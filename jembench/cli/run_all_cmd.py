@@ -12,8 +12,9 @@ from ..evaluators.base import SharedSettings
 from ..evaluators.registry import REGISTRY
 from ..presets import PRESETS, TOP_LEVEL, evaluator_names
 from ..settings import CLI
+from ..io import printable
 from .options import (checkpoints_argument, emit, given, json_option, out_dir_option, resolve_checkpoints,
-                      shared_options, value_text)
+                      shared_options, value_text, wait_flag)
 
 
 def fields_help() -> str:
@@ -58,11 +59,12 @@ def _field_lines(key: str, f, preset_values) -> list[str]:
 @shared_options("head", "norm", "cache_dir", "device", "seed", "batch_size", "data_dir", "download")
 @json_option
 @out_dir_option("run-all")
+@wait_flag
 @click.option("--quiet", is_flag=True, help="No progress bars or step lines (stderr).")
 @click.option("--plan", is_flag=True, help="Print what the run would cost (passes per step, estimated time from a "
                                            "short throughput probe) and stop: nothing is evaluated or written.")
 def run_all_cmd(checkpoints, preset, only, skip, assignments, fid_weights, offline, no_resume, as_json, out_dir,
-                quiet, plan, **shared):
+                wait, quiet, plan, **shared):
     """Accuracy, calibration, OOD detection, robustness and generation of each CKPT, in one run.
 
     Writes OUT_DIR/results.json (every number with its protocol, provenance and wall times), OUT_DIR/tables/*.csv
@@ -94,7 +96,7 @@ def run_all_cmd(checkpoints, preset, only, skip, assignments, fid_weights, offli
     overrides.update({k: shared.pop(k) for k in TOP_LEVEL if k in shared})
     overrides.update(given({"gen.fid_weights": fid_weights, "gen.offline": offline or None}))
     result = run_all(resolve_checkpoints(checkpoints), preset=preset, overrides=overrides, out_dir=out_dir,
-                     resume=not no_resume, progress=not quiet, plan=plan, **shared)
+                     resume=not no_resume, wait=wait, progress=not quiet, plan=plan, **shared)
     if plan:
         emit(result.to_dict(), as_json, result.table())
         return
@@ -102,6 +104,6 @@ def run_all_cmd(checkpoints, preset, only, skip, assignments, fid_weights, offli
     click.echo(f"results written to {result.out_dir / 'results.json'}; report: {result.html}", err=True)
     if result.failed:
         failures = "; ".join(f"{step}: {result.errors.get(step, 'failed')}" for step in result.failed)
-        click.echo(f"jembench: run-all: {len(result.failed)} step(s) failed: {failures} (details in {result.html})",
-                   err=True)
+        click.echo(printable(f"jembench: run-all: {len(result.failed)} step(s) failed: {failures} (details in "
+                             f"{result.html})"), err=True)
         sys.exit(1)

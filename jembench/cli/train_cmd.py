@@ -7,6 +7,7 @@ import json
 import click
 
 from .. import defaults
+from ..errors import JembenchError
 from .options import json_option, parse_list, shared_options
 
 D = defaults.TRAIN
@@ -90,8 +91,14 @@ def train_cmd(dataset, out, resume, overwrite, device, data_dir, download, quiet
 
     if options["decay_epochs"] is not None:
         options["decay_epochs"] = parse_list(options["decay_epochs"], int, "--decay-epochs")
-    result = train(dataset, out=out, resume=resume, overwrite=overwrite, device=device, data_dir=data_dir,
-                   download=download, progress=not quiet, **options)
+    try:
+        result = train(dataset, out=out, resume=resume, overwrite=overwrite, device=device, data_dir=data_dir,
+                       download=download, progress=not quiet, **options)
+    except JembenchError as exc:  # --json: stdout still says what happened (stderr gets the one line)
+        if as_json:
+            click.echo(json.dumps({"status": "failed", "error": str(exc), "kind": type(exc).__name__,
+                                   **getattr(exc, "details", {})}, indent=2))
+        raise
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return

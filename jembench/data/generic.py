@@ -3,6 +3,8 @@
 ``npz:PATH``: array ``x`` uint8 in NCHW or NHWC (the layout is read from where the 1- or 3-channel axis is;
 ``[N, H, W]`` counts as one channel), optional ``y`` (integer labels). Files holding several splits may name
 them ``x_train`` / ``y_train``, ``x_test`` / ``y_test``; then ``split`` picks one (else the split is "all").
+The class count is not guessed from the labels (a test subset may lack the highest class): an optional array
+``classes`` (one entry per class, e.g. names) gives it; otherwise it is the model's, and labels must be below it.
 
 ``folder:PATH``: ``PATH/<class>/<image>`` (torchvision ``ImageFolder``; labels are the sorted folder names).
 Images are RGB unless every image is grayscale. All must have one size, or a size is given as
@@ -83,13 +85,15 @@ def load_npz(path: str, split: str = "test") -> ImageSet:
     x = {"NHW": lambda a: a[:, None], "NCHW": lambda a: a, "NHWC": lambda a: a.transpose(0, 3, 1, 2)}[layout](x)
     if x.shape[0] == 0:
         raise DatasetError(f"npz {p}: {xk} holds no images")
-    labels, n_classes = None, None
+    labels, n_classes = None, (len(arrays["classes"]) if "classes" in arrays else None)
     if yk in arrays:
         y = arrays[yk]
         if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
             raise DatasetError(f"npz {p}: {yk} must hold {len(x)} non-negative integer labels, got {y.dtype} "
                                f"{tuple(y.shape)}")
-        labels, n_classes = torch.from_numpy(y.astype(np.int64)), int(y.max()) + 1
+        if n_classes is not None and len(y) and y.max() >= n_classes:
+            raise DatasetError(f"npz {p}: {yk} has label {int(y.max())} but 'classes' names only {n_classes}")
+        labels = torch.from_numpy(y.astype(np.int64))
     meta = {"source": str(p.resolve()), "format": "npz", "arrays": [xk] + ([yk] if labels is not None else []),
             "layout": layout}
     return ImageSet(f"npz:{p.stem}", split, torch.from_numpy(np.ascontiguousarray(x)), labels, n_classes, meta)

@@ -27,6 +27,7 @@ from ..forward import ForwardCache
 from ..io import checkpoint_slugs
 from ..models import HybridModel
 from ..models.wrn import NORMS
+from ..outdir import holds_out_dir
 from ..progress import labelled
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import resolve_device
@@ -156,11 +157,11 @@ class Evaluator:
         return Spelling(renames=self.renames)
 
     def parse(self, values: Mapping[str, Any], spell: Optional[Spelling] = None,
-              problems: Optional[list[str]] = None) -> tuple[Settings, SharedSettings]:
+              problems: Optional[list[Any]] = None) -> tuple[Settings, SharedSettings]:
         """Split keyword values into this evaluator's settings and the shared ones, both validated. Every
         problem is raised together; with a ``problems`` list they are appended to it and an invalid half is None."""
         spell = spell or self.spelling()
-        own, shared, found = {}, {}, []
+        own, shared, found = {}, {}, []  # found: one-line texts and errors
         for key, value in values.items():
             key = self.aliases.get(key, key)
             if self.settings.field(key) is not None:
@@ -175,10 +176,10 @@ class Evaluator:
             try:
                 built.append(cls.build(given, spell=spell))
             except JembenchError as exc:
-                found += exc.lines()
+                found.append(exc)
                 built.append(None)
         if found and problems is None:
-            raise PreflightError(found)
+            raise PreflightError.of(found)
         if problems is not None:
             problems += found
         return built[0], built[1]
@@ -187,7 +188,7 @@ class Evaluator:
               ) -> tuple[list[HybridModel], Settings, SharedSettings]:
         """The preflight: settings parsed, checkpoints loaded, then this evaluator's :attr:`preflight` checks;
         every problem raised together as a :class:`PreflightError` before any model pass."""
-        problems: list[str] = []
+        problems: list[Any] = []  # one-line texts and errors
         settings, shared = self.parse(values, problems=problems)
         if isinstance(checkpoints, (str, Path, HybridModel)):
             checkpoints = [checkpoints]
@@ -201,14 +202,16 @@ class Evaluator:
         if settings is not None and shared is not None and models:
             problems += self.preflight(models, settings, shared, self.spelling())
         if problems:
-            raise PreflightError(problems)
+            raise PreflightError.of(problems)
         return models, settings, shared
 
+    @holds_out_dir
     def call(self, checkpoints: Checkpoints, *args: Any, out_dir: Any = None, save_raw: bool = False,
              cache: Optional[ForwardCache] = None, progress: bool = True, plan: bool = False,
              **values: Any) -> Any:
-        """The Python API: check everything (:meth:`prepare`), run, write ``out_dir/results.json``. With
-        ``plan=True`` nothing is evaluated or written: the :class:`~jembench.evaluators.plan.Plan` is returned."""
+        """The Python API: check everything (:meth:`prepare`), run, write ``out_dir/results.json`` (holding
+        ``out_dir``'s lock: :func:`jembench.outdir.claim`). With ``plan=True`` nothing is evaluated or written:
+        the :class:`~jembench.evaluators.plan.Plan` is returned."""
         if len(args) > len(self.positional):
             raise JembenchError(f"{self.name}() takes {len(self.positional)} positional argument(s) after the "
                                 f"checkpoints ({', '.join(self.positional)}); pass the rest by keyword")
@@ -248,7 +251,7 @@ class Evaluator:
                    for f in sorted(fields.values(), key=lambda f: (list(self.positional) + [f.name]).index(f.name))]
         params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=d)
                    for k, d in (("out_dir", None), ("save_raw", False), ("cache", None), ("progress", True),
-                                ("plan", False))]
+                                ("plan", False), ("wait", False))]
         api.__signature__ = inspect.Signature(params, return_annotation=self.result)  # type: ignore[attr-defined]
         api.__name__ = api.__qualname__ = self.name.replace("-", "_")
         api.__doc__ = (f"{self.short_help or self.title} (mirrors ``jembench {self.name}``).\n\n"

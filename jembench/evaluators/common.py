@@ -11,28 +11,32 @@ from ..data.imageset import ImageSet
 from ..data.registry import get_dataset
 from ..errors import DatasetError, JembenchError
 from ..models import HybridModel, load
+from ..models.finite import check_state
 from ..results import Evaluation, provenance, write_results
 from ..runtime import resolve_device
 
 
 def load_models(checkpoints: Sequence[str | Path | HybridModel], device: Any = None, *,
-                dataset: Optional[str] = None, problems: Optional[list[str]] = None,
+                dataset: Optional[str] = None, problems: Optional[list[Any]] = None,
                 **overrides: Any) -> list[HybridModel]:
     """Checkpoint paths (or HybridModels, passed through) -> HybridModels on ``device``.
 
     ``dataset`` is the evaluation dataset the user named: files that record none (JEM / JEM++) take their
-    image size from it and are checked against its class count. With a ``problems`` list, each checkpoint that
-    cannot be loaded adds its one-line error there (the preflight) instead of raising; the others are returned."""
+    image size from it and are checked against its class count. Non-finite weights are refused. With a
+    ``problems`` list, each checkpoint that cannot be loaded adds its one-line error there (the preflight) instead
+    of raising; the others are returned."""
     dev = resolve_device(device)
     models = []
     for c in checkpoints:
         try:
             m = c if isinstance(c, HybridModel) else load(c, default_dataset=dataset,
                                                           **{k: v for k, v in overrides.items() if v is not None})
+            if isinstance(c, HybridModel):  # files are checked by load
+                check_state(m.state_dict(), f"model {m.info.name!r}")
         except JembenchError as exc:
             if problems is None:
                 raise
-            problems += exc.lines()
+            problems.append(exc)
             continue
         models.append(m.to(dev).eval())
     return models
@@ -70,6 +74,10 @@ def check_compatible(model: HybridModel, imageset: ImageSet, *, need_labels: boo
     if need_labels and imageset.n_classes is not None and imageset.n_classes != model.info.n_classes:
         raise DatasetError(f"checkpoint {name!r} has {model.info.n_classes} classes but dataset {imageset.name!r} "
                            f"has {imageset.n_classes}: choose the matching --dataset (or the right checkpoint)")
+    if need_labels and len(imageset.labels) and int(imageset.labels.max()) >= model.info.n_classes:
+        raise DatasetError(f"dataset {imageset.name!r} has label {int(imageset.labels.max())} but checkpoint "
+                           f"{name!r} has {model.info.n_classes} classes: choose the matching --dataset (or the right "
+                           "checkpoint)")
     want = (model.info.in_channels, *model.info.image_size)
     if tuple(imageset.shape) != want:
         raise DatasetError(f"dataset {imageset.name!r} has images of shape {tuple(imageset.shape)} but checkpoint "

@@ -120,12 +120,13 @@ class GenResult(EvaluatorResult):
 
 
 def reference_set(dataset: str, split: str, *, data_dir: Any = None, download: bool = False) -> ImageSet:
-    """The reference images: one split, or ``"train+test"`` concatenated (what JEM++ used)."""
+    """The reference images: one split, or ``"train+test"`` concatenated (what JEM++ used). A source with one split
+    (``npz:`` holding only ``x``) is that split, ``"all"``, whatever was asked: never relabelled, never doubled."""
     if split not in REFERENCE_SPLITS:
         raise JembenchError(f"--reference {split!r}: choose one of {', '.join(REFERENCE_SPLITS)}")
     parts = [get_dataset(dataset, s, data_dir=data_dir, download=download) for s in split.split("+")]
-    if len(parts) == 1:
-        return parts[0]
+    if len(parts) == 1 or parts[0].split != split.split("+")[0]:  # a single-split source gives its one split ("all")
+        return parts[0]  # for every split asked: use it once, named by what it is
     labels = None if any(p.labels is None for p in parts) else torch.cat([p.labels for p in parts])
     return ImageSet(parts[0].name, split, torch.cat([p.images for p in parts]), labels, parts[0].n_classes,
                     {"parts": [p.meta for p in parts]})
@@ -232,9 +233,10 @@ def _evaluate(model: HybridModel, proto: GenProtocol, ext: fidelity.Extractor,
                                                  kid_subset_size=s.kid_subset_size,
                                                  prc_neighborhood=s.prc_neighborhood, seed=metric_seed)
     name, n_used = ext.name, len(samples.images)
-    out = {metric_name(key, name, s.reference): value for key, value in values.items()}
+    ref_split = ref[0].split if ref is not None else s.reference  # "all" for a single-split npz: what it is
+    out = {metric_name(key, name, ref_split): value for key, value in values.items()}
     if "is" in s.metrics and real is not None:
-        out[f"is_real/{name}/{s.reference}"] = _real_is(real[ext.layers["is"]], n_used, s.isc_splits, metric_seed)
+        out[f"is_real/{name}/{ref_split}"] = _real_is(real[ext.layers["is"]], n_used, s.isc_splits, metric_seed)
     warnings = list(samples.warnings)
     dim = fake[ext.layers["fid"]].shape[1]
     if "fid" in s.metrics and n_used < dim:
@@ -246,7 +248,7 @@ def _evaluate(model: HybridModel, proto: GenProtocol, ext: fidelity.Extractor,
     if samples.chain_steps:
         time["chain_steps_per_s"] = samples.chain_steps / max(samples.seconds, 1e-9)
     protocol = {"sampling": samples.protocol, "n": n_used, "dataset": dataset,
-                "reference": _reference_record(ref, s.reference) if ref is not None else None,
+                "reference": _reference_record(ref) if ref is not None else None,
                 "feature_extractor": ext.describe(), "quantisation": QUANTISATION,
                 "metric_settings": settings, "torch_fidelity": _tf_version()}
     ev = Evaluation(NAME, model.info.to_dict(), protocol, metrics=out, rows=rows, warnings=warnings,
@@ -267,10 +269,10 @@ def _real_is(logits: torch.Tensor, n: int, splits: int, seed: int) -> float:
     return fidelity.inception_score(logits[idx], splits, seed)[0]
 
 
-def _reference_record(ref: tuple[ImageSet, dict[str, torch.Tensor], dict[str, Any]], split: str) -> dict[str, Any]:
+def _reference_record(ref: tuple[ImageSet, dict[str, torch.Tensor], dict[str, Any]]) -> dict[str, Any]:
     imageset, _, cache = ref
-    return {"dataset": imageset.name, "split": split, "n": len(imageset), "fingerprint": imageset.fingerprint(),
-            "cache_key": cache["key"]}
+    return {"dataset": imageset.name, "split": imageset.split, "n": len(imageset),
+            "fingerprint": imageset.fingerprint(), "cache_key": cache["key"]}
 
 
 @torch.no_grad()

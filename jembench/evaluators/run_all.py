@@ -5,14 +5,17 @@ Layout of ``out_dir``::
     results.json              every Evaluation, provenance (versions, seed, preset, wall time per evaluator)
     index.html                the self-contained report (jembench.reporting)
     tables/<table>.csv        one CSV per comparison table
-    <step>/<checkpoint>/      what each step wrote: figures, raw/*.npz per-sample arrays
-    .parts/<key>.json         finished (evaluator, checkpoint) steps, keyed by configuration and checkpoint hash
+    <step>/<checkpoint>-<hash>/   what each step wrote (figures, raw/*.npz), <hash> = its configuration + checkpoint
+    .parts/<key>.json         finished (evaluator, checkpoint) steps, keyed by configuration and checkpoint hash,
+                              with the sha256 of every artifact they link
+    .jembench.lock            held while a run writes here (:mod:`jembench.outdir`)
 
-An interrupted run resumes: a step whose part file exists (and whose artifacts are still there) is not run
-again. A step that raises is recorded as a failed Evaluation (shown in the report with its error) and the
-others go on; :attr:`RunAllResult.failed` names them. Steps, their order, their settings sections and which share
-the forward cache come from the evaluator registry; each step's results are written once (its part file), and
-results.json once at the end.
+An interrupted run resumes: a step whose part file exists and whose artifacts still have the hashes it recorded
+is not run again (else it is recomputed). A step's artifacts live in a folder of its own configuration, so runs
+with other settings never overwrite what an earlier part file links. A step that raises is recorded as a failed
+Evaluation (shown in the report with its error) and the others go on; :attr:`RunAllResult.failed` names them.
+Steps, their order, their settings sections and which share the forward cache come from the evaluator registry;
+each step's results are written once (its part file), and results.json once at the end.
 """
 
 from __future__ import annotations
@@ -30,12 +33,13 @@ from .. import defaults
 from ..cost import total
 from ..errors import JembenchError, PreflightError
 from ..forward import ForwardCache, model_fingerprint
-from ..io import atomic_write_json, atomic_write_text, checkpoint_slugs, to_jsonable
-from ..models import HybridModel
+from ..io import WriteError, atomic_write_json, atomic_write_text, checkpoint_slugs, to_jsonable
+from ..models import HybridModel, file_sha256
+from ..outdir import holds_out_dir
 from ..presets import Preset, get_preset
 from ..progress import labelled
 from ..reporting import Run
-from ..reporting.tables import checkpoint_label
+from ..reporting.tables import checkpoint_label, unique_checkpoint_labels
 from ..results import Evaluation, EvaluatorResult, provenance, results_document, write_results
 from ..runtime import resolve_device
 from ..settings import Settings, Spelling
@@ -49,6 +53,7 @@ from .registry import REGISTRY
 
 log = logging.getLogger("jembench")
 PARTS_DIR = ".parts"
+ERROR_FILE = "error.txt"
 SUMMARY = ((clf.EVALUATOR.name, ACCURACY), (calib.EVALUATOR.name, ECE))  # (evaluator, metric) terminal columns
 UNDECISIVE = ("cache_dir", "download", "device")  # shared fields that never change a number (device: in the key)
 
@@ -70,8 +75,9 @@ class RunAllResult(EvaluatorResult):
     def table(self) -> str:
         """One line per checkpoint: headline numbers and each step's status and wall time."""
         by_ckpt: dict[str, dict[str, str]] = {}
+        labels = self.labels()
         for e in self.evaluations:
-            row = by_ckpt.setdefault(checkpoint_label(e.checkpoint), {})
+            row = by_ckpt.setdefault(labels[_identity(e.checkpoint)], {})
             row.update({m: f"{e.metrics[m]:.4f}" for name, m in SUMMARY if e.evaluator == name and e.metrics.get(m)
                         is not None})
         names: list[str] = []
@@ -83,6 +89,15 @@ class RunAllResult(EvaluatorResult):
         rows = [[name] + [row.get(c, "-") for c in columns[1:]] for name, row in by_ckpt.items()]
         widths = [max(len(str(r[i])) for r in [columns, *rows]) for i in range(len(columns))]
         return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [columns, *rows])
+
+    def labels(self) -> dict[tuple[str, str], str]:
+        """(name, sha256) of each checkpoint -> its unique label, as the report's rows are labelled."""
+        seen = list({_identity(e.checkpoint): e.checkpoint for e in self.evaluations}.items())
+        return dict(zip((k for k, _ in seen), unique_checkpoint_labels([c for _, c in seen])))
+
+
+def _identity(checkpoint: dict[str, Any]) -> tuple[str, str]:
+    return checkpoint_label(checkpoint), str(checkpoint.get("sha256") or "")
 
 
 def checkpoint_hash(model: HybridModel) -> str:
@@ -100,6 +115,7 @@ def step_key(step: str, spec: Evaluator, settings: Settings, shared: SharedSetti
     return f"{spec.name}-{hashlib.sha256(blob.encode()).hexdigest()[:20]}"
 
 
+@holds_out_dir
 def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | HybridModel], *,
             preset: str | Preset = "quick", overrides: Optional[dict[str, Any]] = None,
             out_dir: Optional[str | Path] = None, device: Any = defaults.DEVICE, seed: int = defaults.SEED,
@@ -112,8 +128,10 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
     (``{"sigma": 0.03, "robust.eps_linf": "0,8/255"}``). Every problem that needs no model pass is found first
     and raised together (:func:`prepare`). With ``out_dir``: results.json, one CSV per comparison table, each
     step's figures and per-sample arrays, and index.html; finished steps are kept in ``out_dir/.parts`` so an
-    interrupted run resumes where it stopped (``resume=False`` recomputes everything). ``plan=True`` runs nothing
-    and writes nothing: it returns the :class:`~jembench.evaluators.plan.Plan` of the run.
+    interrupted run resumes where it stopped (``resume=False`` recomputes everything). One run at a time writes
+    ``out_dir`` (a second one exits 2 naming the holder, or with ``wait=True`` waits); it is checked writable
+    before anything is computed. ``plan=True`` runs nothing and writes nothing: it returns the
+    :class:`~jembench.evaluators.plan.Plan` of the run.
     """
     cfg, shared, models = prepare(checkpoints, preset, overrides, dict(
         seed=seed, device=device, batch_size=batch_size, data_dir=data_dir, download=download, head=head, norm=norm,
@@ -122,8 +140,9 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
     out = Path(out_dir) if out_dir is not None else None
     cache = ForwardCache(cache_dir)
     names = [m.info.name for m in models]
-    steps = [Step(spec, variant, settings, model, folder, slug) for model, folder, slug in
-             zip(models, checkpoint_slugs(names, numbered=True), checkpoint_slugs(names))
+    labels = unique_checkpoint_labels([{**m.info.to_dict(), "sha256": checkpoint_hash(m)} for m in models])
+    steps = [Step(spec, variant, settings, model, folder, slug, label) for model, folder, slug, label in
+             zip(models, checkpoint_slugs(names, numbered=True), checkpoint_slugs(names), labels)
              for spec in REGISTRY.values() if spec.name in cfg.evaluators
              for variant, settings in spec.steps(cfg.settings(spec.name))]
     if plan:  # steps an earlier run finished (resume) cost nothing
@@ -146,7 +165,7 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
         for e in evs:
             e.checkpoint["sha256"] = e.checkpoint.get("sha256") or checkpoint_hash(step.model)
         wall[f"{step.name}/{step.folder}"] = round(seconds, 3)
-        records.append({"step": step.name, "checkpoint": checkpoint_label(step.model.info.to_dict()),
+        records.append({"step": step.name, "checkpoint": step.checkpoint,
                         "seconds": seconds, "status": "ok" if ok else "failed", "resumed": was_resumed})
         evaluations += evs
     wall["total"] = round(sum(r["seconds"] for r in records), 3)  # steps resumed from earlier runs included
@@ -170,13 +189,13 @@ def prepare(checkpoints: Any, preset: str | Preset, overrides: Optional[dict[str
     """The preflight of a run: the preset with its overrides, the shared settings, every checkpoint loaded, then
     each selected evaluator's :attr:`~Evaluator.preflight` on every checkpoint. Every problem is raised together
     (:class:`PreflightError`, options named as ``--set`` spells them) before any model pass."""
-    problems: list[str] = []
+    problems: list[Any] = []  # one-line texts and errors
     cfg = get_preset(preset).override(overrides or {}, problems=problems)
     shared: Optional[SharedSettings] = None
     try:
         shared = SharedSettings.build({"dataset": cfg.dataset, "n": cfg.n, "sigma": cfg.sigma, **values})
     except JembenchError as exc:
-        problems += exc.lines()
+        problems.append(exc)
     if isinstance(checkpoints, (str, Path, HybridModel)):
         checkpoints = [checkpoints]
     if not checkpoints:
@@ -190,7 +209,7 @@ def prepare(checkpoints: Any, preset: str | Preset, overrides: Optional[dict[str
                 for _, settings in spec.steps(cfg.settings(spec.name)):
                     problems += spec.preflight(models, settings, shared, Spelling(spec.name))
     if problems:
-        raise PreflightError(problems)
+        raise PreflightError.of(problems)
     assert shared is not None
     return cfg, shared, models
 
@@ -206,6 +225,7 @@ class Step:
     model: HybridModel
     folder: str
     slug: str
+    checkpoint: str  # the checkpoint's unique label (names shared by several checkpoints get a short sha256)
 
     @property
     def name(self) -> str:
@@ -213,7 +233,7 @@ class Step:
 
     @property
     def label(self) -> str:
-        return f"{self.name} ({checkpoint_label(self.model.info.to_dict())})"
+        return f"{self.name} ({self.checkpoint})"
 
 
 def _key(step: Step, shared: SharedSettings, device: Any) -> str:
@@ -227,7 +247,8 @@ def _quiet(msg: str, *args: Any) -> None:
 def _resume_or_run(step: Step, shared: SharedSettings, ctx: Context, out: Optional[Path], resume: bool,
                    say: Callable[..., None]) -> tuple[list[Evaluation], float, bool]:
     """A step's evaluations and wall time: read back from its part file, or run (and the part file written once
-    when every evaluation is ok). ``ctx`` is completed with the step's folder, cache and file slug."""
+    when every evaluation is ok). ``ctx`` is completed with the step's folder, cache and file slug: the folder is
+    keyed by the step's configuration and checkpoint hash, so no other configuration writes there."""
     key = _key(step, shared, ctx.device)
     part = out / PARTS_DIR / f"{key}.json" if out is not None else None
     done = _read_part(part, out) if (part is not None and resume) else None
@@ -235,14 +256,17 @@ def _resume_or_run(step: Step, shared: SharedSettings, ctx: Context, out: Option
         say("%s: done earlier, resumed from %s", step.label, part.name)
         return (*done, True)
     say("%s ...", step.label)
-    ctx.out_dir = out / step.name / step.folder if out is not None else None
+    ctx.out_dir = out / step.name / f"{step.folder}-{key.rsplit('-', 1)[-1][:8]}" if out is not None else None
     ctx.cache = ctx.cache if step.spec.uses_forward_cache else None
     ctx.slugs[id(step.model)] = step.slug
+    if ctx.out_dir is not None:
+        (ctx.out_dir / ERROR_FILE).unlink(missing_ok=True)  # a failure of an earlier try of this very step
     evs, seconds = _run_step(step.spec, step.model, step.settings, shared, ctx, out)
     ok = all(e.status == "ok" for e in evs)
     if ok and part is not None:
         atomic_write_json(part, {"key": key, "evaluator": step.spec.name, "settings": step.settings.to_dict(),
                                  "checkpoint_sha256": checkpoint_hash(step.model), "wall_time_s": seconds,
+                                 "artifacts": _artifact_hashes(evs, out),
                                  "evaluations": [e.to_dict() for e in evs]})
     say("%s: %s in %.1f s", step.label, "ok" if ok else "FAILED", seconds)
     return evs, seconds, False
@@ -250,8 +274,9 @@ def _resume_or_run(step: Step, shared: SharedSettings, ctx: Context, out: Option
 
 def _run_step(spec: Evaluator, model: HybridModel, settings: Settings, shared: SharedSettings, ctx: Context,
               out: Optional[Path]) -> tuple[list[Evaluation], float]:
-    """Run one evaluator on one checkpoint; a failure becomes a failed Evaluation (KeyboardInterrupt propagates).
-    Artifact paths are made relative to ``out``."""
+    """Run one evaluator on one checkpoint; a failure becomes a failed Evaluation (KeyboardInterrupt and a
+    :class:`WriteError`, which would fail every later step too, propagate). Artifact paths are made relative to
+    ``out``."""
     start = time.perf_counter()
     try:
         with labelled(ctx.label):
@@ -266,29 +291,44 @@ def _run_step(spec: Evaluator, model: HybridModel, settings: Settings, shared: S
             if e.wall_time_s is None or len(evs) == 1:  # the step's wall time: loading data, forward pass, writing
                 e.wall_time_s = seconds / len(evs)
         return evs, seconds
+    except WriteError:
+        raise
     except Exception as exc:  # noqa: BLE001 - one failed evaluator must not stop the others
         seconds = time.perf_counter() - start
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         error = f"{type(exc).__name__}: {message}" if not isinstance(exc, JembenchError) else message
         artifacts = {}
         if ctx.out_dir is not None and out is not None:
-            log_path = ctx.out_dir / "error.txt"
-            atomic_write_text(log_path, traceback.format_exc())
-            artifacts["traceback"] = str(log_path.relative_to(out))
+            log_path = ctx.out_dir / ERROR_FILE
+            try:
+                atomic_write_text(log_path, traceback.format_exc())
+                artifacts["traceback"] = str(log_path.relative_to(out))
+            except WriteError as werr:  # the failure is still recorded; only its traceback file is lost
+                log.warning("%s", werr)
         ev = Evaluation(spec.name, model.info.to_dict(), {"settings": settings.to_dict()}, status="failed",
                         error=error, artifacts=artifacts, wall_time_s=seconds)
         return [ev], seconds
 
 
+def _artifact_hashes(evs: list[Evaluation], out: Path) -> dict[str, str]:
+    """sha256 of every file the step's evaluations link (paths relative to ``out``)."""
+    paths = sorted({p for e in evs for p in e.artifacts.values() if not Path(p).is_absolute()})
+    return {p: file_sha256(out / p) for p in paths if (out / p).is_file()}
+
+
 def _read_part(part: Path, out: Path) -> Optional[tuple[list[Evaluation], float]]:
-    """A finished step's evaluations, or None when absent, unreadable or its artifacts are gone."""
+    """A finished step's evaluations, or None (recompute) when absent, unreadable, or an artifact it links is gone
+    or no longer has the sha256 the part file recorded."""
     if not part.is_file():
         return None
     try:
         doc = json.loads(part.read_text())
         evs = [Evaluation.from_dict(e) for e in doc["evaluations"]]
+        hashes = dict(doc["artifacts"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if any(not (out / p).exists() for e in evs for p in e.artifacts.values() if not Path(p).is_absolute()):
+    linked = {p for e in evs for p in e.artifacts.values() if not Path(p).is_absolute()}
+    if linked - set(hashes) or any(not (out / p).is_file() or file_sha256(out / p) != h for p, h in hashes.items()):
+        log.warning("%s: the files it links changed or are gone; recomputing that step", part.name)
         return None
     return evs, float(doc.get("wall_time_s") or 0.0)

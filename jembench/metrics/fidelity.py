@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from ..data.imageset import ImageSet
 from ..errors import JembenchError
-from ..io import atomic_savez
+from ..io import atomic_savez, read_cache
 from ..progress import track
 
 INCEPTION = "inception-v3-compat"  # torch-fidelity's registry name
@@ -223,19 +223,24 @@ def reference_features(imageset: ImageSet, ext: Extractor, *, cache_dir: Optiona
     name = f"{imageset.name}-{imageset.split}-{ext.name}-{key}.npz"
     path = Path(cache_dir).expanduser() / name if cache_dir else None
     info = {"key": key, "path": str(path) if path else None, "hit": False}
-    if path is not None and path.is_file():
-        try:
-            with np.load(path) as z:
-                info["hit"] = True
-                return {k: torch.from_numpy(z[k]) for k in z.files}, info
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable cache entry: recompute and overwrite
+    cached = read_cache(path, _read_features, "reference-feature")  # an unreadable entry: deleted, recomputed
+    if cached is not None:
+        info["hit"] = True
+        return cached, info
     feats = extract(ext, imageset.images, batch_size=batch_size, device=device, progress=progress)
     stats = _fid_statistics(feats[ext.layers["fid"]])
     feats["fid_mu"], feats["fid_sigma"] = torch.from_numpy(stats["mu"]), torch.from_numpy(stats["sigma"])
     if path is not None:
         atomic_savez(path, **feats)
     return feats, info
+
+
+def _read_features(path: Path) -> dict[str, torch.Tensor]:
+    with np.load(path, allow_pickle=False) as z:
+        feats = {k: torch.from_numpy(z[k]) for k in z.files}
+    if "fid_mu" not in feats or "fid_sigma" not in feats:
+        raise KeyError("fid_mu / fid_sigma")
+    return feats
 
 
 def _fid_statistics(features: torch.Tensor) -> dict[str, np.ndarray]:

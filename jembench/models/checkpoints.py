@@ -24,6 +24,7 @@ import torch
 
 from ..errors import CheckpointError, DatasetError, JembenchError
 from ..io import atomic_write_bytes
+from .finite import check_state, nonfinite_tensors
 from .hybrid import HybridModel, ModelInfo, describe
 from .wrn import NORMS, JEMNet
 
@@ -188,6 +189,7 @@ def _build(arch: dict[str, Any], sd: dict[str, torch.Tensor], path: Path) -> JEM
         raise CheckpointError(f"{path}: tensor shapes do not fit WRN-{arch['depth']}-{arch['width']} "
                               f"(norm {arch['norm']}, {arch['n_classes']} classes): {'; '.join(bad[:3])}"
                               f"{f' (+{len(bad) - 3} more)' if len(bad) > 3 else ''}")
+    check_state(sd, str(path))
     sd = {k: v.to(expected[k].dtype) for k, v in sd.items()}  # e.g. half-precision files -> float32
     net.load_state_dict(sd, strict=True, assign=True)
     return net
@@ -287,9 +289,9 @@ def load(path: str | os.PathLike, device: Optional[str | torch.device] = None, *
         if default_dataset and "dataset" not in overrides and ":" not in default_dataset:
             overrides["dataset"] = default_dataset
     if buffer is not None and not (isinstance(buffer, torch.Tensor) and buffer.dim() == 4
-                                   and buffer.shape[1] == info.in_channels):
+                                   and buffer.shape[1] == info.in_channels and not nonfinite_tensors({"b": buffer})):
         shape = tuple(buffer.shape) if isinstance(buffer, torch.Tensor) else type(buffer).__name__
-        info.notes.append(f"ignored replay_buffer {shape} (expected [N, {info.in_channels}, H, W])")
+        info.notes.append(f"ignored replay_buffer {shape} (expected [N, {info.in_channels}, H, W], finite)")
         buffer = None
     _apply_overrides(info, arch, overrides, native, buffer, path)
     info.path, info.sha256 = str(path), file_sha256(path)

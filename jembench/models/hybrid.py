@@ -14,6 +14,7 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
+from .finite import check_outputs
 from .wrn import JEMNet
 
 
@@ -73,8 +74,12 @@ class ModelInfo:
 class HybridModel(nn.Module):
     """A classifier with its energy reading. ``model(x)`` returns logits; inputs are in model space.
 
-    Build one with :func:`jembench.load` (checkpoint files) or :func:`jembench.wrap` (any classifier).
+    Build one with :func:`jembench.load` (checkpoint files) or :func:`jembench.wrap` (any classifier). Every
+    logits / log p~(x) it produces is checked finite (:func:`jembench.models.finite.check_outputs`: a NaN fails
+    the evaluation instead of becoming a number) unless ``check_outputs`` is False (the trainer has its own guard).
     """
+
+    check_outputs = True
 
     def __init__(self, net: nn.Module, info: ModelInfo, replay_buffer: Optional[torch.Tensor] = None,
                  extras: Optional[dict[str, Any]] = None):
@@ -91,16 +96,19 @@ class HybridModel(nn.Module):
         if isinstance(self.net, JEMNet):
             z = self.net.f(x)
             logits = self.net.class_output(z)
-            if self.info.head == "f":
-                return logits, self.net.energy_output(z).squeeze(-1)
-            return logits, logits.logsumexp(-1)
-        logits = self.net(x)
-        return logits, logits.logsumexp(-1)
+            log_px = self.net.energy_output(z).squeeze(-1) if self.info.head == "f" else logits.logsumexp(-1)
+        else:
+            logits = self.net(x)
+            log_px = logits.logsumexp(-1)
+        if self.check_outputs:
+            check_outputs(str(self.info.name), logits=logits, log_px=log_px)
+        return logits, log_px
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.net, JEMNet):
-            return self.net.class_output(self.net.f(x))
-        return self.net(x)
+        logits = self.net.class_output(self.net.f(x)) if isinstance(self.net, JEMNet) else self.net(x)
+        if self.check_outputs:
+            check_outputs(str(self.info.name), logits=logits)
+        return logits
 
     def log_px(self, x: torch.Tensor) -> torch.Tensor:
         """Unnormalised log density log p~(x) ``[B]``."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from PIL import Image
 from ..reported import flatten
 from ..results import Evaluation
 from .tables import Catalog, ComparisonTable, PlainCatalog, checkpoint_label, column_groups, format_number
+
+log = logging.getLogger("jembench")
 
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
                ".svg": "image/svg+xml", ".webp": "image/webp"}
@@ -161,7 +164,9 @@ def _protocol_items(protocol: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _figure_sections(runs: list[Run], notes: list[str], catalog: Catalog) -> list[dict[str, Any]]:
-    """Images from every evaluation's artifacts, embedded; other artifacts listed by path; missing ones noted."""
+    """Images from every evaluation's artifacts, embedded; other artifacts listed by path; missing ones noted. Only
+    files inside the run's results folder (links resolved) are read: a results.json naming ``/home/me/x.png`` or
+    ``../../x.png`` gets a "missing" note, never that file inlined into a report that may be shared."""
     sections: dict[str, dict[str, Any]] = {}
     shown: set[Path] = set()  # one file listed by several evaluations (e.g. per K) is shown once
     for run in runs:
@@ -175,7 +180,11 @@ def _figure_sections(runs: list[Run], notes: list[str], catalog: Catalog) -> lis
                     "evaluator": ev.evaluator, "title": catalog.figures_title(ev.evaluator),
                     "images": [], "files": []})
                 item = {"checkpoint": checkpoint_label(ev.checkpoint), "label": label, "path": str(rel)}
-                if not path.is_file():
+                if not path.resolve().is_relative_to(run.base_dir.resolve()):  # after links: no private file leaks
+                    notes.append(f"artifact {label!r} of {ev.evaluator} / {item['checkpoint']} is missing: {rel} is "
+                                 f"outside the results folder {run.base_dir}, so it is not read")
+                    log.warning("%s", notes[-1])
+                elif not path.is_file():
                     notes.append(f"artifact {label!r} of {ev.evaluator} / {item['checkpoint']} is missing: {path}")
                 elif path.suffix.lower() in IMAGE_TYPES:
                     sec["images"].append({**item, "src": data_uri(path), "wide": _is_wide(path)})

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Optional, Protocol
 
 import pandas as pd
 
-from ..io import atomic_write_text
+from ..io import atomic_write_text, csv_cell
 from ..reported import ReportedNumber, flatten, matching
 from ..results import Evaluation
 
@@ -194,7 +194,7 @@ def write_csvs(tables: list[ComparisonTable], folder: str | Path) -> list[Path]:
     paths = []
     for t in tables:
         path = Path(folder) / f"{t.slug}.csv"
-        atomic_write_text(path, t.frame().to_csv(index=False))
+        atomic_write_text(path, t.frame().map(csv_cell).to_csv(index=False))  # names are no formulas
         paths.append(path)
     return paths
 
@@ -216,12 +216,17 @@ def checkpoint_label(checkpoint: dict[str, Any]) -> str:
 
 
 def _row_labels(members: list[tuple[Evaluation, str]]) -> list[str]:
-    """Checkpoint names; where names collide, the first of short sha256, run label, or both that tells them apart."""
-    names = [checkpoint_label(ev.checkpoint) for ev, _ in members]
+    return unique_checkpoint_labels([ev.checkpoint for ev, _ in members], [run for _, run in members])
+
+
+def unique_checkpoint_labels(checkpoints: list[dict[str, Any]], runs: Optional[list[str]] = None) -> list[str]:
+    """Checkpoint names; where names collide, the first of short sha256, run label, or both that tells them apart.
+    The report's rows and run-all's terminal summary are labelled with this."""
+    names = [checkpoint_label(c) for c in checkpoints]
     if len(set(names)) == len(names):
         return names
-    sha = [str(ev.checkpoint.get("sha256") or "")[:8] for ev, _ in members]
-    runs = [run for _, run in members]
+    sha = [str(c.get("sha256") or "")[:8] for c in checkpoints]
+    runs = runs or [""] * len(checkpoints)
     for extra in (sha, runs, [f"{a} · {b}" for a, b in zip(sha, runs)]):
         labels = [f"{n} · {x}" if names.count(n) > 1 else n for n, x in zip(names, extra)]
         if len(set(labels)) == len(labels):
