@@ -6,8 +6,8 @@ Inside a process passes live in memory; with ``cache_dir`` they persist as ``<ke
 second run reuses them. ``ForwardCache.model_calls`` counts batches sent through a model.
 
 Test-time noise (JEM evaluates with sigma 0.03): ``x + sigma * N(0, I)`` in model space, drawn in
-fixed chunks of ``NOISE_CHUNK`` samples, chunk j from seed ``derive_seed(seed, "test-noise", j)``, so
-the noise of each sample does not depend on the batch size.
+fixed chunks of ``NOISE_CHUNK`` samples, chunk j from seed ``derive_seed(seed, "test-noise", j)``
+(:func:`jembench.rng.keyed`), so the noise of each sample does not depend on the batch size.
 
 JEM-K refinement (JEM's ``test_clf`` with ``n_steps``; Grathwohl et al. 2020): after the test noise, K SGLD
 steps on log p~(x), ``x <- x + step_size * grad_x log p~(x) + noise * N(0, I)`` (JEM: step 1, noise 0.01,
@@ -33,12 +33,10 @@ from .io import read_cache
 from .models.checkpoints import atomic_torch_save
 from .models.hybrid import HybridModel
 from .progress import bar as progress_bar
-from .runtime import derive_seed, generator
+from .rng import NOISE_CHUNK, keyed
+from .runtime import to_device
 from .sampling.bn import preserve_bn_stats
 from .sampling.sgld import SGLDConfig, sgld_sample
-
-NOISE_CHUNK = 1024
-
 
 @dataclass
 class ForwardPass:
@@ -72,32 +70,21 @@ def model_fingerprint(model: HybridModel) -> str:
     return fp
 
 
-def chunked_randn(start: int, stop: int, shape: tuple[int, ...], seed: int, *labels: object) -> torch.Tensor:
-    """N(0, I) noise for samples ``[start, stop)``, drawn per chunk of ``NOISE_CHUNK`` samples (chunk j from
-    ``derive_seed(seed, *labels, j)``): the same per sample however the range is batched."""
-    parts = []
-    for chunk in range(start // NOISE_CHUNK, (stop - 1) // NOISE_CHUNK + 1):
-        lo, hi = chunk * NOISE_CHUNK, (chunk + 1) * NOISE_CHUNK
-        noise = torch.randn((NOISE_CHUNK, *shape), generator=generator(derive_seed(seed, *labels, chunk)))
-        parts.append(noise[max(start, lo) - lo:min(stop, hi) - lo])
-    return torch.cat(parts)
-
-
 def test_noise(start: int, stop: int, shape: tuple[int, ...], sigma: float, seed: int) -> torch.Tensor:
     """Test-time noise ``sigma * N(0, I)`` for samples ``[start, stop)``: independent of how the range is batched."""
-    return sigma * chunked_randn(start, stop, shape, seed, "test-noise")
+    return sigma * keyed(start, stop, shape, seed, "test-noise", chunk=NOISE_CHUNK)
 
 
 def refine_inputs(model: HybridModel, x: torch.Tensor, cfg: SGLDConfig, start: int, seed: int) -> torch.Tensor:
     """JEM-K: ``cfg.steps`` SGLD steps on log p~(x) from ``x`` (samples ``start..`` of the dataset), each
-    step's noise drawn per sample (:func:`chunked_randn`), so the result does not depend on the batching."""
+    step's noise drawn per sample (:func:`jembench.rng.keyed`), so the result does not depend on the batching."""
     step = dataclasses.replace(cfg, steps=1, noise=0.0, clamp_x=False)
     lo, hi = model.info.value_range
     stop = start + x.shape[0]
     for t in range(cfg.steps):
         x = sgld_sample(model, x, step, None, value_range=(lo, hi))  # noise-free step: no generator needed
         if cfg.noise:
-            x = x + cfg.noise * chunked_randn(start, stop, tuple(x.shape[1:]), seed, "refine", t).to(x)
+            x = x + cfg.noise * keyed(start, stop, tuple(x.shape[1:]), seed, "refine", t, chunk=NOISE_CHUNK).to(x)
         if cfg.clamp_x:
             x = x.clamp(lo, hi)
     return x
@@ -117,7 +104,7 @@ def noisy_batches(model: HybridModel, imageset: ImageSet, batch_size: int, sigma
             stop = start + x.shape[0]
             if sigma:
                 x = x + test_noise(start, stop, tuple(x.shape[1:]), sigma, seed)
-            yield start, x.to(model.device)
+            yield start, to_device(x, model.device)
             bar.update(stop - start)
             start = stop
     bar.close()
@@ -133,14 +120,16 @@ class ForwardCache:
         self.disk_hits = 0
 
     @staticmethod
-    def protocol(imageset: ImageSet, sigma: float, seed: int, refine: Optional[SGLDConfig]) -> dict[str, Any]:
+    def protocol(imageset: ImageSet, sigma: float, seed: int, refine: Optional[SGLDConfig],
+                 precision: str = "fp32") -> dict[str, Any]:
         return {"dataset": imageset.name, "split": imageset.split, "n": len(imageset), "test_sigma": float(sigma),
                 "sigma_space": "model", "noise_seed": int(seed), "refine": refine.to_dict() if refine else None,
-                "dataset_sha256": imageset.fingerprint()}
+                "dataset_sha256": imageset.fingerprint(), "precision": precision}
 
     def key(self, model: HybridModel, imageset: ImageSet, sigma: float, seed: int,
             refine: Optional[SGLDConfig]) -> str:
-        blob = json.dumps([model_fingerprint(model), self.protocol(imageset, sigma, seed, refine)], sort_keys=True)
+        blob = json.dumps([model_fingerprint(model), self.protocol(imageset, sigma, seed, refine, model.precision)],
+                          sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
     def get(self, model: HybridModel, imageset: ImageSet, *, sigma: float = 0.0, seed: int = 0,
@@ -174,7 +163,7 @@ class ForwardCache:
             logits.append(lg.float().cpu())
             log_px.append(lp.float().cpu())
         return ForwardPass(torch.cat(logits), torch.cat(log_px), imageset.labels, key,
-                           self.protocol(imageset, sigma, seed, refine_cfg))
+                           self.protocol(imageset, sigma, seed, refine_cfg, model.precision))
 
 
 def _read_pass(path: Path, key: str, n: int) -> ForwardPass:

@@ -5,10 +5,12 @@ A :class:`GenProtocol` says where samples come from, in full, so it can be writt
 - ``source="fresh"``: chains from ``init`` ("uniform": U(lo, hi) in model space, as JEM; "gaussian": the
   per-class Gaussians of the training split, :meth:`GaussianInit.fit`, as JEM++), run with the JEM SGLD
   (:class:`SGLDConfig`) or the JEM++ sampler (:class:`JEMPPConfig`).
-  With ``pcd_rounds = 0`` each of the N chains runs once. With ``pcd_rounds = R`` (JEM's ``uncond_samples``):
-  a buffer of N chains from ``init``; R times, ``pcd_batch`` chains are drawn with replacement (a
+  With ``pcd_rounds = 0`` each of the N chains runs once, its init and noise keyed by its index
+  (:class:`jembench.rng.KeyedNoise`, purpose ``"chain"``, recipe ``per-sample v2``), so a sample does not depend on
+  the batch size (except through batch statistics with ``bn_train``). With ``pcd_rounds = R`` (JEM's
+  ``uncond_samples``): a buffer of N chains from ``init``; R times, ``pcd_batch`` chains are drawn with replacement (a
   ``reinit_freq`` fraction restarted from ``init``), advanced by the sampler and written back; the samples
-  are the whole buffer.
+  are the whole buffer (all draws from one generator seeded ``derived_seed``: rounds pick chains at random).
 - ``conditional=True``: SGLD on log p~(x, y) = f(x)[y], N/K chains per class y (balanced labels).
 - ``source="buffer"``: the checkpoint's own replay buffer, all of it or (``buffer_top = q``) per class
   predicted by the model the fraction q most confident (JEM++ / SADA-JEM report IS / FID this way).
@@ -27,6 +29,7 @@ import torch
 from .errors import JembenchError
 from .metrics.fidelity import quantize
 from .progress import track
+from .rng import RECIPE, KeyedNoise
 from .runtime import derive_seed, generator
 from .sampling import GaussianInit, JEMPPConfig, ReplayBuffer, SGLDConfig, UniformInit
 from .sampling.sgld import run_sampler
@@ -196,7 +199,8 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
     kw = {"value_range": model.info.value_range, "bn_train": bn_train}
     dev = model.device
     record.update(n=n, bn_train=bn_train, init=_describe_init(init, train_set),
-                  batch_size=None if proto.pcd_rounds else batch_size)
+                  batch_size=None if proto.pcd_rounds else batch_size,
+                  rng="one generator" if proto.pcd_rounds else f"{RECIPE}: chain i keyed (derived_seed, 'chain')")
     warnings: list[str] = []
     observed: dict[str, float] = {}
     steps = gradient_steps(proto.sampler)
@@ -205,8 +209,9 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
         for s in track(range(0, n, batch_size), desc=f"sampling {proto.name} ({model.info.name}), {steps} steps per "
                        "chain", unit="batch", enabled=progress):
             y = labels[s:s + batch_size] if labels is not None else None
-            x0 = init(min(batch_size, n - s), gen, y).to(dev)
-            chunks.append(run_sampler(model, x0, proto.sampler, gen, y=_to(y, dev), **kw).cpu())
+            noise = KeyedNoise(record["derived_seed"], s, min(s + batch_size, n), "chain")  # per chain, not batch
+            x0 = init(noise.n, noise, y).to(dev)
+            chunks.append(run_sampler(model, x0, proto.sampler, noise, y=_to(y, dev), **kw).cpu())
         x = torch.cat(chunks)
         chain_steps = n * steps
     else:

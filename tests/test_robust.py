@@ -130,7 +130,7 @@ def test_attack_that_repairs_misclassified_points_does_not_raise_robust_accuracy
     lit = torch.zeros_like(iset.images)
     lit.view(len(wrong), -1)[torch.arange(len(wrong)), wrong] = 255
 
-    def repair(attack, images, labels, seed):  # lights the labelled pixel: every prediction becomes correct
+    def repair(attack, images, labels, seed, start=0):  # lights the labelled pixel: every prediction becomes correct
         return lit.float() / 255
 
     monkeypatch.setattr(robust_mod, "run_attack", repair)
@@ -154,8 +154,8 @@ def lit_problem():
 
 def test_worst_case_is_per_image(tiny_jem, monkeypatch):
     """Two attacks that each break a different half: each row reports 1/2, the worst case 0."""
-    def fake(attack, images, labels, seed):
-        half = torch.arange(len(images)) % 2 == (0 if type(attack).__name__ == "PGD" else 1)
+    def fake(attack, images, labels, seed, start=0):
+        half = torch.arange(len(images)) % 2 == (0 if type(attack).__name__ == "KeyedPGD" else 1)
         return torch.where(half.view(-1, 1, 1, 1), 1 - images, images)
 
     monkeypatch.setattr(robust_mod, "run_attack", fake)
@@ -167,11 +167,11 @@ def test_worst_case_is_per_image(tiny_jem, monkeypatch):
 
 def test_sanity_warnings_fire(monkeypatch, tmp_path):
     model, iset, eps, _ = linear_problem("linf")
-    monkeypatch.setattr(robust_mod, "run_attack", lambda attack, images, labels, seed: 1 - images)
+    monkeypatch.setattr(robust_mod, "run_attack", lambda attack, images, labels, seed, start=0: 1 - images)
     (ev,) = robust(model, dataset=iset, eps=[0.0], n=None, steps=2, progress=False, out_dir=tmp_path).evaluations
     assert any("eps=0" in w for w in ev.warnings)
     assert json.loads((tmp_path / "results.json").read_text())["evaluations"][0]["warnings"] == ev.warnings
-    monkeypatch.setattr(robust_mod, "run_attack", lambda attack, images, labels, seed: images)  # a no-op "attack"
+    monkeypatch.setattr(robust_mod, "run_attack", lambda attack, images, labels, seed, start=0: images)  # no-op
     (ev,) = robust(model, dataset=iset, eps=[0.0], n=None, steps=2, progress=False).evaluations
     assert any("large-eps probe" in w for w in ev.warnings)
     assert ev.protocol["probe"]["eps"] == 0.5
@@ -213,3 +213,34 @@ def test_cli(tiny_jem, tmp_path):
         bad = CliRunner().invoke(main, ["robust", str(ckpt), arg, "--out-dir", str(out)])
         assert bad.exit_code == 2 and bad.output.startswith(f"jembench: error: {text}"), bad.output
         assert bad.output.count("\n") == 1, bad.output
+
+
+def test_adversarials_and_purifications_do_not_depend_on_the_batch_size(tiny_jem):
+    """Random starts, EOT and purification noise are keyed by sample index: batch sizes 7 and 64 give the same
+    adversarial examples (L-inf and L2, stochastic purifier with EOT) and the same purified logits."""
+    from jembench.attacks import PixelClassifier
+    from jembench.data import get_dataset
+    from jembench.evaluators.robust import RobustSettings
+    from jembench.forward import ForwardCache
+
+    iset = get_dataset("digits", "test").first(14)
+    s = RobustSettings.build(dict(steps=2, eot=2, purify_copies=2, eval_purifications=2, probe=False))
+    for norm, eps in (("linf", 16 / 255), ("l2", 0.5)):
+        advs = []
+        for bs in (7, 64):
+            run = robust_mod.ModelRun(tiny_jem, iset, robust_mod.RobustConfig.for_norm(s, norm, 3, bs),
+                                      ForwardCache(), progress=False)
+            advs.append([run.attack("pgd", k, eps, "bpda", "x", run.x01, run.y)[0][0] for k in (0, 1)])
+        for a, b in zip(*advs):
+            assert torch.allclose(a, b, atol=1e-6)
+        assert not torch.allclose(advs[0][0], advs[0][1])  # K = 1 is another attack (a check that can fail)
+    x = iset.pixels01()
+    whole, parts = PixelClassifier(tiny_jem, robust_mod.PurifyConfig(steps=2)), PixelClassifier(
+        tiny_jem, robust_mod.PurifyConfig(steps=2))
+    whole.key(5, 0, 14)
+    split = []
+    for lo in (0, 7):
+        parts.key(5, lo, 7)
+        split.append(parts(x[lo:lo + 7]))
+    assert torch.allclose(whole(x), torch.cat(split), atol=1e-5)
+

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torchattacks
 
-from jembench.attacks import EOTPGDL2, PassCounter, PixelClassifier, PurifyConfig, build_attack, run_attack
+from jembench.attacks import KeyedPGD, PassCounter, PixelClassifier, PurifyConfig, build_attack, run_attack
 from jembench.models import wrap
 from jembench.models.hybrid import HybridModel, ModelInfo
 from jembench.models.wrn import JEMNet
@@ -29,10 +29,10 @@ def _adv(model, purify, batch, *, gradient="bpda", name="pgd", norm="linf", eot=
 def test_pixel_wrapper_matches_torchattacks_own_normalisation(tiny_jem, batch):
     """Independent path: torchattacks normalising inputs itself (set_normalization_used) on the raw network."""
     batch = ((batch[0] * 256).floor() / 256, batch[1])  # dyadic pixels: the normalisation round trip is exact
-    ours = _adv(tiny_jem, None, batch, alpha=2 / 255)
-    atk = torchattacks.PGD(tiny_jem, eps=8 / 255, alpha=2 / 255, steps=5)
+    ours = run_attack(KeyedPGD(PixelClassifier(tiny_jem), eps=8 / 255, alpha=2 / 255, steps=5, random_start=False),
+                      *batch, 7)
+    atk = torchattacks.PGD(tiny_jem, eps=8 / 255, alpha=2 / 255, steps=5, random_start=False)
     atk.set_normalization_used(mean=[0.5], std=[0.5])  # it then takes and returns model-space images
-    torch.manual_seed(7)
     theirs = atk(2 * batch[0] - 1, batch[1]) * 0.5 + 0.5
     assert torch.allclose(ours, theirs, atol=1e-6)
     assert (ours - batch[0]).abs().max() > 7 / 255
@@ -59,13 +59,42 @@ def test_eot_with_zero_noise_equals_plain_attack(tiny_jem, batch, norm, name):
     assert not torch.equal(one, batch[0])
 
 
-def test_eotpgdl2_with_one_copy_is_torchattacks_pgdl2(tiny_jem, batch):
+@pytest.mark.parametrize("norm,theirs", [("linf", torchattacks.PGD), ("l2", torchattacks.PGDL2)])
+def test_keyed_pgd_without_random_start_is_torchattacks_pgd(tiny_jem, batch, norm, theirs):
     wrapper = PixelClassifier(tiny_jem)
-    theirs = torchattacks.PGDL2(wrapper, eps=0.5, alpha=0.1, steps=5)
-    ours = EOTPGDL2(wrapper, eps=0.5, alpha=0.1, steps=5, eot_iter=1)
-    assert torch.equal(run_attack(ours, *batch, 11), run_attack(theirs, *batch, 11))
-    zero = run_attack(EOTPGDL2(wrapper, eps=0.0, alpha=0.0, steps=3), *batch, 11)
+    eps = 8 / 255 if norm == "linf" else 0.5
+    ref = theirs(wrapper, eps=eps, alpha=eps / 4, steps=5, random_start=False)
+    ours = KeyedPGD(wrapper, norm, eps=eps, alpha=eps / 4, steps=5, random_start=False)
+    assert torch.allclose(run_attack(ours, *batch, 11), run_attack(ref, *batch, 11), atol=1e-6)
+    zero = run_attack(KeyedPGD(wrapper, "l2", eps=0.0, alpha=0.0, steps=3), *batch, 11)
     assert torch.equal(zero, batch[0])  # torchattacks' PGDL2 returns NaN here
+
+
+def test_batched_eot_equals_torchattacks_eot_loop(tiny_jem, batch):
+    """EOT replicas stacked along the batch = torchattacks' EOTPGD calling the purifier once per replica: with the
+    purification noise keyed by sample and replica, both see the same noise (stochastic purifier, 3 replicas)."""
+    advs = []
+    for make in (lambda w: torchattacks.EOTPGD(w, eps=0.1, alpha=0.02, steps=3, eot_iter=3, random_start=False),
+                 lambda w: KeyedPGD(w, eps=0.1, alpha=0.02, steps=3, eot_iter=3, random_start=False)):
+        wrapper = PixelClassifier(tiny_jem, PurifyConfig(steps=2, copies=2, noise=0.05, sigma=0.05))
+        wrapper.key(5, 0, len(batch[0]))
+        advs.append(run_attack(make(wrapper), *batch, 0))
+    assert torch.allclose(advs[0], advs[1], atol=1e-6)
+    assert not torch.equal(advs[0], batch[0])
+
+
+def test_batched_purifications_equal_one_by_one(tiny_jem, batch):
+    """R purifications stacked as replicas in one call give the logits of R separate calls."""
+    cfg = PurifyConfig(steps=2, copies=3)
+    one, many = PixelClassifier(tiny_jem, cfg), PixelClassifier(tiny_jem, cfg)
+    one.key(9, 40, 6)
+    many.key(9, 40, 6)
+    loop = torch.stack([one(batch[0]) for _ in range(4)])
+    stacked = many(batch[0].repeat(4, 1, 1, 1)).view(4, 6, -1)
+    assert torch.allclose(loop, stacked, atol=1e-5)
+    assert not torch.allclose(loop[0], loop[1])  # fresh noise per replica
+    with pytest.raises(ValueError, match="replicas"):
+        many(batch[0][:5])
 
 
 def test_same_seed_same_adversarials_and_rng_untouched(tiny_jem, batch):

@@ -7,13 +7,13 @@ from .registry import ATTACKS, NORMS, build_attack, check_attack, default_step_s
 from .wrapper import PassCounter, PixelClassifier, PurifyConfig
 
 
-def __getattr__(name: str) -> Any:  # EOTPGDL2 imports torchattacks: only when asked for
-    if name == "EOTPGDL2":
-        from .eot_pgd_l2 import EOTPGDL2
+def __getattr__(name: str) -> Any:  # KeyedPGD imports torchattacks: only when asked for
+    if name == "KeyedPGD":
+        from .pgd import KeyedPGD
 
-        return EOTPGDL2
+        return KeyedPGD
     raise AttributeError(f"module 'jembench.attacks' has no attribute {name!r}")
 
 
-__all__ = ["ATTACKS", "EOTPGDL2", "NORMS", "PassCounter", "PixelClassifier", "PurifyConfig", "build_attack",
+__all__ = ["ATTACKS", "KeyedPGD", "NORMS", "PassCounter", "PixelClassifier", "PurifyConfig", "build_attack",
            "check_attack", "default_step_size", "run_attack"]

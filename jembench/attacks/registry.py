@@ -1,13 +1,14 @@
 """The attacks jembench runs, built from torchattacks, and their explicit seeding.
 
-``pgd``: L-inf ``torchattacks.PGD`` (``EOTPGD`` when EOT > 1), L2 :class:`EOTPGDL2` (torchattacks' PGDL2
-with EOT; equal to it for ``eot_iter=1``). ``apgd-ce`` / ``apgd-dlr``: ``torchattacks.APGD`` (Croce & Hein
-2020) with its ``eot_iter``. Every attack runs with a fixed random start uniform in the eps-ball.
+``pgd``: :class:`~jembench.attacks.pgd.KeyedPGD`, L-inf and L2, EOT samples batched, random start keyed by
+sample index (equal to torchattacks' PGD / PGDL2 / EOTPGD without the random start). ``apgd-ce`` / ``apgd-dlr``:
+``torchattacks.APGD`` (Croce & Hein 2020) with its ``eot_iter``. Every attack runs with a fixed random start
+uniform in the eps-ball.
 
-Seeding: torchattacks draws random starts from torch's *global* RNG (and APGD reseeds it from its own
-``seed``). :func:`run_attack` seeds the global RNG (and APGD's ``seed``) with the given seed right before the
-call, inside ``torch.random.fork_rng`` so the caller's RNG state is left untouched; the evaluator derives
-that seed with ``derive_seed(seed, "attack", norm, eps, K, label, restart, batch)`` and records it.
+Seeding: a keyed attack (``attack.keyed``, :class:`KeyedPGD`) gets ``key(seed, start)``: its draws depend on the
+seed and the dataset index of each image only. torchattacks' own attacks (APGD) draw random starts from torch's
+*global* RNG and APGD reseeds it from its own ``seed``: :func:`run_attack` seeds both with the given seed right
+before the call, inside ``torch.random.fork_rng`` so the caller's RNG state is left untouched.
 """
 
 from __future__ import annotations
@@ -46,15 +47,9 @@ class AttackSpec:
 
 
 def _pgd(model: nn.Module, norm: str, eps: float, steps: int, alpha: float, eot: int) -> torchattacks.attack.Attack:
-    import torchattacks  # imported when an attack is built, not when the registry is read
+    from .pgd import KeyedPGD  # imports torchattacks: when an attack is built, not when the registry is read
 
-    from .eot_pgd_l2 import EOTPGDL2
-
-    if norm == "l2":
-        return EOTPGDL2(model, eps=eps, alpha=alpha, steps=steps, eot_iter=eot, random_start=True)
-    if eot == 1:
-        return torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
-    return torchattacks.EOTPGD(model, eps=eps, alpha=alpha, steps=steps, eot_iter=eot, random_start=True)
+    return KeyedPGD(model, norm, eps=eps, alpha=alpha, steps=steps, eot_iter=eot, random_start=True)
 
 
 def _apgd(loss: str) -> Callable[..., torchattacks.attack.Attack]:
@@ -68,7 +63,7 @@ def _apgd(loss: str) -> Callable[..., torchattacks.attack.Attack]:
 
 # name -> AttackSpec: adding a torchattacks attack is one entry here
 ATTACKS: dict[str, AttackSpec] = {spec.name: spec for spec in (
-    AttackSpec("pgd", _pgd, doc="PGD (torchattacks PGD / EOTPGD; L2: EOTPGDL2), random start"),
+    AttackSpec("pgd", _pgd, doc="PGD (KeyedPGD: batched EOT, random start keyed by sample)"),
     AttackSpec("apgd-ce", _apgd("ce"), doc="APGD with cross-entropy (Croce & Hein 2020)"),
     AttackSpec("apgd-dlr", _apgd("dlr"), min_classes=3, doc="APGD with the DLR loss (Croce & Hein 2020)"),
 )}
@@ -95,11 +90,15 @@ def build_attack(name: str, model: nn.Module, *, norm: str, eps: float, steps: i
 
 
 def run_attack(attack: torchattacks.attack.Attack, images: torch.Tensor, labels: torch.Tensor,
-               seed: int) -> torch.Tensor:
-    """``attack(images, labels)`` with torch's global RNG (and APGD's own seed) set to ``seed`` for the call
-    only; returns detached adversarial images."""
+               seed: int, start: int = 0) -> torch.Tensor:
+    """``attack(images, labels)``, images ``start, start + 1, ...`` of the evaluation set: a keyed attack gets
+    ``key(seed, start)``; otherwise torch's global RNG (and APGD's own seed) is set to ``seed`` for the call only.
+    Returns detached adversarial images."""
     import torchattacks  # already imported by the attack's construction
 
+    if getattr(attack, "keyed", False):
+        attack.key(seed, start)
+        return attack(images, labels).detach()
     device = images.device
     devices = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else []

@@ -8,6 +8,13 @@ JEM-K purification (Grathwohl et al. 2020, sec. 5.3): in model space, ``copies``
 then the logits of the copies are averaged. Gradients of the attack reach the input either straight through
 the purifier (BPDA, Athalye et al. 2018: forward purified, backward identity, written
 ``x + (purify(x) - x).detach()``) or through the unrolled chain (``gradient="full"``, create_graph).
+
+Noise keyed by sample index (``key(seed, start, n)``, recipe ``per-sample v2``): each call's rows are ``m`` stacked
+replicas of samples ``[start, start + n)`` (EOT samples or evaluation purifications batched along the batch
+dimension); replica ``d`` (counted over the calls since ``key``), copy ``c`` takes its t-th draw (t = 0: the
+``sigma`` noise, then one per SGLD step) keyed ``(seed, "purify", c, d, t)`` (:class:`jembench.rng.KeyedNoise`).
+So stacking replicas in one call gives the noise of calling them one by one, whatever the batch size.
+``reseed(seed)`` instead draws everything from one generator (attacks that pick rows themselves, APGD).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from ..models.hybrid import HybridModel
+from ..rng import KeyedNoise
 from ..runtime import generator, randn
 from ..sampling.sgld import SGLDConfig, sgld_sample
 
@@ -79,16 +87,33 @@ class PixelClassifier(nn.Module):
     def reseed(self, seed: int) -> None:
         """Restart the purification noise from ``seed`` (every call afterwards draws fresh noise)."""
         self.gen = generator(seed, self.model.device)
+        self.keying: Optional[tuple[int, int, int]] = None
+
+    def key(self, seed: int, start: int, n: int) -> None:
+        """Key the noise of the next calls by sample index: samples ``[start, start + n)`` (module docstring)."""
+        self.keying, self.replicas = (int(seed), int(start), int(n)), 0
+
+    def _noise(self, rows: int, copies: int) -> torch.Generator | KeyedNoise:
+        if self.keying is None:
+            return self.gen
+        seed, start, n = self.keying
+        if rows % n:
+            raise ValueError(f"keyed purification: {rows} rows are not replicas of {n} samples")
+        m = rows // n
+        groups = [(c, d) for c in range(copies) for d in range(self.replicas, self.replicas + m)]
+        self.replicas += m
+        return KeyedNoise(seed, start, start + n, "purify", groups=groups)
 
     def forward(self, pixels01: torch.Tensor) -> torch.Tensor:
         x = self.model.to_model_space(pixels01)
         if self.purify is None:
             return self._logits(x, backward_factor=1)
         p, b = self.purify, x.shape[0]
+        noise = self._noise(b, p.copies)
         start = x.repeat(p.copies, 1, 1, 1)  # copy-major: rows [c * B, (c + 1) * B) are copy c
-        start = start + p.sigma * randn(tuple(start.shape), self.gen, start)
+        start = start + p.sigma * randn(tuple(start.shape), noise, start)
         full = self.gradient == "full"
-        end = sgld_sample(self.model, start, p.sgld(), self.gen, value_range=self.model.info.value_range,
+        end = sgld_sample(self.model, start, p.sgld(), noise, value_range=self.model.info.value_range,
                           log_density=self._log_px, differentiable=full)
         purified = end if full else start + (end - start).detach()  # BPDA: forward purified, backward identity
         logits = self._logits(purified, backward_factor=1 + 2 * p.steps if full else 1)

@@ -56,7 +56,7 @@ def _field_lines(key: str, f, preset_values) -> list[str]:
               help="Never download Inception weights (= --set gen.offline=true); without --fid-weights a step "
                    "that needs them fails at once.")
 @click.option("--no-resume", is_flag=True, help="Recompute every step even when OUT_DIR/.parts has it.")
-@shared_options("head", "norm", "cache_dir", "device", "seed", "batch_size", "data_dir", "download")
+@shared_options("head", "norm", "cache_dir", "device", "seed", "batch_size", "precision", "data_dir", "download")
 @json_option
 @out_dir_option("run-all")
 @wait_flag

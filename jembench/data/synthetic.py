@@ -11,6 +11,10 @@ In pixel space [0, 1], then quantised to uint8 by ``round(255 v)``:
   transformed-digits OOD set of the digits preset.
 
 The generator is seeded with ``derive_seed(seed, "synthetic-ood", name)``; seed and recipe go into ``meta``.
+Sets are built ``CHUNK`` images at a time straight into uint8 (float work bounded by one chunk, not the set): the
+draws of consecutive chunks continue one generator stream, so the images equal one draw of the whole set (the
+last chunk takes the remainder, so every chunk but the last holds a multiple of 16 values, the block size of
+torch's CPU normal sampler).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from ..runtime import derive_seed, generator
 from .imageset import ImageSet
 
 NOISE_MEAN, NOISE_STD = 0.5, 1.0
+CHUNK = 1024  # images per generation step
 
 RECIPES = {
     "noise": f"i.i.d. Gaussian N({NOISE_MEAN}, {NOISE_STD}^2) per pixel in [0, 1], clamped to [0, 1], round(255 v)",
@@ -39,17 +44,17 @@ def _quantise(v: torch.Tensor) -> torch.Tensor:
     return (v.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def _noise(n: int, shape: tuple[int, int, int], in_set: ImageSet, g: torch.Generator) -> torch.Tensor:
-    return _quantise(NOISE_MEAN + NOISE_STD * torch.randn((n, *shape), generator=g))
+def _noise(lo: int, hi: int, shape: tuple[int, int, int], in_set: ImageSet, g: torch.Generator) -> torch.Tensor:
+    return _quantise(NOISE_MEAN + NOISE_STD * torch.randn((hi - lo, *shape), generator=g))
 
 
-def _uniform(n: int, shape: tuple[int, int, int], in_set: ImageSet, g: torch.Generator) -> torch.Tensor:
-    return _quantise(torch.rand((n, *shape), generator=g))
+def _uniform(lo: int, hi: int, shape: tuple[int, int, int], in_set: ImageSet, g: torch.Generator) -> torch.Tensor:
+    return _quantise(torch.rand((hi - lo, *shape), generator=g))
 
 
-def _constant(n: int, shape: tuple[int, int, int], in_set: ImageSet, g: torch.Generator) -> torch.Tensor:
-    colours = _quantise(torch.rand((n, shape[0], 1, 1), generator=g))
-    return colours.expand(n, *shape).contiguous()
+def _constant(lo: int, hi: int, shape: tuple[int, int, int], in_set: ImageSet, g: torch.Generator) -> torch.Tensor:
+    colours = _quantise(torch.rand((hi - lo, shape[0], 1, 1), generator=g))
+    return colours.expand(hi - lo, *shape)
 
 
 def interp_pairs(n_images: int, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,17 +66,12 @@ def interp_pairs(n_images: int, n: int, g: torch.Generator) -> tuple[torch.Tenso
     return a, b
 
 
-def _interp(n: int, shape: tuple[int, int, int], in_set: ImageSet, g: torch.Generator) -> torch.Tensor:
-    a, b = interp_pairs(len(in_set), n, g)
-    return ((in_set.images[a].to(torch.int16) + in_set.images[b].to(torch.int16) + 1) // 2).to(torch.uint8)
+def _rotated(lo: int, hi: int, shape: tuple[int, int, int], in_set: ImageSet, g: torch.Generator) -> torch.Tensor:
+    return torch.rot90(in_set.images[lo:hi], k=1, dims=(2, 3))
 
 
-def _rotated(n: int, shape: tuple[int, int, int], in_set: ImageSet, g: torch.Generator) -> torch.Tensor:
-    return torch.rot90(in_set.images[:n], k=1, dims=(2, 3)).contiguous()
-
-
-_MAKERS: dict[str, Callable[[int, tuple[int, int, int], ImageSet, torch.Generator], torch.Tensor]] = {
-    "noise": _noise, "uniform": _uniform, "constant": _constant, "interp": _interp, "rotated": _rotated}
+_MAKERS: dict[str, Callable[[int, int, tuple[int, int, int], ImageSet, torch.Generator], torch.Tensor]] = {
+    "noise": _noise, "uniform": _uniform, "constant": _constant, "rotated": _rotated}
 
 
 def make_synthetic(name: str, in_set: ImageSet, *, seed: int = 0, n: Optional[int] = None,
@@ -79,7 +79,7 @@ def make_synthetic(name: str, in_set: ImageSet, *, seed: int = 0, n: Optional[in
     """The synthetic OOD set ``name`` derived from ``in_set``: ``n`` images (default ``len(in_set)``, at most that
     for ``rotated``), unlabelled. ``noise``/``uniform``/``constant`` are drawn directly at ``shape`` (default
     ``in_set.shape``) so no resize alters their statistics; ``interp``/``rotated`` keep ``in_set``'s images."""
-    if name not in _MAKERS:
+    if name not in SYNTHETIC_NAMES:
         raise DatasetError(f"unknown synthetic OOD set {name!r}; known: {', '.join(SYNTHETIC_NAMES)}")
     n = len(in_set) if n is None else int(n)
     if name == "rotated":
@@ -88,8 +88,25 @@ def make_synthetic(name: str, in_set: ImageSet, *, seed: int = 0, n: Optional[in
         raise DatasetError(f"synthetic OOD set {name!r} needs n >= 1 (got {n})")
     derived = derive_seed(seed, "synthetic-ood", name)
     shape = tuple(shape) if shape is not None else in_set.shape  # type: ignore[assignment]
-    images = _MAKERS[name](n, shape, in_set, generator(derived))  # type: ignore[arg-type]
+    images = _build(name, n, shape, in_set, generator(derived))  # type: ignore[arg-type]
     meta = {"source": f"synthetic from {in_set.name}/{in_set.split}", "synthetic": name, "recipe": RECIPES[name],
             "seed": int(seed), "derived_seed": derived, "n": n, "in_distribution": in_set.name,
             "in_distribution_fingerprint": in_set.fingerprint()}
     return ImageSet(name, in_set.split, images, None, None, meta)
+
+
+def _build(name: str, n: int, shape: tuple[int, int, int], in_set: ImageSet, g: torch.Generator) -> torch.Tensor:
+    """uint8 ``[n, *shape]`` filled ``CHUNK`` images at a time (the last chunk takes the remainder)."""
+    if name == "interp":
+        a, b = interp_pairs(len(in_set), n, g)  # int64 per image, then the images chunk by chunk
+    out = torch.empty((n, *shape), dtype=torch.uint8)
+    lo = 0
+    while lo < n:
+        hi = n if n - lo < 2 * CHUNK else lo + CHUNK
+        if name == "interp":
+            pair = in_set.images[a[lo:hi]].to(torch.int16) + in_set.images[b[lo:hi]].to(torch.int16)
+            out[lo:hi] = (pair + 1) // 2
+        else:
+            out[lo:hi] = _MAKERS[name](lo, hi, shape, in_set, g)
+        lo = hi
+    return out

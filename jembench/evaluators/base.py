@@ -12,6 +12,7 @@ settings validated; ``ctx`` says where files go (paths in ``Evaluation.artifacts
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import inspect
 import os
@@ -30,7 +31,7 @@ from ..models.wrn import NORMS
 from ..outdir import holds_out_dir
 from ..progress import labelled
 from ..results import Evaluation, EvaluatorResult
-from ..runtime import resolve_device
+from ..runtime import PRECISIONS, precision_problem, resolve_device
 from ..settings import Settings, Spelling, option
 from .common import finish, load_models
 
@@ -50,7 +51,12 @@ class SharedSettings(Settings):
                           unit="model space")
     seed: int = option(defaults.SEED, "Seed of every random draw (noise, splits, samplers, attacks); recorded.")
     device: str = option(defaults.DEVICE, "cpu, cuda, cuda:1, mps, or auto (CUDA when available).")
-    batch_size: int = option(defaults.BATCH_SIZE, "Images per model call.", min=1)
+    batch_size: Optional[int] = option(
+        None, f"Images per model call, or auto (default): on CUDA the largest batch that fits (halving on "
+              f"out-of-memory, cached per model, device and precision), elsewhere {defaults.BATCH_SIZE}.", min=1,
+        parse=lambda text: None if text.strip().lower() == "auto" else int(text), metavar="INT|auto")
+    precision: str = option("fp32", "Autocast precision of every model pass: fp32 (none), bf16 (CPU and CUDA), "
+                                    "fp16 (CUDA only); recorded in every protocol.", choices=tuple(PRECISIONS))
     data_dir: Optional[str] = option(None, f"Dataset root (default ${defaults.DATA_ENV}, else "
                                            "~/.cache/jembench/data).", accepts=(os.PathLike,), metavar="DIR",
                                      path="dir")
@@ -70,6 +76,18 @@ class SharedSettings(Settings):
             yield f"{spell.assign('device', self.device)}: {exc}"
         except RuntimeError:
             yield f"{spell.assign('device', self.device)}: not a device; use cpu, cuda, cuda:N, mps or auto"
+        else:
+            problem = precision_problem(self.precision, resolve_device(self.device))
+            if problem:
+                yield f"{spell.assign('precision', self.precision)}: {problem}"
+
+    def resolved(self, models: Sequence[HybridModel]) -> "SharedSettings":
+        """These settings with ``batch_size`` auto resolved for ``models`` (the smallest of their answers)."""
+        if self.batch_size is not None:
+            return self
+        from ..batch_size import resolve
+
+        return dataclasses.replace(self, batch_size=min(resolve(None, m, self.cache_dir) for m in models))
 
     def overrides(self) -> dict[str, Any]:
         """Model overrides for :func:`jembench.load` (what a JEM file cannot say)."""
@@ -98,6 +116,13 @@ class Context:
         if id(model) not in self.slugs:
             self.name_files([model])
         return self.slugs[id(model)]
+
+
+def record_precision(evaluations: list[Evaluation], precision: str) -> list[Evaluation]:
+    """Write the autocast precision into every evaluation's protocol."""
+    for e in evaluations:
+        e.protocol.setdefault("precision", precision)
+    return evaluations
 
 
 def single_step(settings: Settings) -> list[tuple[str, Settings]]:
@@ -198,12 +223,12 @@ class Evaluator:
         if shared is not None:
             dataset = shared.dataset if isinstance(shared.dataset, str) else None
             models = load_models(list(checkpoints), resolve_device(shared.device), dataset=dataset,
-                                 problems=problems, **shared.overrides())
+                                 precision=shared.precision, problems=problems, **shared.overrides())
         if settings is not None and shared is not None and models:
             problems += self.preflight(models, settings, shared, self.spelling())
         if problems:
             raise PreflightError.of(problems)
-        return models, settings, shared
+        return models, settings, shared.resolved(models)  # batch size auto: after the checks (it may run passes)
 
     @holds_out_dir
     def call(self, checkpoints: Checkpoints, *args: Any, out_dir: Any = None, save_raw: bool = False,
@@ -230,7 +255,7 @@ class Evaluator:
                       Path(out_dir) if out_dir is not None else None, save_raw, progress, label=self.name)
         ctx.name_files(models)
         with labelled(ctx.label):
-            evaluations = self.run(models, settings, shared, ctx)
+            evaluations = record_precision(self.run(models, settings, shared, ctx), shared.precision)
         passes = {m.info.name: total(self.cost(settings, shared, m)) for m in models}
         for e in evaluations:
             e.provenance.setdefault("passes", passes.get(e.checkpoint.get("name")))
@@ -259,4 +284,4 @@ class Evaluator:
         return api
 
 
-__all__ = ["Checkpoints", "Context", "Evaluator", "SharedSettings", "single_step"]
+__all__ = ["Checkpoints", "Context", "Evaluator", "SharedSettings", "record_precision", "single_step"]

@@ -27,7 +27,8 @@ from ..cost import Cost
 from .common import default_dataset, eval_set_size, forward_key, load_eval_set, summary_table
 
 NAME = "clf"
-SHARED = ("dataset", "n", "sigma", "seed", "device", "batch_size", "data_dir", "download", "head", "cache_dir")
+SHARED = ("dataset", "n", "sigma", "seed", "device", "batch_size", "data_dir",
+          "download", "head", "cache_dir", "precision")
 
 # metric names (``n`` is the number of evaluated images)
 ACCURACY, ERROR, NLL, BRIER, N = "accuracy", "error", "nll", "brier", "n"

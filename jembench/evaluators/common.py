@@ -13,13 +13,14 @@ from ..errors import DatasetError, JembenchError
 from ..models import HybridModel, load
 from ..models.finite import check_state
 from ..results import Evaluation, provenance, write_results
-from ..runtime import resolve_device
+from ..runtime import accelerate, resolve_device
 
 
 def load_models(checkpoints: Sequence[str | Path | HybridModel], device: Any = None, *,
-                dataset: Optional[str] = None, problems: Optional[list[Any]] = None,
+                dataset: Optional[str] = None, precision: str = "fp32", problems: Optional[list[Any]] = None,
                 **overrides: Any) -> list[HybridModel]:
-    """Checkpoint paths (or HybridModels, passed through) -> HybridModels on ``device``.
+    """Checkpoint paths (or HybridModels, passed through) -> HybridModels on ``device``, passes at ``precision``
+    (on CUDA: channels-last weights, ``cudnn.benchmark``; :func:`jembench.runtime.accelerate`).
 
     ``dataset`` is the evaluation dataset the user named: files that record none (JEM / JEM++) take their
     image size from it and are checked against its class count. Non-finite weights are refused. With a
@@ -38,7 +39,9 @@ def load_models(checkpoints: Sequence[str | Path | HybridModel], device: Any = N
                 raise
             problems.append(exc)
             continue
-        models.append(m.to(dev).eval())
+        m = accelerate(m.to(dev), dev).eval()
+        m.precision = precision
+        models.append(m)
     return models
 
 

@@ -38,7 +38,7 @@ from .common import Timer, check_compatible, default_dataset
 NAME = "gen"
 QUANTISATION = "model space -> to_pixels01 -> clamp [0, 1] -> round(255 x) -> uint8 (as the real images)"
 REFERENCE_SPLITS = ("train", "test", "train+test")
-SHARED = ("dataset", "seed", "device", "batch_size", "data_dir", "download", "head", "norm", "cache_dir")
+SHARED = ("dataset", "seed", "device", "batch_size", "data_dir", "download", "head", "norm", "cache_dir", "precision")
 FRESH_N = 1000  # samples per fresh protocol when --n is not given (FID is biased in N: compare equal N only)
 GRID_MAX = 100  # images in a sample grid
 SAMPLER_FIELDS = ("steps", "step_size", "noise", "init", "conditional", *PCD_FIELDS, "buffer_top", "bn_train")

@@ -45,7 +45,7 @@ from .robust_run import NAME, PASS_KEYS, ModelRun, RobustConfig, attack_label, m
 
 __all__ = ["PASS_KEYS", "RobustResult", "RobustSettings", "attack_label", "metric_name", "robust"]
 log = logging.getLogger("jembench")
-SHARED = ("dataset", "seed", "device", "batch_size", "data_dir", "download", "head", "cache_dir")
+SHARED = ("dataset", "seed", "device", "batch_size", "data_dir", "download", "head", "cache_dir", "precision")
 PIXELS = "pixels in [0, 1]"
 
 

@@ -21,15 +21,19 @@ from ..metrics.classification import wilson_interval
 from ..models import HybridModel
 from ..progress import bar
 from ..results import Evaluation
+from ..rng import RECIPE
 from ..runtime import derive_seed
 from .common import Timer
 
 NAME = "robust"
 PASS_KEYS = ("fwd_per_image", "bwd_per_image", "eval_fwd_per_image", "eval_bwd_per_image")
-SEED_RECIPE = ("attack (torch global RNG, set inside fork_rng right before each call; APGD seed = same): "
-               "derive_seed(seed, 'attack', norm, eps, K, label, restart, batch); purification noise during that "
-               "attack: derive_seed(<attack seed>, 'purify'); evaluation purifications: "
-               "derive_seed(seed, 'eval-purify', K, batch)")
+SEED_RECIPE = (f"{RECIPE}: attack seed s = derive_seed(seed, 'attack', norm, eps, K, label, restart); PGD random "
+               "starts keyed by sample index from s (jembench.attacks.pgd), purification / EOT noise during the "
+               "attack keyed by sample index from derive_seed(s, 'purify') (jembench.attacks.wrapper); evaluation "
+               "purifications keyed by sample index from derive_seed(seed, 'eval-purify', K), the R of them "
+               "batched as replicas; APGD (torchattacks, not keyed): torch global RNG and APGD seed = "
+               "derive_seed(s, 'batch', first index of the batch), its purification noise from "
+               "derive_seed(s, 'purify', first index)")
 PROBE_N = 16  # images of the large-eps probe (accuracy must fall to about 0)
 PROBE_EPS = {"linf": 0.5, "l2": 0.5}  # l2: times sqrt(C * H * W), i.e. the corner of the 0.5 L-inf ball
 PROBE_MAX_ACC = 0.1  # probe accuracy above this raises a warning (gradient masking or a broken attack)
@@ -144,15 +148,16 @@ class ModelRun:
 
     # --- predictions under the (possibly stochastic) defense ------------------------------------------------
     def predict(self, x01: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
-        """Correctness ``[N]`` (bool, CPU) of the prediction from logits averaged over R fresh purifications."""
+        """Correctness ``[N]`` (bool, CPU) of the prediction from logits averaged over R fresh purifications,
+        batched as R replicas of each batch (noise keyed by sample index)."""
         reps = self.cfg.eval_purifications if k else 1
         wrapper = PixelClassifier(self.model, self.cfg.purify_config(k), counter=self.eval_counter)
-        out, bs = [], self.cfg.batch_size
+        out, bs = [], max(1, self.cfg.batch_size // reps)
         with torch.no_grad():
-            for b, start in enumerate(range(0, len(x01), bs)):
-                wrapper.reseed(derive_seed(self.cfg.seed, "eval-purify", k, b))
+            for start in range(0, len(x01), bs):
                 xb = x01[start:start + bs]
-                logits = sum(wrapper(xb) for _ in range(reps)) / reps
+                wrapper.key(derive_seed(self.cfg.seed, "eval-purify", k), start, len(xb))
+                logits = wrapper(xb.repeat(reps, 1, 1, 1)).view(reps, len(xb), -1).mean(0)
                 out.append((logits.argmax(-1) == y[start:start + bs]).cpu())
         return torch.cat(out)
 
@@ -169,13 +174,20 @@ class ModelRun:
         advs, seeds = [], []
         self.bar.set_postfix_str(f"K={k} eps={eps:.4g} {label}", refresh=False)
         eval_fwd, eval_bwd = self.eval_counter.forward, self.eval_counter.backward
+        keyed = getattr(atk, "keyed", False)
+        bs = max(1, cfg.batch_size // eot) if keyed else cfg.batch_size  # EOT replicas share the batch
         for r in range(cfg.restarts):
             parts = []
-            for b, start in enumerate(range(0, len(x01), cfg.batch_size)):
-                s = derive_seed(cfg.seed, "attack", cfg.norm, eps, k, label, r, b)
-                wrapper.reseed(derive_seed(s, "purify"))
-                parts.append(run_attack(atk, x01[start:start + cfg.batch_size], y[start:start + cfg.batch_size], s))
-                seeds.append(s)
+            s = derive_seed(cfg.seed, "attack", cfg.norm, eps, k, label, r)
+            seeds.append(s)
+            for start in range(0, len(x01), bs):
+                xb, yb = x01[start:start + bs], y[start:start + bs]
+                if keyed:
+                    wrapper.key(derive_seed(s, "purify"), start, len(xb))
+                    parts.append(run_attack(atk, xb, yb, s, start=start))
+                else:
+                    wrapper.reseed(derive_seed(s, "purify", start))
+                    parts.append(run_attack(atk, xb, yb, derive_seed(s, "batch", start)))
             advs.append(torch.cat(parts))
             correct &= self.predict(advs[-1], y, k)
             self.bar.update(1)

@@ -44,7 +44,7 @@ from ..results import Evaluation, EvaluatorResult, provenance, results_document,
 from ..runtime import resolve_device
 from ..settings import Settings, Spelling
 from ..version import __version__
-from .base import Context, Evaluator, SharedSettings
+from .base import Context, Evaluator, SharedSettings, record_precision
 from . import calib, clf
 from .calib import ECE
 from .clf import ACCURACY
@@ -119,9 +119,9 @@ def step_key(step: str, spec: Evaluator, settings: Settings, shared: SharedSetti
 def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | HybridModel], *,
             preset: str | Preset = "quick", overrides: Optional[dict[str, Any]] = None,
             out_dir: Optional[str | Path] = None, device: Any = defaults.DEVICE, seed: int = defaults.SEED,
-            batch_size: int = defaults.BATCH_SIZE, data_dir: Any = None, download: bool = False,
-            head: Optional[str] = None, norm: Optional[str] = None, cache_dir: Any = None, resume: bool = True,
-            html: bool = True, progress: bool = True, plan: bool = False) -> Any:
+            batch_size: Optional[int] = None, precision: str = "fp32", data_dir: Any = None,
+            download: bool = False, head: Optional[str] = None, norm: Optional[str] = None, cache_dir: Any = None,
+            resume: bool = True, html: bool = True, progress: bool = True, plan: bool = False) -> Any:
     """Accuracy, calibration, OOD, robustness and generation for each checkpoint, with one shared forward cache.
 
     ``preset`` is ``"quick"``, ``"paper"`` or a :class:`~jembench.presets.Preset`; ``overrides`` set its fields
@@ -135,7 +135,7 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
     """
     cfg, shared, models = prepare(checkpoints, preset, overrides, dict(
         seed=seed, device=device, batch_size=batch_size, data_dir=data_dir, download=download, head=head, norm=norm,
-        cache_dir=cache_dir))
+        cache_dir=cache_dir, precision=precision))
     dev = resolve_device(shared.device)
     out = Path(out_dir) if out_dir is not None else None
     cache = ForwardCache(cache_dir)
@@ -202,7 +202,8 @@ def prepare(checkpoints: Any, preset: str | Preset, overrides: Optional[dict[str
         problems.append("no checkpoint given: pass one or more checkpoint files")
     models: list[HybridModel] = []
     if shared is not None:
-        models = load_models(checkpoints, resolve_device(shared.device), problems=problems, **shared.overrides())
+        models = load_models(checkpoints, resolve_device(shared.device), precision=shared.precision,
+                             problems=problems, **shared.overrides())
     if shared is not None and models:
         for spec in REGISTRY.values():
             if spec.name in cfg.evaluators:
@@ -211,7 +212,7 @@ def prepare(checkpoints: Any, preset: str | Preset, overrides: Optional[dict[str
     if problems:
         raise PreflightError.of(problems)
     assert shared is not None
-    return cfg, shared, models
+    return cfg, shared.resolved(models), models  # batch size auto: after the checks (it may run passes)
 
 
 @dataclass
@@ -280,7 +281,7 @@ def _run_step(spec: Evaluator, model: HybridModel, settings: Settings, shared: S
     start = time.perf_counter()
     try:
         with labelled(ctx.label):
-            evs = spec.run([model], settings, shared, ctx)
+            evs = record_precision(spec.run([model], settings, shared, ctx), shared.precision)
         seconds = time.perf_counter() - start
         passes = total(spec.cost(settings, shared, model))
         for e in evs:

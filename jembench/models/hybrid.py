@@ -14,6 +14,7 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
+from ..runtime import autocast
 from .finite import check_outputs
 from .wrn import JEMNet
 
@@ -77,9 +78,12 @@ class HybridModel(nn.Module):
     Build one with :func:`jembench.load` (checkpoint files) or :func:`jembench.wrap` (any classifier). Every
     logits / log p~(x) it produces is checked finite (:func:`jembench.models.finite.check_outputs`: a NaN fails
     the evaluation instead of becoming a number) unless ``check_outputs`` is False (the trainer has its own guard).
+    ``precision`` (fp32, bf16, fp16) is the autocast of every pass (:func:`jembench.runtime.autocast`); outputs
+    are float32 whatever it is.
     """
 
     check_outputs = True
+    precision = "fp32"
 
     def __init__(self, net: nn.Module, info: ModelInfo, replay_buffer: Optional[torch.Tensor] = None,
                  extras: Optional[dict[str, Any]] = None):
@@ -92,23 +96,39 @@ class HybridModel(nn.Module):
 
     # --- the energy-model reading --------------------------------------------------------------
     def logits_and_log_px(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``[B, C]`` and log p~(x) ``[B]`` from one forward pass."""
-        if isinstance(self.net, JEMNet):
-            z = self.net.f(x)
-            logits = self.net.class_output(z)
-            log_px = self.net.energy_output(z).squeeze(-1) if self.info.head == "f" else logits.logsumexp(-1)
+        """Logits ``[B, C]`` and log p~(x) ``[B]`` from one forward pass (float32, computed at ``precision``)."""
+        if self.precision == "fp32":
+            logits, log_px = self._logits_and_log_px(x)
         else:
-            logits = self.net(x)
-            log_px = logits.logsumexp(-1)
+            with autocast(self.precision, x.device):
+                logits, log_px = self._logits_and_log_px(x)
+            logits, log_px = logits.float(), log_px.float()
         if self.check_outputs:
             check_outputs(str(self.info.name), logits=logits, log_px=log_px)
         return logits, log_px
 
+    def _logits_and_log_px(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(self.net, JEMNet):
+            z = self.net.f(x)
+            logits = self.net.class_output(z)
+            if self.info.head == "f":
+                return logits, self.net.energy_output(z).squeeze(-1)
+        else:
+            logits = self.net(x)
+        return logits, logits.float().logsumexp(-1)
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.net.class_output(self.net.f(x)) if isinstance(self.net, JEMNet) else self.net(x)
+        if self.precision == "fp32":
+            logits = self._logits(x)
+        else:
+            with autocast(self.precision, x.device):
+                logits = self._logits(x).float()
         if self.check_outputs:
             check_outputs(str(self.info.name), logits=logits)
         return logits
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.class_output(self.net.f(x)) if isinstance(self.net, JEMNet) else self.net(x)
 
     def log_px(self, x: torch.Tensor) -> torch.Tensor:
         """Unnormalised log density log p~(x) ``[B]``."""

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
-from ..runtime import randn
+from ..runtime import rand, randn
 
 
 class UniformInit:
@@ -17,8 +17,8 @@ class UniformInit:
     def __init__(self, shape: tuple[int, ...], lo: float = -1.0, hi: float = 1.0):
         self.shape, self.lo, self.hi = tuple(shape), lo, hi
 
-    def __call__(self, n: int, gen: torch.Generator, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        u = torch.rand((n, *self.shape), generator=gen, device=gen.device)
+    def __call__(self, n: int, gen: Any, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        u = rand((n, *self.shape), gen)
         return self.lo + (self.hi - self.lo) * u
 
     def describe(self) -> dict:
@@ -57,9 +57,12 @@ class GaussianInit:
             covs.append(c.T @ c / max(len(xk) - 1, 1))
         return cls(torch.stack(means).float(), torch.stack(covs).float(), tuple(x.shape[1:]), lo, hi)
 
-    def __call__(self, n: int, gen: torch.Generator, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if y is None:
-            y = torch.randint(0, self.means.shape[0], (n,), generator=gen, device=gen.device)
+    def __call__(self, n: int, gen: Any, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        k = self.means.shape[0]
+        if y is None and isinstance(gen, torch.Generator):
+            y = torch.randint(0, k, (n,), generator=gen, device=gen.device)
+        elif y is None:  # KeyedNoise: class floor(k u) of a keyed uniform
+            y = (rand((n,), gen) * k).long().clamp_max(k - 1)
         y = y.to(self.means.device)
         z = randn((n, self.means.shape[1]), gen, self.means)
         x = self.means[y].clone()
