@@ -47,8 +47,9 @@ class Plan:
         out = ["  ".join(str(c).rjust(w) if i > 1 else str(c).ljust(w) for i, (c, w) in enumerate(zip(x, widths)))
                .rstrip() for x in [COLUMNS, *lines]]
         for name, p in self.probes.items():
-            out.append(f"probe {name} on {p['device']} (batch {p['batch']}): forward {_per(p['forward_s'] * 1e3)} "
-                       f"ms/img, forward+backward {_per(p['forward_backward_s'] * 1e3)} ms/img")
+            out.append(f"probe {name} on {p['device']} (batch {p['batch']}, {p['precision']}): forward "
+                       f"{_per(p['forward_s'] * 1e3)} ms/img, forward+backward {_per(p['forward_backward_s'] * 1e3)} "
+                       "ms/img")
         return "\n".join(out + self.notes)
 
 
@@ -77,7 +78,8 @@ def make_plan(steps: Sequence[tuple[str, Evaluator, Settings, HybridModel]], sha
              "its first step (0 afterwards).",
              "est. time: the probe's seconds per image x passes, model passes only: data loading, metrics, figures "
              "and feature-extractor passes (column 'extractor') are not in it."]
-    return Plan(rows, summed, {models[i].info.name: vars(p) for i, p in probes.items()}, shared.batch_size, notes)
+    return Plan(rows, summed, {models[i].info.name: {**vars(p), "precision": getattr(models[i], "precision", "fp32")}
+                               for i, p in probes.items()}, shared.batch_size, notes)
 
 
 def _unless_paid(c: Cost, model: int, paid: set[tuple[int, str]]) -> Cost:
