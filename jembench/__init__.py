@@ -22,6 +22,7 @@ _LAZY = {
     "train": "jembench.training",
     "run_all": "jembench.evaluators.run_all",
     "report": "jembench.evaluators.report",
+    "load_results": "jembench.reporting.tidy",
 }
 
 

@@ -133,10 +133,28 @@ def atomic_savez(path: str | os.PathLike, **arrays: Any) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def atomic_savefig(fig: Any, path: str | os.PathLike, **kwargs: Any) -> None:
-    """Save a matplotlib figure atomically (PNG unless the suffix says otherwise)."""
+FONT_PX_KEY = "jembench-min-font-px"  # PNG text chunk: the smallest text's size in image pixels (the report reads it)
+
+
+def figure_png(fig: Any, **kwargs: Any) -> bytes:
+    """A matplotlib figure as PNG bytes (dpi 110, tight box), its smallest text size in pixels (font points x dpi /
+    72) recorded under :data:`FONT_PX_KEY`, so a page can check how large its text is displayed."""
     buf = io.BytesIO()
+    kwargs = {"dpi": 110, "bbox_inches": "tight", **kwargs}
+    sizes = [t.get_fontsize() for t in fig.findobj(lambda a: hasattr(a, "get_text") and hasattr(a, "get_fontsize"))
+             if t.get_visible() and str(t.get_text()).strip()]
+    meta = {FONT_PX_KEY: f"{min(sizes) * kwargs['dpi'] / 72:.2f}"} if sizes else {}
+    fig.savefig(buf, format="png", metadata=meta, **kwargs)
+    return buf.getvalue()
+
+
+def atomic_savefig(fig: Any, path: str | os.PathLike, **kwargs: Any) -> None:
+    """Save a matplotlib figure atomically (PNG with :func:`figure_png` unless the suffix says otherwise)."""
     fmt = Path(path).suffix.lstrip(".") or "png"
+    if fmt == "png":
+        atomic_write_bytes(path, figure_png(fig, **kwargs))
+        return
+    buf = io.BytesIO()
     fig.savefig(buf, format=fmt, **{"dpi": 110, "bbox_inches": "tight", **kwargs})
     atomic_write_bytes(path, buf.getvalue())
 

@@ -11,6 +11,8 @@ One :class:`Evaluation` per (evaluator, checkpoint, setting): ``metrics`` is a f
 ``rows`` is the evaluator's detailed table, ``protocol`` everything needed to reproduce the numbers, and
 ``provenance`` how the run went (timings, sampler bookkeeping, ``passes``: the step's network passes per image and
 in total, :mod:`jembench.cost`): never compared, never a metric.
+run-all adds ``comparisons``: paired comparisons between its checkpoints on the same samples
+(:mod:`jembench.reporting.comparisons`).
 Two evaluations share a comparison column only when their ``protocol_key`` is equal.
 """
 
@@ -127,9 +129,15 @@ def provenance(device: Any = None, seed: Optional[int] = None,
     })
 
 
-def results_document(evaluations: list[Evaluation], prov: dict[str, Any]) -> dict[str, Any]:
-    return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "provenance": prov,
-            "evaluations": [e.to_dict() for e in evaluations]}
+def results_document(evaluations: list[Evaluation], prov: dict[str, Any],
+                     comparisons: Optional[list[dict[str, Any]]] = None) -> dict[str, Any]:
+    """The results.json document; ``comparisons`` (run-all: paired comparisons between its checkpoints, each with
+    metric, a, b, difference, interval, p_value, test, n) is added when given."""
+    doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "provenance": prov,
+           "evaluations": [e.to_dict() for e in evaluations]}
+    if comparisons is not None:
+        doc["comparisons"] = to_jsonable(comparisons)
+    return doc
 
 
 def read_results(path: str | os.PathLike) -> dict[str, Any]:
@@ -151,8 +159,9 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
     return doc
 
 
-def write_results(out_dir: str | os.PathLike, evaluations: list[Evaluation], prov: dict[str, Any]) -> Path:
+def write_results(out_dir: str | os.PathLike, evaluations: list[Evaluation], prov: dict[str, Any],
+                  comparisons: Optional[list[dict[str, Any]]] = None) -> Path:
     """Write ``out_dir/results.json`` atomically and return its path."""
     path = Path(out_dir) / "results.json"
-    atomic_write_json(path, results_document(evaluations, prov))
+    atomic_write_json(path, results_document(evaluations, prov, comparisons))
     return path

@@ -45,11 +45,33 @@ def open_report(html: Path, screenshot: Path) -> dict:
             seen["too_wide"] = page.eval_on_selector_all(  # comparison tables wider than the page's main column
                 "table.comparison", "els => els.filter(e => e.getBoundingClientRect().width > "
                 "document.querySelector('main').clientWidth).map(e => e.dataset.evaluator)")
+            seen["font_px"] = page.eval_on_selector_all(  # smallest figure text as displayed: natural px x scale
+                "img[data-font-px]", "els => els.filter(e => e.getBoundingClientRect().width > 0).map(e => "
+                "({alt: e.alt, px: e.getBoundingClientRect().width / e.naturalWidth * parseFloat(e.dataset.fontPx)}))")
+            seen["verdict_rows"] = page.eval_on_selector_all("#verdict table.verdict tbody tr", "els => els.length")
+            seen["banner"] = page.eval_on_selector_all(".banner", "els => els.map(e => ({text: e.textContent, "
+                                                       "top: e.getBoundingClientRect().top, "
+                                                       "height: e.getBoundingClientRect().height}))")
+            seen["zoom"] = _zoom(page)
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot), full_page=True)
         finally:
             browser.close()
     return seen
+
+
+def _zoom(page) -> dict:
+    """Widths of the first zoomable figure before, on, and after a second click (CSS only: no script runs)."""
+    img = page.query_selector("label.zoom img")
+    if img is None:
+        return {}
+    img.scroll_into_view_if_needed()
+    width = lambda: page.evaluate("e => e.getBoundingClientRect().width", img)  # noqa: E731
+    before = width()
+    page.click("label.zoom img")
+    opened = width()
+    page.click("label.zoom img", force=True)
+    return {"before": before, "opened": opened, "closed": width(), "viewport": 1280}
 
 
 @NEEDS_CHROMIUM
@@ -92,3 +114,14 @@ def test_real_run_all_report_in_headless_chromium(tmp_path):
     assert all(i["complete"] and i["width"] > 0 for i in seen["images"]), seen["images"]
     assert {t.split("-")[0] for t in seen["tables"]} == {"clf", "calib", "ood", "robust", "gen"}
     assert seen["too_wide"] == [], "a comparison table does not fit a 1280-pixel screen"
+    # the verdict opens the report; the quick preset's caveat is a visible banner at the top
+    assert seen["verdict_rows"] >= 4, seen["verdict_rows"]
+    assert seen["banner"] and "not for publication" in seen["banner"][0]["text"]
+    assert seen["banner"][0]["height"] > 20 and seen["banner"][0]["top"] < 300
+    # every figure's smallest text is at least 10 px on a 1280-pixel page (natural size x displayed scale)
+    assert len(seen["font_px"]) >= 6 and "reliability comparison" in {f["alt"] for f in seen["font_px"]}
+    assert all(f["px"] >= 10 for f in seen["font_px"]), [f for f in seen["font_px"] if f["px"] < 10]
+    # click enlarges a figure to most of the screen, a second click puts it back
+    zoom = seen["zoom"]
+    assert zoom["opened"] > zoom["before"] and zoom["opened"] >= 0.9 * zoom["viewport"], zoom
+    assert zoom["closed"] == pytest.approx(zoom["before"]), zoom

@@ -169,7 +169,7 @@ def test_terminal_summary_tells_checkpoints_with_one_name_apart(tmp_path, tiny_j
     rows = result.table().splitlines()[1:]
     assert len(rows) == 2 and rows[0].split()[:3] != rows[1].split()[:3]
     labels = {line.split("  ")[0].strip() for line in rows}
-    csv = next((tmp_path / "out" / "tables").glob("clf-*.csv")).read_text()
+    csv = (tmp_path / "out" / "tables" / "Accuracy.csv").read_text()  # CSVs are named by table title
     assert all(label in csv for label in labels)  # the same labels as the report's rows
 
 

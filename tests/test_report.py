@@ -24,7 +24,7 @@ def test_report_merges_two_results_files_into_one_table(tmp_path):
     frame = clf[0].frame().set_index("checkpoint")
     assert frame.loc["jem", "accuracy"] == 0.97 and frame.loc["baseline", "accuracy"] == 0.93
     assert list(frame["kind"]) == ["measured", "measured"]  # digits: no published number applies
-    csv = (tmp_path / "csv" / f"{clf[0].slug}.csv").read_text()
+    csv = (tmp_path / "csv" / "Accuracy.csv").read_text()  # named by the table's title
     assert "jem" in csv and "baseline" in csv and "accuracy lo" in csv
     html = (tmp_path / "r.html").read_text()
     assert html.count("<img") == 4 and "data:image/png;base64," in html  # 2 runs x (reliability + roc)
@@ -36,9 +36,10 @@ def test_report_cli_writes_html_and_json(tmp_path):
     out = tmp_path / "merged.html"
     res = CliRunner().invoke(main, ["report", str(a), str(b.parent), "-o", str(out), "--json"])
     assert res.exit_code == 0, res.output
-    doc = json.loads(res.stdout)
-    clf = next(t for t in doc["tables"] if t["evaluator"] == "clf")
-    assert {r["checkpoint"] for r in clf["rows"]} == {"jem", "baseline"}
+    records = json.loads(res.stdout)  # every measured number, as jembench.load_results gives them
+    clf = [r for r in records if r["evaluator"] == "clf" and r["metric"] == "accuracy"]
+    assert {r["checkpoint"] for r in clf} == {"jem", "baseline"}
+    assert {"value", "interval", "n", "protocol", "protocol_key", "measure"} <= set(clf[0])
     html = out.read_text()
     assert "Failures" in html and "RuntimeError: &lt;i&gt;boom&lt;/i&gt;" in html
 
@@ -166,7 +167,8 @@ def test_wide_table_renders_parts_and_folds_the_rest(tmp_path):
     head, folded = html.split('<details class="more">')
     assert head.count("<table class=\"comparison\"") == 2 and folded.count("<table class=\"comparison\"") == 4
     assert "4 more tables: aupr_in, fpr95" in folded
-    assert 'title="auroc/logp/noise">logp/<wbr>noise</th>' in head  # short header, full name on hover
+    assert 'title="AUROC, log p(x), digits vs noise (auroc/logp/noise)">logp/<wbr>noise</th>' in head  # short header,
+    # the metric in words and its full name on hover
 
 
 def test_cards_name_each_variant_and_provenance_is_complete(tmp_path):

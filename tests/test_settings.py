@@ -233,7 +233,9 @@ def test_report_headline_metrics_exist_in_the_evaluators_outputs(demo_run):
     html = demo_run.html.read_text()
     for name in ("accuracy", "ece", "adaptive_ece", "auroc/logp/noise", "robust_acc/linf/0.0314/K=1/worst",
                  "fid/digits-wrn/train"):
-        assert f'<span class="metric">{name} <b>' in html, name  # on the summary cards
+        assert f'<span class="metric" title="{name} · ' in html, name  # on the summary cards, named in words
+    assert '<span class="metric" title="robust_acc/linf/0.0314/K=1/worst · digits test, N=64">robust accuracy, ' \
+        'L-inf 8/255, JEM-1, worst case <b>' in html
     by = {e.evaluator: REGISTRY.headline(e) for e in demo_run.evaluations if e.checkpoint["name"] == "jem-digits"}
     assert by["calib"] == ["ece", "adaptive_ece"] and by["gen"][0].startswith("fid/digits-wrn/")
     assert by["robust"] == ["robust_acc/linf/0.0314/K=1/worst"]

@@ -56,6 +56,9 @@ def _field_lines(key: str, f, preset_values) -> list[str]:
               help="Never download Inception weights (= --set gen.offline=true); without --fid-weights a step "
                    "that needs them fails at once.")
 @click.option("--no-resume", is_flag=True, help="Recompute every step even when OUT_DIR/.parts has it.")
+@click.option("--baseline", default=None, metavar="CKPT",
+              help="Compare every other checkpoint against this one (its name or file) in the verdict and "
+                   "results.json comparisons; default: the one plain classifier (px_weight 0), if any.")
 @shared_options("head", "norm", "cache_dir", "device", "seed", "batch_size", "precision", "data_dir", "download")
 @json_option
 @out_dir_option("run-all")
@@ -63,8 +66,8 @@ def _field_lines(key: str, f, preset_values) -> list[str]:
 @click.option("--quiet", is_flag=True, help="No progress bars or step lines (stderr).")
 @click.option("--plan", is_flag=True, help="Print what the run would cost (passes per step, estimated time from a "
                                            "short throughput probe) and stop: nothing is evaluated or written.")
-def run_all_cmd(checkpoints, preset, only, skip, assignments, fid_weights, offline, no_resume, as_json, out_dir,
-                wait, quiet, plan, **shared):
+def run_all_cmd(checkpoints, preset, only, skip, assignments, fid_weights, offline, no_resume, baseline, as_json,
+                out_dir, wait, quiet, plan, **shared):
     """Accuracy, calibration, OOD detection, robustness and generation of each CKPT, in one run.
 
     Writes OUT_DIR/results.json (every number with its protocol, provenance and wall times), OUT_DIR/tables/*.csv
@@ -96,7 +99,7 @@ def run_all_cmd(checkpoints, preset, only, skip, assignments, fid_weights, offli
     overrides.update({k: shared.pop(k) for k in TOP_LEVEL if k in shared})
     overrides.update(given({"gen.fid_weights": fid_weights, "gen.offline": offline or None}))
     result = run_all(resolve_checkpoints(checkpoints), preset=preset, overrides=overrides, out_dir=out_dir,
-                     resume=not no_resume, wait=wait, progress=not quiet, plan=plan, **shared)
+                     resume=not no_resume, wait=wait, baseline=baseline, progress=not quiet, plan=plan, **shared)
     if plan:
         emit(result.to_dict(), as_json, result.table())
         return

@@ -38,7 +38,8 @@ from ..models import HybridModel, file_sha256
 from ..outdir import holds_out_dir
 from ..presets import Preset, get_preset
 from ..progress import labelled
-from ..reporting import Run
+from ..reporting import Run, compare_runs
+from ..reporting.comparisons import names_checkpoint
 from ..reporting.tables import checkpoint_label, unique_checkpoint_labels
 from ..results import Evaluation, EvaluatorResult, provenance, results_document, write_results
 from ..runtime import resolve_device
@@ -121,7 +122,8 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
             out_dir: Optional[str | Path] = None, device: Any = defaults.DEVICE, seed: int = defaults.SEED,
             batch_size: Optional[int] = None, precision: str = "fp32", data_dir: Any = None,
             download: bool = False, head: Optional[str] = None, norm: Optional[str] = None, cache_dir: Any = None,
-            resume: bool = True, html: bool = True, progress: bool = True, plan: bool = False) -> Any:
+            resume: bool = True, html: bool = True, progress: bool = True, baseline: Optional[str] = None,
+            plan: bool = False) -> Any:
     """Accuracy, calibration, OOD, robustness and generation for each checkpoint, with one shared forward cache.
 
     ``preset`` is ``"quick"``, ``"paper"`` or a :class:`~jembench.presets.Preset`; ``overrides`` set its fields
@@ -130,12 +132,13 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
     step's figures and per-sample arrays, and index.html; finished steps are kept in ``out_dir/.parts`` so an
     interrupted run resumes where it stopped (``resume=False`` recomputes everything). One run at a time writes
     ``out_dir`` (a second one exits 2 naming the holder, or with ``wait=True`` waits); it is checked writable
-    before anything is computed. ``plan=True`` runs nothing and writes nothing: it returns the
-    :class:`~jembench.evaluators.plan.Plan` of the run.
+    before anything is computed. ``baseline`` names the checkpoint the others are compared against (default: the
+    one plain classifier among them, if any); the paired comparisons go to results.json. ``plan=True`` runs
+    nothing and writes nothing: it returns the :class:`~jembench.evaluators.plan.Plan` of the run.
     """
     cfg, shared, models = prepare(checkpoints, preset, overrides, dict(
         seed=seed, device=device, batch_size=batch_size, data_dir=data_dir, download=download, head=head, norm=norm,
-        cache_dir=cache_dir, precision=precision))
+        cache_dir=cache_dir, precision=precision), baseline)
     dev = resolve_device(shared.device)
     out = Path(out_dir) if out_dir is not None else None
     cache = ForwardCache(cache_dir)
@@ -174,18 +177,22 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
               "steps": {s.name: s.settings.to_dict() for s in steps}}
     prov = provenance(device=dev, seed=shared.seed, config=config)
     prov.update(wall_time_s=wall, forward_model_calls=cache.model_calls, resumed=resumed)
+    comparisons = None
     if out is not None:
-        write_results(out, evaluations, prov)
+        run = Run(out.name or "run-all", out, prov, evaluations, out / "results.json")
+        comparisons = compare_runs([run], baseline=baseline)
+        write_results(out, evaluations, prov, [c.to_dict() for c in comparisons])
         if html:
             from .report import build
 
-            build([Run(out.name or "run-all", out, prov, evaluations, out / "results.json")], out / "index.html",
-                  csv_dir=out / "tables", title=f"jembench run-all ({cfg.name} preset)")
-    return RunAllResult(evaluations, results_document(evaluations, prov), out, list(errors), resumed, records, errors)
+            build([run], out / "index.html", csv_dir=out / "tables", title=f"jembench run-all ({cfg.name} preset)",
+                  baseline=baseline, comparisons=comparisons)
+    doc = results_document(evaluations, prov, [c.to_dict() for c in comparisons] if comparisons is not None else None)
+    return RunAllResult(evaluations, doc, out, list(errors), resumed, records, errors)
 
 
-def prepare(checkpoints: Any, preset: str | Preset, overrides: Optional[dict[str, Any]], values: dict[str, Any]
-            ) -> tuple[Preset, SharedSettings, list[HybridModel]]:
+def prepare(checkpoints: Any, preset: str | Preset, overrides: Optional[dict[str, Any]], values: dict[str, Any],
+            baseline: Optional[str] = None) -> tuple[Preset, SharedSettings, list[HybridModel]]:
     """The preflight of a run: the preset with its overrides, the shared settings, every checkpoint loaded, then
     each selected evaluator's :attr:`~Evaluator.preflight` on every checkpoint. Every problem is raised together
     (:class:`PreflightError`, options named as ``--set`` spells them) before any model pass."""
@@ -204,6 +211,8 @@ def prepare(checkpoints: Any, preset: str | Preset, overrides: Optional[dict[str
     if shared is not None:
         models = load_models(checkpoints, resolve_device(shared.device), precision=shared.precision,
                              problems=problems, **shared.overrides())
+    if baseline and models and not any(names_checkpoint(baseline, m.info.to_dict(), m.info.name) for m in models):
+        problems.append(f"--baseline {baseline!r} is none of the checkpoints: {', '.join(m.info.name for m in models)}")
     if shared is not None and models:
         for spec in REGISTRY.values():
             if spec.name in cfg.evaluators:

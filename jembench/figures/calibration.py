@@ -34,7 +34,7 @@ def reliability_diagram(table: dict[str, torch.Tensor], *, title: str = "", ece_
     mean_acc = float((table["accuracy"] * table["count"]).sum() / n)
     bottom.axvline(mean_conf, color="#c44e52", lw=1.5, label=f"mean confidence {mean_conf:.3f}")
     bottom.axvline(mean_acc, color="#4c72b0", lw=1.5, ls="--", label=f"accuracy {mean_acc:.3f}")
-    bottom.legend(loc="upper left", fontsize=7)
+    bottom.legend(loc="upper left", fontsize=8)
     bottom.set_xlim(0, 1)
     bottom.set_xlabel(f"confidence (max softmax), {len(count)} bins")
     bottom.set_ylabel("fraction")

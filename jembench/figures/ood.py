@@ -36,10 +36,10 @@ def score_histograms(score: str, in_name: str, score_in: np.ndarray, score_out: 
         edges = np.histogram_bin_edges(both, bins=int(np.clip(np.sqrt(both.size), 10, max_bins)))
         ax.hist(score_in, bins=edges, density=True, alpha=0.5, histtype="stepfilled", label=f"{in_name} (in)")
         ax.hist(out, bins=edges, density=True, alpha=0.5, histtype="stepfilled", label=f"{name} (out)")
-        ax.set_title(f"{score}: {in_name} vs {name}", fontsize=9)
-        ax.set_xlabel(f"{score} (higher = more in-distribution)", fontsize=8)
-        ax.set_ylabel("density", fontsize=8)
-        ax.legend(fontsize=7)
+        ax.set_title(f"{score}: {in_name} vs {name}", fontsize=10)
+        ax.set_xlabel(f"{score} (higher = more in-distribution)", fontsize=9)
+        ax.set_ylabel("density", fontsize=9)
+        ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(score_out):]:
         ax.axis("off")
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.6 / (3.0 * rows), top=1 - 0.3 / (3.0 * rows), hspace=0.5,
@@ -59,6 +59,6 @@ def roc_curves(score: str, pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], a
     ax.set_xlabel("FPR (OOD accepted)")
     ax.set_ylabel("TPR (in-distribution kept)")
     ax.set_title(f"ROC, score {score}", fontsize=10)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=8, loc="lower right")
     fig.subplots_adjust(left=0.14, right=0.97, bottom=0.12, top=0.92)
     return fig

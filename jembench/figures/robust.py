@@ -35,7 +35,7 @@ def accuracy_vs_eps(rows: Sequence[dict[str, Any]], *, norm: str, title: Optiona
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)  # outside the data
     if title:
         ax.set_title(title, fontsize=9)
     return fig

@@ -15,11 +15,17 @@ from typing import Any, Optional, Sequence
 from ..errors import JembenchError
 from ..results import Evaluation, read_results
 from ..io import atomic_write_text, to_jsonable
+from .comparisons import Comparison, compare_runs, table_members
+from .latex import write_latex
+from .overlays import comparison_figures
 from .render import Run, render_html
+from .sanity import notes
 from .tables import Catalog, ComparisonTable, PlainCatalog, comparison_tables, write_csvs
+from .verdict import Verdict, verdicts
+from .views import banner, comparison_view, verdict_view
 
-__all__ = ["Catalog", "ComparisonTable", "PlainCatalog", "ReportResult", "Run", "build_report", "comparison_tables",
-           "load_run", "load_runs", "render_html"]
+__all__ = ["Catalog", "Comparison", "ComparisonTable", "PlainCatalog", "ReportResult", "Run", "Verdict", "build_report",
+           "compare_runs", "comparison_tables", "load_run", "load_runs", "render_html"]
 
 
 @dataclass
@@ -28,10 +34,15 @@ class ReportResult:
     tables: list[ComparisonTable]
     runs: list[Run]
     csvs: list[Path] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    latex: list[Path] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable({"html": str(self.html), "csv": [str(p) for p in self.csvs],
-                "runs": [str(r.path) for r in self.runs],
+                "latex": [str(p) for p in self.latex], "runs": [str(r.path) for r in self.runs],
+                "verdict": [v.to_dict() for v in self.verdicts],
+                "comparisons": [c.to_dict() for c in self.comparisons],
                 "tables": [{"evaluator": t.evaluator, "protocol_key": t.protocol_key, "title": t.title,
                             "rows": t.frame().to_dict(orient="records")} for t in self.tables]})
 
@@ -50,15 +61,29 @@ def load_run(path: str | os.PathLike, label: Optional[str] = None) -> Run:
 
 
 def build_report(runs: Sequence[Run], out: str | os.PathLike, *, csv_dir: Optional[str | os.PathLike] = None,
-                 title: str = "jembench report", catalog: Optional[Catalog] = None) -> ReportResult:
-    """Tables and HTML for ``runs``; the HTML (and, with ``csv_dir``, one CSV per table) written atomically.
-    ``catalog`` (the evaluator registry, :func:`jembench.report` passes it) titles and orders the sections."""
+                 title: str = "jembench report", catalog: Optional[Catalog] = None, baseline: Optional[str] = None,
+                 latex_dir: Optional[str | os.PathLike] = None,
+                 comparisons: Optional[list[Comparison]] = None) -> ReportResult:
+    """Tables, paired comparisons, verdict and HTML for ``runs``; the HTML (with ``csv_dir`` one CSV per table, with
+    ``latex_dir`` one booktabs table per table) written atomically. ``catalog`` (the evaluator registry,
+    :func:`jembench.report` passes it) titles and orders the sections; ``baseline`` names the checkpoint every
+    other is compared against (default: the one plain classifier, if any); ``comparisons`` reuses ones already
+    computed (:func:`compare_runs`)."""
     runs = _unique_labels(list(runs))
     tables = comparison_tables(((ev, run.label) for run in runs for ev in run.evaluations), catalog)
+    groups = table_members(runs)
+    if comparisons is None:
+        comparisons = compare_runs(runs, baseline=baseline)
+    rows = verdicts(groups, comparisons, baseline=baseline)
+    titles = {(t.evaluator, t.protocol_key): t.title for t in tables}
+    analysis = {"verdict": verdict_view(rows), "verdict_sentences": [v.sentence for v in rows],
+                "comparisons": comparison_view(comparisons, titles), "overlays": comparison_figures(groups),
+                "banner": banner(runs), "sanity": notes(tables)}
     out = Path(out)
-    atomic_write_text(out, render_html(runs, tables, title=title, catalog=catalog))
+    atomic_write_text(out, render_html(runs, tables, title=title, catalog=catalog, analysis=analysis))
     csvs = write_csvs(tables, csv_dir) if csv_dir is not None else []
-    return ReportResult(out, tables, runs, csvs)
+    latex = write_latex(tables, latex_dir) if latex_dir is not None else []
+    return ReportResult(out, tables, runs, csvs, comparisons, rows, latex)
 
 
 def load_runs(results: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Run]:

@@ -20,8 +20,10 @@ import jinja2
 from markupsafe import Markup, escape
 from PIL import Image
 
+from ..io import FONT_PX_KEY
 from ..reported import flatten
 from ..results import Evaluation
+from .names import describe, direction, evaluation_set
 from .tables import Catalog, ComparisonTable, PlainCatalog, checkpoint_label, column_groups, format_number
 
 log = logging.getLogger("jembench")
@@ -51,9 +53,10 @@ def _environment() -> jinja2.Environment:
 
 
 def render_html(runs: list[Run], tables: list[ComparisonTable], *, title: str = "jembench report",
-                catalog: Optional[Catalog] = None) -> str:
+                catalog: Optional[Catalog] = None, analysis: Optional[dict[str, Any]] = None) -> str:
     """The report as one HTML string; ``catalog`` (the evaluator registry) names and orders the sections and picks
-    each checkpoint card's headline metrics."""
+    each checkpoint card's headline metrics; ``analysis`` adds the verdict, comparisons, comparison figures, banner
+    and sanity notes (:func:`jembench.reporting.build_report` computes them)."""
     catalog = catalog or PlainCatalog()
     notes: list[str] = []
     context = {
@@ -71,6 +74,8 @@ def render_html(runs: list[Run], tables: list[ComparisonTable], *, title: str = 
                      for r in runs for e in r.evaluations for w in e.warnings],
         "report_notes": notes,
         "titles": {e.evaluator: catalog.title(e.evaluator) for r in runs for e in r.evaluations},
+        "verdict": None, "comparisons": None, "overlays": [], "banner": [], "sanity": [],
+        **(analysis or {}),
     }
     from ..version import __version__
 
@@ -111,13 +116,15 @@ def _checkpoint_cards(runs: list[Run], titles: dict[tuple[str, str], str], catal
             key = str(ck.get("sha256") or checkpoint_label(ck))
             card = cards.setdefault(key, {
                 "name": checkpoint_label(ck), "sha256": ck.get("sha256") or "", "path": ck.get("path") or "",
-                "facts": _checkpoint_facts(ck), "headline": [], "statuses": []})
+                "facts": _checkpoint_facts(ck), "headline": [], "statuses": [], "sets": []})
             card["statuses"].append({"evaluator": ev.evaluator,
                                      "title": titles.get((ev.evaluator, ev.protocol_key), catalog.title(ev.evaluator)),
                                      "status": ev.status, "wall": ev.wall_time_s, "run": run.label,
-                                     "n_warnings": len(ev.warnings)})
+                                     "n_warnings": len(ev.warnings), "on": evaluation_set(ev)})
             if ev.status == "ok":
-                card["headline"] += [{"name": m, "value": ev.metrics[m], "evaluator": ev.evaluator}
+                card["sets"] += [s for s in [evaluation_set(ev)] if s and s not in card["sets"]]
+                card["headline"] += [{"name": m, "words": describe(m, ev.protocol), "value": ev.metrics[m],
+                                      "evaluator": ev.evaluator, "on": evaluation_set(ev)}
                                      for m in catalog.headline(ev) if m not in {h["name"] for h in card["headline"]}]
     for card in cards.values():
         card["statuses"].sort(key=lambda s: catalog.rank(s["evaluator"]))
@@ -129,7 +136,7 @@ def _checkpoint_facts(ck: dict[str, Any]) -> list[tuple[str, str]]:
     arch = ck.get("architecture")
     if arch == "wrn" and ck.get("depth"):
         arch = f"WRN-{ck.get('depth')}-{ck.get('width')} (norm {ck.get('norm')})"
-    facts = [("family", ck.get("family")), ("architecture", arch), ("dataset", ck.get("dataset")),
+    facts = [("family", ck.get("family")), ("architecture", arch), ("trained on", ck.get("dataset")),
              ("classes", ck.get("n_classes")), ("head", ck.get("head")), ("format", ck.get("source_format"))]
     facts += [("note", str(n)) for n in ck.get("notes") or []]
     return [(k, str(v)) for k, v in facts if v not in (None, "")]
@@ -141,14 +148,17 @@ def _table_view(t: ComparisonTable) -> dict[str, Any]:
     parts = []
     for group in column_groups(t.metrics):
         rows = []
+        best = best_values(t)
         for r in t.rows:
             cells = []
             for m in group.metrics:
                 iv = r.intervals.get(m)
-                cells.append({"value": format_number(r.values.get(m)),
+                cells.append({"value": format_number(r.values.get(m)), "best": r.kind == "measured" and
+                              m in best and r.values.get(m) == best[m],
                               "interval": f"[{format_number(iv[0])}, {format_number(iv[1])}]" if iv else ""})
             rows.append({"label": r.label, "kind": r.kind, "cells": cells})
-        parts.append({"prefix": group.prefix, "headers": group.headers, "metrics": group.metrics, "rows": rows})
+        parts.append({"prefix": group.prefix, "headers": group.headers, "metrics": group.metrics, "rows": rows,
+                      "words": [describe(m, t.protocol) for m in group.metrics]})
     family = t.metrics[0].split("/")[0] if t.metrics else ""
     n_open = len(parts) if len(parts) <= FOLD_AFTER_PARTS else max(
         1, sum(1 for _ in itertools.takewhile(lambda p: p["metrics"][0].split("/")[0] == family, parts)))
@@ -157,6 +167,17 @@ def _table_view(t: ComparisonTable) -> dict[str, Any]:
             "parts": parts[:n_open], "folded": parts[n_open:], "folded_families": folded_families,
             "sources": [{"label": r.label, "source": r.source, "note": r.note} for r in t.rows if r.kind == "reported"],
             "protocol": _protocol_items(t.protocol), "has_reported": t.has_reported}
+
+
+def best_values(t: ComparisonTable) -> dict[str, float]:
+    """Per metric with a better direction: the best measured value, when the measured rows do not all tie."""
+    out = {}
+    for m in t.metrics:
+        sign = direction(m)
+        values = [r.values.get(m) for r in t.rows if r.kind == "measured" and r.values.get(m) is not None]
+        if sign and len(set(values)) > 1:
+            out[m] = max(values) if sign > 0 else min(values)
+    return out
 
 
 def _protocol_items(protocol: dict[str, Any]) -> list[tuple[str, str]]:
@@ -187,7 +208,7 @@ def _figure_sections(runs: list[Run], notes: list[str], catalog: Catalog) -> lis
                 elif not path.is_file():
                     notes.append(f"artifact {label!r} of {ev.evaluator} / {item['checkpoint']} is missing: {path}")
                 elif path.suffix.lower() in IMAGE_TYPES:
-                    sec["images"].append({**item, "src": data_uri(path), "wide": _is_wide(path)})
+                    sec["images"].append({**item, "src": data_uri(path), **_image_info(path)})
                 else:
                     sec["files"].append(item)
     for sec in sections.values():
@@ -197,13 +218,14 @@ def _figure_sections(runs: list[Run], notes: list[str], catalog: Catalog) -> lis
     return sorted(sections.values(), key=lambda s: catalog.rank(s["evaluator"]))
 
 
-def _is_wide(path: Path) -> bool:
-    """Images much wider than tall (histogram panels) span two grid columns."""
+def _image_info(path: Path) -> dict[str, Any]:
+    """``wide``: much wider than tall (histogram panels span two grid columns); ``font_px``: the smallest text's
+    size in image pixels when the figure recorded it (:func:`jembench.io.figure_png`)."""
     try:
         with Image.open(path) as im:
-            return im.width > 1.5 * im.height
+            return {"wide": im.width > 1.5 * im.height, "font_px": im.info.get(FONT_PX_KEY)}
     except Exception:  # noqa: BLE001 - an unreadable size only changes the layout
-        return False
+        return {"wide": False, "font_px": None}
 
 
 def breakable(name: str) -> Markup:

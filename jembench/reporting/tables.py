@@ -14,7 +14,7 @@ from typing import Any, Iterable, Optional, Protocol
 
 import pandas as pd
 
-from ..io import atomic_write_text, csv_cell
+from ..io import atomic_write_text, checkpoint_slugs, csv_cell
 from ..reported import ReportedNumber, flatten, matching
 from ..results import Evaluation
 
@@ -189,11 +189,16 @@ def _common_prefix(metrics: list[str]) -> str:
     return "/".join(split[0][:n])
 
 
+def file_stems(tables: list[ComparisonTable]) -> list[str]:
+    """One file name (without suffix) per table, from its title, unique within the list ("Robustness-K-1")."""
+    return checkpoint_slugs([t.title for t in tables], max_len=80)
+
+
 def write_csvs(tables: list[ComparisonTable], folder: str | Path) -> list[Path]:
-    """One CSV per comparison table, ``folder/<evaluator>-<protocol_key>.csv``, written atomically."""
+    """One CSV per comparison table, ``folder/<table title>.csv`` (:func:`file_stems`), written atomically."""
     paths = []
-    for t in tables:
-        path = Path(folder) / f"{t.slug}.csv"
+    for t, stem in zip(tables, file_stems(tables)):
+        path = Path(folder) / f"{stem}.csv"
         atomic_write_text(path, t.frame().map(csv_cell).to_csv(index=False))  # names are no formulas
         paths.append(path)
     return paths
