@@ -1,7 +1,7 @@
 """jembench: evaluation and benchmarking of energy-based hybrid classifiers (JEM, JEM++ and family).
 
 ``jembench.load(path)`` reads a checkpoint as a :class:`HybridModel`; ``jembench.wrap(module, ...)`` turns any
-classifier into one. Every registered evaluator (``clf``, ``calib``, ``ood``, ``robust``, ``gen``; see
+classifier into one. Every registered evaluator (``clf``, ``calib``, ``ood``, ``robust``, ``gen``, ``density``; see
 ``jembench.evaluators.registry``) is a function here mirroring the CLI command of the same name, as are
 ``run_all`` and ``report``; they return result objects that serialise to the JSON the CLI writes.
 """

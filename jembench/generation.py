@@ -32,6 +32,7 @@ from .progress import track
 from .rng import RECIPE, KeyedNoise
 from .runtime import derive_seed, generator
 from .sampling import GaussianInit, JEMPPConfig, ReplayBuffer, SGLDConfig, UniformInit
+from .sampling.mcmc import ChainResult, MALAConfig, MCMCConfig, MHConfig, input_box, mcmc_sample
 from .sampling.sgld import run_sampler
 
 SGLD_STEPS = 40  # JEM README: 40 SGLD steps per draw for fresh samples
@@ -51,7 +52,7 @@ class GenProtocol:
     name: str = "sgld"
     source: str = "fresh"
     init: str = "uniform"
-    sampler: SGLDConfig | JEMPPConfig = field(default_factory=lambda: SGLDConfig(steps=SGLD_STEPS))
+    sampler: SGLDConfig | JEMPPConfig | MCMCConfig = field(default_factory=lambda: SGLDConfig(steps=SGLD_STEPS))
     pcd_rounds: int = 0
     pcd_batch: int = PCD_BATCH
     reinit_freq: float = REINIT_FREQ
@@ -91,6 +92,11 @@ PRESETS: dict[str, dict[str, Any]] = {
               "init": "gaussian", "sampler": JEMPPConfig},
     "conditional": {"doc": "class-conditional SGLD on f(x)[y] from U(-1,1), N/K chains per class",
                     "conditional": True},
+    "mh": {"doc": "fresh chains from U(-1,1), random-walk Metropolis-Hastings on p~^(1/T) in the input box "
+                  "(100 steps of std 0.01 after 50 warm-up steps adapting it to 0.234 acceptance)",
+           "sampler": lambda: MHConfig(warmup=50)},
+    "mala": {"doc": "fresh chains from U(-1,1), MALA on p~^(1/T) in the input box (100 steps after 50 warm-up "
+                    "steps adapting the step to 0.574 acceptance)", "sampler": lambda: MALAConfig(warmup=50)},
     "buffer": {"doc": "the checkpoint's replay buffer, all of it", "source": "buffer"},
     "buffer-top": {"doc": "the checkpoint's replay buffer, the most confident fraction per class",
                    "source": "buffer", "buffer_top": BUFFER_TOP},
@@ -98,10 +104,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def make_protocol(spec: str | GenProtocol | dict[str, Any], *, steps: Optional[int] = None,
-                  step_size: Optional[float] = None, noise: Optional[float] = None, **overrides: Any) -> GenProtocol:
+                  step_size: Optional[float] = None, noise: Optional[float] = None,
+                  temperature: Optional[float] = None, warmup: Optional[int] = None,
+                  target_accept: Optional[float] = None, **overrides: Any) -> GenProtocol:
     """A preset name (``PRESETS``), a dict of :class:`GenProtocol` fields or a protocol, with overrides applied.
 
-    ``steps`` / ``step_size`` / ``noise`` set the sampler's (for JEM++: its outer steps M); other overrides
+    ``steps`` / ``step_size`` / ``noise`` set the sampler's (for JEM++: its outer steps M; ``noise`` only SGLD and
+    JEM++, whose noise is free); ``temperature`` / ``warmup`` / ``target_accept`` set MH and MALA's; other overrides
     (``init``, ``pcd_rounds``, ``pcd_batch``, ``reinit_freq``, ``conditional``, ``buffer_top``, ``bn_train``)
     set protocol fields. ``None`` leaves a field as it is. ``buffer_top`` changes only buffer protocols and the
     PCD fields only protocols that run PCD rounds (``make_protocol("pcd", conditional=True)`` is conditional PCD).
@@ -126,9 +135,12 @@ def make_protocol(spec: str | GenProtocol | dict[str, Any], *, steps: Optional[i
         for key in PCD_FIELDS:
             changes.pop(key, None)
     proto = dataclasses.replace(proto, **changes)
-    sampler_changes = {"step_size": step_size, "noise": noise,
+    sampler_changes = {"step_size": step_size, "noise": noise, "temperature": temperature, "warmup": warmup,
+                       "target_accept": target_accept,
                        ("outer_steps" if isinstance(proto.sampler, JEMPPConfig) else "steps"): steps}
-    proto.sampler = dataclasses.replace(proto.sampler, **{k: v for k, v in sampler_changes.items() if v is not None})
+    has = {f.name for f in dataclasses.fields(proto.sampler)}
+    proto.sampler = dataclasses.replace(proto.sampler, **{k: v for k, v in sampler_changes.items()
+                                                          if v is not None and k in has})
     return proto
 
 
@@ -146,11 +158,39 @@ class Samples:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     chain_steps: int = 0  # sum over sampler calls of chains x gradient steps
+    acceptance: Optional[torch.Tensor] = None  # MH / MALA fresh chains: per-chain acceptance rate [n]
+    energy: Optional[torch.Tensor] = None  # MH / MALA fresh chains: E(x) of every chain after each step [steps, n]
 
 
-def gradient_steps(cfg: SGLDConfig | JEMPPConfig) -> int:
-    """Gradient evaluations per chain (JEM++: one per outer step)."""
+def gradient_steps(cfg: SGLDConfig | JEMPPConfig | MCMCConfig) -> int:
+    """Steps per chain, each one model evaluation (JEM++: one per outer step; MH / MALA: warm-up + steps)."""
+    if isinstance(cfg, MCMCConfig):
+        return cfg.warmup + cfg.steps
     return cfg.outer_steps if isinstance(cfg, JEMPPConfig) else cfg.steps
+
+
+def _advance(model: Any, x0: torch.Tensor, cfg: SGLDConfig | JEMPPConfig | MCMCConfig, gen: torch.Generator,
+             y: Optional[torch.Tensor], kw: dict[str, Any], runs: list[ChainResult]) -> torch.Tensor:
+    """Advance chains ``x0`` with the protocol's sampler; MH / MALA runs (restricted to the model's input box)
+    are appended to ``runs``."""
+    if isinstance(cfg, MCMCConfig):
+        lo, hi = input_box(model.info)
+        res = mcmc_sample(model, x0, cfg, gen, y=y, value_range=(lo.to(x0.device), hi.to(x0.device)))
+        runs.append(res)
+        return res.x
+    return run_sampler(model, x0, cfg, gen, y=y, **kw)
+
+
+def _mcmc_facts(runs: list[ChainResult], observed: dict[str, float], warnings: list[str]) -> None:
+    """Acceptance and kept step size of MH / MALA runs into ``observed``; a warning when acceptance is extreme."""
+    acc = torch.cat([r.acceptance for r in runs])
+    steps = [r.step_size for r in runs]
+    observed.update({"mcmc/acceptance_mean": float(acc.mean()), "mcmc/acceptance_min": float(acc.min()),
+                     "mcmc/acceptance_max": float(acc.max()), "mcmc/step_size_min": min(steps),
+                     "mcmc/step_size_max": max(steps)})
+    if not 0.05 <= float(acc.mean()) <= 0.95:
+        warnings.append(f"MH/MALA acceptance {float(acc.mean()):.3f}: the step is far from useful (near 0: too "
+                        "large, near 1: too small); set --step-size or --warmup")
 
 
 def _init(model: Any, proto: GenProtocol, train_set: Any) -> UniformInit | GaussianInit:
@@ -204,6 +244,7 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
     warnings: list[str] = []
     observed: dict[str, float] = {}
     steps = gradient_steps(proto.sampler)
+    runs: list[ChainResult] = []
     if not proto.pcd_rounds:
         chunks = []
         for s in track(range(0, n, batch_size), desc=f"sampling {proto.name} ({model.info.name}), {steps} steps per "
@@ -211,7 +252,7 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
             y = labels[s:s + batch_size] if labels is not None else None
             noise = KeyedNoise(record["derived_seed"], s, min(s + batch_size, n), "chain")  # per chain, not batch
             x0 = init(noise.n, noise, y).to(dev)
-            chunks.append(run_sampler(model, x0, proto.sampler, noise, y=_to(y, dev), **kw).cpu())
+            chunks.append(_advance(model, x0, proto.sampler, noise, _to(y, dev), kw, runs).cpu())
         x = torch.cat(chunks)
         chain_steps = n * steps
     else:
@@ -222,7 +263,7 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
         for _ in track(range(proto.pcd_rounds), desc=desc, unit="round", enabled=progress):
             x0, idx = buf.sample(proto.pcd_batch)
             y = labels[idx] if labels is not None else None
-            buf.update(idx, run_sampler(model, x0.to(dev), proto.sampler, gen, y=_to(y, dev), **kw))
+            buf.update(idx, _advance(model, x0.to(dev), proto.sampler, gen, _to(y, dev), kw, runs))
             advanced[idx.cpu()] = True
         x = buf.data
         chain_steps = proto.pcd_rounds * proto.pcd_batch * steps
@@ -231,8 +272,14 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
         if never:
             warnings.append(f"{never} of {n} buffer chains were never advanced (pcd_rounds x pcd_batch = "
                             f"{proto.pcd_rounds * proto.pcd_batch}); they are init noise: raise --pcd-rounds")
-    return Samples(x, quantize(model, x), labels.cpu() if labels is not None else None, record,
-                   observed, warnings, chain_steps=chain_steps)
+    out = Samples(x, quantize(model, x), labels.cpu() if labels is not None else None, record,
+                  observed, warnings, chain_steps=chain_steps)
+    if runs:
+        _mcmc_facts(runs, observed, warnings)
+        if not proto.pcd_rounds:  # one run per chain: per-chain acceptance and energy traces line up with x
+            out.acceptance = torch.cat([r.acceptance for r in runs])
+            out.energy = torch.cat([r.energy for r in runs], 1)
+    return out
 
 
 def _to(y: Optional[torch.Tensor], dev: torch.device) -> Optional[torch.Tensor]:

@@ -4,7 +4,8 @@
 few eps values, few sampling steps: numbers for a first look, not for a paper).
 ``paper``: the JEM protocol (REFERENCE.md): test noise sigma 0.03, the JEM OOD suite (the evaluator's preset for
 the in-distribution set), PGD with 40 iterations on 300 images in L-inf and L2 with JEM-0/1/10 purification,
-10k-sample generation (JEM's uncond_samples: PCD into a 10k buffer, 40 SGLD steps per draw, 1000 draws).
+10k-sample generation (JEM's uncond_samples: PCD into a 10k buffer, 40 SGLD steps per draw, 1000 draws), an AIS
+log Z bracket with 100 chains each way over 10,000 distributions.
 
 Every field can be overridden: ``get_preset("quick").override({"robust.eps_linf": "0,8/255", "sigma": 0.03})``
 (the CLI's ``--set FIELD=VALUE``). A section is an evaluator's name and its fields are the options of its command,
@@ -22,6 +23,7 @@ from . import defaults
 from .errors import JembenchError
 from .evaluators.base import SharedSettings
 from .evaluators.calib import CalibSettings
+from .evaluators.density import DensitySettings
 from .evaluators.gen import GenSettings
 from .evaluators.ood import OODSettings
 from .evaluators.registry import EVALUATORS, REGISTRY
@@ -140,6 +142,7 @@ def quick() -> Preset:
                                      purify_steps=(0, 1), eot=2, eval_purifications=2, purify_copies=2,
                                      full_grad_max_k=0),
             "gen": GenSettings(n=500, protocol=("sgld",), steps=20),
+            "density": DensitySettings(n=100, chains=16, distributions=100, reverse_chains=16, dsm_sigmas=(0.1,)),
         })
 
 
@@ -156,6 +159,8 @@ def paper() -> Preset:
                                      eps_l2=(0.0, 0.25, 0.5, 1.0, 1.5, 2.0), n=300, steps=40,
                                      purify_steps=(0, 1, 10), eot=5, eval_purifications=10),
             "gen": GenSettings(n=10000, protocol=("pcd",), steps=40, pcd_rounds=1000),
+            "density": DensitySettings(chains=100, distributions=10000, reverse_chains=100,
+                                       dsm_sigmas=(0.01, 0.05, 0.1), ssm_projections=1),
         })
 
 

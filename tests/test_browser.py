@@ -112,7 +112,7 @@ def test_real_run_all_report_in_headless_chromium(tmp_path):
     alts = " ".join(i["alt"] for i in seen["images"])
     assert all(word in alts for word in ("reliability", "roc", "samples")), alts
     assert all(i["complete"] and i["width"] > 0 for i in seen["images"]), seen["images"]
-    assert {t.split("-")[0] for t in seen["tables"]} == {"clf", "calib", "ood", "robust", "gen"}
+    assert {t.split("-")[0] for t in seen["tables"]} == {"clf", "calib", "ood", "robust", "gen", "density"}
     assert seen["too_wide"] == [], "a comparison table does not fit a 1280-pixel screen"
     # the verdict opens the report; the quick preset's caveat is a visible banner at the top
     assert seen["verdict_rows"] >= 4, seen["verdict_rows"]

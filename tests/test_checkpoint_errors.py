@@ -174,7 +174,7 @@ def test_marker_pickle_really_runs_code_without_weights_only(tmp_path):
 
 
 
-CKPT_COMMANDS = ["inspect", "clf", "calib", "ood", "robust", "gen", "run-all"]
+CKPT_COMMANDS = ["inspect", "clf", "calib", "ood", "robust", "gen", "density", "run-all"]
 SLIPS = [(c, case) for c in CKPT_COMMANDS + ["train --resume"] for case in ("missing", "directory")] + [
     ("train --out", "directory")]  # a missing --out is simply created
 

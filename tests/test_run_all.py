@@ -24,7 +24,8 @@ DEMO = [ROOT / "checkpoints" / "jem-digits.pt", ROOT / "checkpoints" / "baseline
 # the quick preset, smaller still, for a test on a random tiny model
 TINY = {"n": 48, "calib.bootstrap": 20, "ood.bootstrap": 20, "ood.out": "noise,uniform", "ood.scores": "logp,msp",
         "robust.n": 8, "robust.steps": 2, "robust.eps_linf": "0,8/255", "robust.purify_steps": "0",
-        "gen.n": 32, "gen.steps": 2, "gen.metrics": "fid"}
+        "gen.n": 32, "gen.steps": 2, "gen.metrics": "fid", "density.n": 8, "density.chains": 4,
+        "density.distributions": 5, "density.reverse_chains": 2, "density.dsm_sigmas": "0.1"}
 
 
 def tiny_checkpoint(path: Path, name: str, model) -> Path:
@@ -66,14 +67,14 @@ def test_resume_after_interruption_repeats_no_work(tmp_path, tiny_jem, monkeypat
 
     fake_evaluators(monkeypatch, calls, {})
     result = run_all([ckpt], out_dir=tmp_path / "out", device="cpu", progress=False)
-    assert calls == {"clf": 1, "calib": 1, "ood": 2, "robust": 1, "gen": 1}
+    assert calls == {"clf": 1, "calib": 1, "ood": 2, "robust": 1, "gen": 1, "density": 1}
     assert result.resumed == ["clf (tiny)", "calib (tiny)"] and not result.failed
     doc = read_results(tmp_path / "out" / "results.json")
     assert [e["evaluator"] for e in doc["evaluations"]] == list(EVALUATORS)
     assert all((tmp_path / "out" / e["artifacts"]["figure"]).is_file() for e in doc["evaluations"])
 
     run_all([ckpt], out_dir=tmp_path / "out", device="cpu", progress=False)  # a third run: everything resumed
-    assert calls == {"clf": 1, "calib": 1, "ood": 2, "robust": 1, "gen": 1}
+    assert calls == {"clf": 1, "calib": 1, "ood": 2, "robust": 1, "gen": 1, "density": 1}
     run_all([ckpt], out_dir=tmp_path / "out", device="cpu", progress=False, overrides={"calib.bins": 20})
     assert calls["calib"] == 2 and calls["clf"] == 1  # a changed setting reruns only the evaluator it belongs to
 
@@ -90,13 +91,14 @@ def test_failed_evaluator_is_reported_and_exit_code_says_so(tmp_path, tiny_jem, 
     doc = read_results(tmp_path / "out" / "results.json")
     failed = [e for e in doc["evaluations"] if e["status"] == "failed"]
     assert [e["evaluator"] for e in failed] == ["robust"] and "attack <diverged>" in failed[0]["error"]
-    assert {e["evaluator"] for e in doc["evaluations"] if e["status"] == "ok"} == {"clf", "calib", "ood", "gen"}
+    assert {e["evaluator"] for e in doc["evaluations"] if e["status"] == "ok"} == {"clf", "calib", "ood", "gen",
+                                                                                         "density"}
     html = (tmp_path / "out" / "index.html").read_text()
     assert "attack &lt;diverged&gt;" in html and "Failures" in html
     # the failure is not stored as done: the next run retries it, and only it
     fake_evaluators(monkeypatch, calls, {})
     assert not run_all([ckpt], out_dir=tmp_path / "out", device="cpu", progress=False).failed
-    assert calls == {"clf": 1, "calib": 1, "ood": 1, "robust": 2, "gen": 1}
+    assert calls == {"clf": 1, "calib": 1, "ood": 1, "robust": 2, "gen": 1, "density": 1}
 
 
 def test_hostile_checkpoint_name_is_escaped(tmp_path, tiny_jem, monkeypatch):
@@ -118,7 +120,7 @@ def test_provenance_has_wall_times_sha256_and_preset(tmp_path, tiny_jem, monkeyp
     prov = doc["provenance"]
     assert doc["schema"] == "jembench.results" and doc["schema_version"] >= 1
     assert prov["seed"] == 7 and prov["config"]["preset"]["name"] == "quick"
-    steps = ("clf", "calib", "ood", "robust-linf", "gen")
+    steps = ("clf", "calib", "ood", "robust-linf", "gen", "density")
     assert set(prov["wall_time_s"]) == {f"{e}/0-tiny" for e in steps} | {"total", "this_run"}
     # a one-evaluation step reports the step's wall time (data, forward pass, writing), not just its own metric time
     by_step = {e["evaluator"]: e["wall_time_s"] for e in doc["evaluations"]}

@@ -257,7 +257,7 @@ class Evaluator:
         with labelled(ctx.label):
             evaluations = record_precision(self.run(models, settings, shared, ctx), shared.precision)
         passes = {m.info.name: total(self.cost(settings, shared, m)) for m in models}
-        for e in evaluations:
+        for e in evaluations if self.cost is not no_cost else ():
             e.provenance.setdefault("passes", passes.get(e.checkpoint.get("name")))
         config = {"evaluator": self.name, "settings": settings.to_dict(), "shared": shared.to_dict()}
         doc = finish(ctx.out_dir, evaluations, device=device, seed=shared.seed, config=config)

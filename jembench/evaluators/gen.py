@@ -11,28 +11,27 @@ content fingerprint), the extractor (name, sha256, layers) and the metric settin
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import torch
 
 from .. import defaults
-from ..cost import Cost, set_size
 from ..data.imageset import ImageSet
 from ..data.registry import get_dataset
 from ..errors import JembenchError
-from ..generation import PCD_FIELDS, PRESETS, GenProtocol, Samples, generate, gradient_steps, make_protocol
+from ..generation import PCD_FIELDS, PRESETS, GenProtocol, Samples, generate, make_protocol
+from ..sampling.mcmc import MCMCConfig
 from ..io import atomic_savez, atomic_write_bytes
 from ..metrics import fidelity
 from ..models import HybridModel
-from ..preflight import dataset_problems, eval_set_problems, extractor_problems
 from ..progress import track
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import derive_seed
-from ..settings import Settings, Spelling, option
+from ..settings import Settings, option
 from .base import Context, Evaluator, SharedSettings
+from . import gen_plan
 from .common import Timer, check_compatible, default_dataset
 
 NAME = "gen"
@@ -41,7 +40,9 @@ REFERENCE_SPLITS = ("train", "test", "train+test")
 SHARED = ("dataset", "seed", "device", "batch_size", "data_dir", "download", "head", "norm", "cache_dir", "precision")
 FRESH_N = 1000  # samples per fresh protocol when --n is not given (FID is biased in N: compare equal N only)
 GRID_MAX = 100  # images in a sample grid
-SAMPLER_FIELDS = ("steps", "step_size", "noise", "init", "conditional", *PCD_FIELDS, "buffer_top", "bn_train")
+MCMC_FIELDS = ("temperature", "warmup", "target_accept")  # MH / MALA only
+SAMPLER_FIELDS = ("steps", "step_size", "noise", *MCMC_FIELDS, "init", "conditional", *PCD_FIELDS, "buffer_top",
+                  "bn_train")
 
 
 @dataclass(frozen=True)
@@ -53,14 +54,23 @@ class GenSettings(Settings):
     protocol: tuple[str, ...] = option(
         ("sgld",), "Sampling protocol(s), repeatable or comma list: sgld (fresh chains from U(-1,1), JEM SGLD), pcd "
                    "(JEM's uncond_samples: PCD rounds into a buffer of N chains), jem++ (per-class Gaussian init, "
-                   "JEM++ sampler), conditional (SGLD on f(x)[y], N/K per class), buffer (the checkpoint's replay "
+                   "JEM++ sampler), conditional (SGLD on f(x)[y], N/K per class), mh (random-walk Metropolis-"
+                   "Hastings), mala (Metropolis-adjusted Langevin; both on p~^(1/T) in the input box, with per-chain "
+                   "acceptance rates), buffer (the checkpoint's replay "
                    "buffer), buffer-top (its most confident fraction per class, as SADA-JEM).",
         choices=lambda: list(PRESETS), noun="generation protocol", aliases=("protocols",), accepts=(GenProtocol,),
         repeatable=True, metavar="NAME")
-    steps: Optional[int] = option(None, "SGLD steps per chain (JEM++ sampler: outer steps M) [protocol's own: sgld "
-                                        "40, jem++ 10].", min=0)
-    step_size: Optional[float] = option(None, "SGLD step size [protocol's own: 1.0; JEM++ 0.2].", min=0)
+    steps: Optional[int] = option(None, "SGLD steps per chain (JEM++ sampler: outer steps M; mh / mala: kept steps "
+                                        "after the warm-up) [protocol's own: sgld 40, jem++ 10, mh / mala 100].",
+                                  min=0)
+    step_size: Optional[float] = option(None, "SGLD step size [protocol's own: 1.0; JEM++ 0.2; mh: proposal std 0.01; "
+                                              "mala: eps 0.001].", min=0)
     noise: Optional[float] = option(None, "SGLD noise std [protocol's own: 0.01; JEM++ 0].", min=0)
+    temperature: Optional[float] = option(None, "mh / mala: temperature T, the chains target p~^(1/T) [1].", above=0)
+    warmup: Optional[int] = option(None, "mh / mala: warm-up steps before the kept ones, adapting the step toward "
+                                         "--target-accept (0: the step as given) [50].", min=0)
+    target_accept: Optional[float] = option(None, "mh / mala: warm-up's target acceptance rate [mh 0.234, mala "
+                                                  "0.574].", above=0, max=0.999)
     init: Optional[str] = option(None, "Chain init: U(-1,1) or the per-class Gaussians fitted on the training split "
                                        "[protocol's own].", choices=("uniform", "gaussian"))
     conditional: Optional[bool] = option(None, "Class-conditional chains for every fresh protocol [protocol's own].")
@@ -104,6 +114,19 @@ class GenSettings(Settings):
         if pcd_set and not any(make_protocol(p).pcd_rounds for p in self.protocol):
             yield (f"{', '.join(spell.option(k) for k in pcd_set)} set but no PCD protocol chosen: add "
                    f"{spell.assign('protocol', 'pcd')}")
+        mcmc = [isinstance(make_protocol(p).sampler, MCMCConfig) for p in self.protocol]
+        mcmc_set = [k for k in MCMC_FIELDS if getattr(self, k) is not None]
+        if mcmc_set and not any(mcmc):
+            yield (f"{', '.join(spell.option(k) for k in mcmc_set)} set but no MH / MALA protocol chosen: add "
+                   f"{spell.assign('protocol', 'mala')}")
+        if self.step_size == 0 and any(mcmc):
+            yield f"{spell.assign('step_size', 0)}: mh / mala need a step > 0"
+        if self.bn_train and mcmc and all(mcmc):
+            yield (f"{spell.option('bn_train')} set but mh / mala always run BatchNorm in eval mode (a density that "
+                   "depends on the batch is no fixed target)")
+        if self.noise is not None and mcmc and all(mcmc):
+            yield (f"{spell.option('noise')} set but mh / mala have no free noise (MALA's is sqrt(2 step)): use "
+                   f"{spell.option('step_size')} or {spell.option('temperature')}")
 
     def protocols(self) -> list[GenProtocol]:
         """Each protocol with the sampler fields applied."""
@@ -130,48 +153,6 @@ def reference_set(dataset: str, split: str, *, data_dir: Any = None, download: b
     labels = None if any(p.labels is None for p in parts) else torch.cat([p.labels for p in parts])
     return ImageSet(parts[0].name, split, torch.cat([p.images for p in parts]), labels, parts[0].n_classes,
                     {"parts": [p.meta for p in parts]})
-
-
-def preflight(models: list[HybridModel], s: GenSettings, shared: SharedSettings, spell: Spelling) -> Iterable[str]:
-    """The reference split(s) and, for the Gaussian init, the training split present and of the model's shape;
-    a replay buffer for buffer protocols; the feature extractor's weights available (nothing downloaded)."""
-    protos = s.protocols()
-    for m in models:
-        ds = shared.dataset or default_dataset(m)
-        if set(s.metrics) & {"fid", "kid", "prc"}:
-            for split in s.reference.split("+"):
-                yield from eval_set_problems(m, ds, split, data_dir=shared.data_dir, download=shared.download,
-                                             need_labels=False)
-        if any(p.init == "gaussian" and p.source == "fresh" for p in protos):
-            yield from dataset_problems(ds, "train", data_dir=shared.data_dir, download=shared.download)
-        if any(p.source == "buffer" for p in protos) and m.replay_buffer is None:
-            yield (f"checkpoint {m.info.name!r} has no replay buffer for {spell.assign('protocol', s.protocol)}; "
-                   "use a fresh-chain protocol (e.g. sgld)")
-        yield from extractor_problems(s.feature_extractor, ds, fid_weights=s.fid_weights, offline=s.offline,
-                                      option=spell.option("feature_extractor"))
-
-
-def cost(s: GenSettings, shared: SharedSettings, model: HybridModel) -> list[Cost]:
-    """Per protocol: chains x SGLD steps (1 forward + 1 backward each; PCD: rounds x batch chains), one forward per
-    sample for the class shares (buffer-top: one per buffer image to rank them), extractor passes on the samples;
-    the reference set's extractor passes once (cached on disk afterwards)."""
-    ds = shared.dataset if isinstance(shared.dataset, str) else default_dataset(model)
-    buffer = len(model.replay_buffer) if model.replay_buffer is not None else 0
-    ref = sum(set_size(ds, split, None) for split in s.reference.split("+")) \
-        if set(s.metrics) & {"fid", "kid", "prc"} else 0
-    out = [Cost(f"reference features {ds}/{s.reference}", 0, 0, extractor=ref,
-                shared=f"features {ds}/{s.reference}/{s.feature_extractor}")] if ref else []
-    for p in s.protocols():
-        if p.source == "buffer":
-            kept = math.ceil(p.buffer_top * buffer) if p.buffer_top else buffer
-            n = min(s.n, kept) if s.n else kept
-            fwd, bwd, steps = (buffer if p.buffer_top else 0), 0, 0
-        else:
-            n = s.n or FRESH_N
-            chains = p.pcd_rounds * p.pcd_batch if p.pcd_rounds else n
-            fwd = bwd = steps = chains * gradient_steps(p.sampler)
-        out.append(Cost(f"{p.name}: {n} samples", n, fwd + n, bwd, sampler_steps=steps, extractor=n))
-    return out
 
 
 def run(models: list[HybridModel], s: GenSettings, shared: SharedSettings, ctx: Context) -> list[Evaluation]:
@@ -360,7 +341,7 @@ EVALUATOR = Evaluator(
     shared=SHARED, headline=("fid/*/*", "is/*", "kid/*/*"), headline_last=False,
     metrics=("is/*", "is_std/*", "is_real/*/*", "fid/*/*", "kid/*/*", "kid_std/*/*", "precision/*/*", "recall/*/*",
              "cond_acc/*"),
-    figures="Sample grids", positional=(), preflight=preflight, cost=cost,
+    figures="Sample grids", positional=(), preflight=gen_plan.preflight, cost=gen_plan.cost,
     short_help="IS / FID / KID / precision-recall of samples drawn under named protocols.",
     help="""Generation: draw samples under each protocol, score IS / FID / KID / precision-recall.
 
@@ -374,6 +355,7 @@ EVALUATOR = Evaluator(
     Examples:
       jembench gen checkpoints/jem-digits.pt                          1000 fresh SGLD samples, digits-wrn extractor
       jembench gen ckpt.pt --protocol pcd,conditional --n 500 --steps 40
+      jembench gen ckpt.pt --protocol mala --steps 200 --temperature 1 --warmup 50   MALA, acceptance in provenance
       jembench gen jem.pt --protocol buffer --reference train+test    JEM++'s protocol (replay buffer vs train+test)
       jembench gen jem.pt --protocol buffer-top --buffer-top 0.1 --metrics is
       jembench gen jem.pt --offline --fid-weights weights-inception-2015-12-05-6726825d.pth

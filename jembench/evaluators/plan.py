@@ -15,7 +15,7 @@ from typing import Any, Collection, Sequence
 from ..cost import Cost, Throughput, probe, total
 from ..models import HybridModel
 from ..settings import Settings
-from .base import Evaluator, SharedSettings
+from .base import Evaluator, SharedSettings, no_cost
 
 COLUMNS = ("step", "checkpoint", "images", "fwd/img", "bwd/img", "forward", "backward", "SGLD steps",
            "attack steps", "extractor", "est. time")
@@ -60,6 +60,7 @@ def make_plan(steps: Sequence[tuple[str, Evaluator, Settings, HybridModel]], sha
     probes: dict[int, Throughput] = {}
     paid: set[tuple[int, str]] = set()
     rows = []
+    undeclared = sorted({spec.name for _, spec, _, _ in steps if spec.cost is no_cost})
     for i, (name, spec, settings, model) in enumerate(steps):
         if id(model) not in probes:
             probes[id(model)] = probe(model, shared.batch_size)
@@ -78,6 +79,7 @@ def make_plan(steps: Sequence[tuple[str, Evaluator, Settings, HybridModel]], sha
              "its first step (0 afterwards).",
              "est. time: the probe's seconds per image x passes, model passes only: data loading, metrics, figures "
              "and feature-extractor passes (column 'extractor') are not in it."]
+    notes += [f"{', '.join(undeclared)}: passes not declared by the evaluator yet (shown as 0)"] if undeclared else []
     return Plan(rows, summed, {models[i].info.name: {**vars(p), "precision": getattr(models[i], "precision", "fp32")}
                                for i, p in probes.items()}, shared.batch_size, notes)
 

@@ -12,7 +12,7 @@ from typing import Iterator, Mapping
 
 from ..errors import JembenchError
 from ..results import Evaluation
-from . import calib, clf, gen, ood, robust
+from . import calib, clf, density, gen, ood, robust
 from .base import Evaluator
 
 
@@ -58,5 +58,6 @@ REGISTRY = Registry([
     ood.EVALUATOR,
     robust.EVALUATOR,
     gen.EVALUATOR,
+    density.EVALUATOR,
 ])
 EVALUATORS = tuple(REGISTRY)

@@ -45,7 +45,7 @@ from ..results import Evaluation, EvaluatorResult, provenance, results_document,
 from ..runtime import resolve_device
 from ..settings import Settings, Spelling
 from ..version import __version__
-from .base import Context, Evaluator, SharedSettings, record_precision
+from .base import Context, Evaluator, SharedSettings, no_cost, record_precision
 from . import calib, clf
 from .calib import ECE
 from .clf import ACCURACY
@@ -292,9 +292,10 @@ def _run_step(spec: Evaluator, model: HybridModel, settings: Settings, shared: S
         with labelled(ctx.label):
             evs = record_precision(spec.run([model], settings, shared, ctx), shared.precision)
         seconds = time.perf_counter() - start
-        passes = total(spec.cost(settings, shared, model))
+        passes = total(spec.cost(settings, shared, model)) if spec.cost is not no_cost else None
         for e in evs:
-            e.provenance.setdefault("passes", passes)
+            if passes is not None:
+                e.provenance.setdefault("passes", passes)
             if ctx.out_dir is not None and out is not None:
                 prefix = ctx.out_dir.relative_to(out)
                 e.artifacts = {k: (v if Path(v).is_absolute() else str(prefix / v)) for k, v in e.artifacts.items()}
