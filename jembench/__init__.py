@@ -11,12 +11,13 @@ from importlib.util import find_spec
 from typing import Any
 
 from .errors import JembenchError
-from .models import HybridModel, ModelInfo, inspect_checkpoint, load, save_native, wrap
 from .version import __version__
 
-# Python API name -> module that defines it (imported on first use, so `import jembench` stays light); the
-# evaluators' functions come from the registry
+# Python API name -> module that defines it (imported on first use, so `import jembench` and `jembench --help`
+# import no torch); the evaluators' functions come from the registry
 _LAZY = {
+    **dict.fromkeys(("HybridModel", "ModelInfo", "inspect_checkpoint", "load", "save_native", "wrap"),
+                    "jembench.models"),
     "get_dataset": "jembench.data",
     "ForwardCache": "jembench.forward",
     "train": "jembench.training",
@@ -44,5 +45,4 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY, *REGISTRY})
 
 
-__all__ = ["HybridModel", "JembenchError", "ModelInfo", "__version__", "inspect_checkpoint", "load", "save_native",
-           "wrap", *_LAZY]
+__all__ = ["JembenchError", "__version__", *_LAZY]

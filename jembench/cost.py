@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-import torch
+if TYPE_CHECKING:  # torch, models and data are imported when a plan is made, not when commands are listed
+    import torch
 
-from .data.registry import GENERIC_PREFIXES, get_dataset, get_spec
-from .models import HybridModel
+    from .models import HybridModel
 
 PROBE_CPU_BATCH = 32  # on CPU the probe times at most this batch (smaller ones are dominated by overheads)
 PROBE_SECONDS = 1.0  # each probe repeats until it has run this long
@@ -59,6 +59,8 @@ def total(costs: Sequence[Cost]) -> dict[str, Any]:
 
 def set_size(name: str, split: str, n: Optional[int]) -> int:
     """Images a step reads from a set: its declared size (npz / folder: read), cut to ``n``."""
+    from .data.registry import GENERIC_PREFIXES, get_dataset, get_spec
+
     if name.startswith(GENERIC_PREFIXES):
         size = len(get_dataset(name, split))
     else:
@@ -83,6 +85,8 @@ class Throughput:
 
 def probe(model: HybridModel, batch_size: int) -> Throughput:
     """Time the model on random inputs of its shape: forward, then forward + backward of log p~(x) to x."""
+    import torch
+
     dev = model.device
     batch = min(batch_size, PROBE_CPU_BATCH) if dev.type == "cpu" else batch_size
     x = torch.rand(batch, model.info.in_channels, *model.info.image_size, device=dev) * 2 - 1
@@ -115,6 +119,8 @@ def _time(fns: list[Any], dev: torch.device) -> list[float]:
 
 
 def _once(fn: Any, dev: torch.device) -> float:
+    import torch
+
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     start = time.perf_counter()

@@ -21,14 +21,16 @@ from torch_fidelity import FeatureExtractorBase, register_feature_extractor
 from torch_fidelity.helpers import vassert
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
+from . import bundled as shipped
 from . import defaults
 from .errors import JembenchError
+from .settings import hint
 
 
 
 class Bundled(NamedTuple):
-    """A reference classifier shipped in the repository's ``checkpoints/``: its extractor name, file and sha256
-    (the name stands for exactly this file: another file never reports under it)."""
+    """A reference classifier shipped with the package (``bundled:``): its extractor name, file and sha256 (the
+    name stands for exactly this file: another file never reports under it)."""
 
     name: str
     file: str
@@ -39,8 +41,13 @@ class Bundled(NamedTuple):
 BUNDLED = {"digits": Bundled("digits-wrn", "digits-reference-classifier.pt",
                              "232e7c0172ff696e0cb4682fdd0b9cf7998e7d6445548cac7ff9373afff0423e")}
 EXTRACTORS_ENV = defaults.GEN_EXTRACTORS_ENV
-CHECKOUT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"  # a source checkout / editable install
+PACKAGE_DIR = shipped.DIRECTORY  # package data: there after `pip install .`, a wheel or an editable install
 FEATURES = ("penultimate", "logits")
+
+
+def choose_hint(value: str) -> str:
+    """How to choose the extractor ``value``, on each command that takes one (gen and run-all spell it apart)."""
+    return hint("gen", "feature_extractor", value)
 
 
 class ClassifierFeatureExtractor(FeatureExtractorBase):
@@ -111,12 +118,11 @@ def register_classifier(name: str, checkpoint: str | Path, sha256: Optional[str]
 
 
 def search_dirs() -> list[Path]:
-    """Where bundled extractor files are looked for, in order: ``$JEMBENCH_EXTRACTORS``, the source checkout's
-    ``checkpoints/`` (next to the package: editable installs), ``./checkpoints`` (a checkout as working directory:
-    ``pip install .`` copies only the package, not the checkpoints)."""
+    """Where bundled extractor files are looked for, in order: ``$JEMBENCH_EXTRACTORS`` (a folder you choose),
+    then the package's own ``bundled/`` folder."""
     env = os.environ.get(EXTRACTORS_ENV)
     dirs = [Path(env).expanduser()] if env else []
-    return dirs + [CHECKOUT_DIR, Path.cwd() / "checkpoints"]
+    return dirs + [PACKAGE_DIR]
 
 
 def bundled_path(dataset: str) -> Optional[Path]:
@@ -134,13 +140,13 @@ def bundled_path(dataset: str) -> Optional[Path]:
             sha = file_sha256(path)
             if sha != spec.sha256:
                 raise JembenchError(f"{path} is not the bundled {spec.name} extractor (sha256 {sha[:12]}..., expected "
-                                    f"{spec.sha256[:12]}...): restore it, or pass it as --feature-extractor PATH "
-                                    "to report under its own name")
+                                    f"{spec.sha256[:12]}...): restore it, or pass it as "
+                                    f"{choose_hint('PATH')} to report under its own name")
             return path
     where = ", ".join(str(d) for d in dict.fromkeys(dirs))
-    raise JembenchError(f"the {spec.name} feature extractor ({spec.file}, from jembench's checkpoints/) is not in "
-                        f"{where}: set ${EXTRACTORS_ENV}=DIR holding it, or pass --feature-extractor PATH/{spec.file} "
-                        "(or --feature-extractor inception)")
+    raise JembenchError(f"the {spec.name} feature extractor ({spec.file}, shipped with jembench) is not in {where}: "
+                        f"reinstall jembench, set ${EXTRACTORS_ENV}=DIR holding it, or pass "
+                        f"{choose_hint('PATH/' + spec.file)}, or the same with inception")
 
 
 def bundled(dataset: str) -> Optional[tuple[str, Path]]:

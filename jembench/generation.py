@@ -22,18 +22,18 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
-
-import torch
+from typing import TYPE_CHECKING, Any, Optional
 
 from .errors import JembenchError
-from .metrics.fidelity import quantize
 from .progress import track
-from .rng import RECIPE, KeyedNoise
 from .runtime import derive_seed, generator
-from .sampling import GaussianInit, JEMPPConfig, ReplayBuffer, SGLDConfig, UniformInit
-from .sampling.mcmc import ChainResult, MALAConfig, MCMCConfig, MHConfig, input_box, mcmc_sample
-from .sampling.sgld import run_sampler
+from .settings import hint
+
+if TYPE_CHECKING:  # torch and the samplers are imported when sampling: the protocols' names and fields stay light
+    import torch
+
+    from .sampling import GaussianInit, JEMPPConfig, SGLDConfig, UniformInit
+    from .sampling.mcmc import ChainResult, MCMCConfig
 
 SGLD_STEPS = 40  # JEM README: 40 SGLD steps per draw for fresh samples
 PCD_ROUNDS = 100  # batches drawn from, advanced and written back to the buffer (JEM uncond_samples)
@@ -52,7 +52,7 @@ class GenProtocol:
     name: str = "sgld"
     source: str = "fresh"
     init: str = "uniform"
-    sampler: SGLDConfig | JEMPPConfig | MCMCConfig = field(default_factory=lambda: SGLDConfig(steps=SGLD_STEPS))
+    sampler: SGLDConfig | JEMPPConfig | MCMCConfig = field(default_factory=lambda: _sampler("sgld"))
     pcd_rounds: int = 0
     pcd_batch: int = PCD_BATCH
     reinit_freq: float = REINIT_FREQ
@@ -89,18 +89,28 @@ PRESETS: dict[str, dict[str, Any]] = {
     "pcd": {"doc": "JEM uncond_samples: PCD rounds into a buffer of N chains from U(-1,1)",
             "pcd_rounds": PCD_ROUNDS},
     "jem++": {"doc": "fresh chains from the per-class Gaussians, the JEM++ sampler (M=10, 5 inner steps of 0.2)",
-              "init": "gaussian", "sampler": JEMPPConfig},
+              "init": "gaussian", "sampler": lambda: _sampler("jem++")},
     "conditional": {"doc": "class-conditional SGLD on f(x)[y] from U(-1,1), N/K chains per class",
                     "conditional": True},
     "mh": {"doc": "fresh chains from U(-1,1), random-walk Metropolis-Hastings on p~^(1/T) in the input box "
                   "(100 steps of std 0.01 after 50 warm-up steps adapting it to 0.234 acceptance)",
-           "sampler": lambda: MHConfig(warmup=50)},
+           "sampler": lambda: _sampler("mh")},
     "mala": {"doc": "fresh chains from U(-1,1), MALA on p~^(1/T) in the input box (100 steps after 50 warm-up "
-                    "steps adapting the step to 0.574 acceptance)", "sampler": lambda: MALAConfig(warmup=50)},
+                    "steps adapting the step to 0.574 acceptance)", "sampler": lambda: _sampler("mala")},
     "buffer": {"doc": "the checkpoint's replay buffer, all of it", "source": "buffer"},
     "buffer-top": {"doc": "the checkpoint's replay buffer, the most confident fraction per class",
                    "source": "buffer", "buffer_top": BUFFER_TOP},
 }
+
+
+def _sampler(kind: str) -> SGLDConfig | JEMPPConfig | MCMCConfig:
+    """A protocol's default sampler: JEM's SGLD (``SGLD_STEPS`` steps), the JEM++ sampler, or MH / MALA with 50
+    warm-up steps."""
+    from .sampling import JEMPPConfig, SGLDConfig
+    from .sampling.mcmc import MALAConfig, MHConfig
+
+    makers = {"jem++": JEMPPConfig, "mh": lambda: MHConfig(warmup=50), "mala": lambda: MALAConfig(warmup=50)}
+    return makers[kind]() if kind in makers else SGLDConfig(steps=SGLD_STEPS)
 
 
 def make_protocol(spec: str | GenProtocol | dict[str, Any], *, steps: Optional[int] = None,
@@ -115,6 +125,8 @@ def make_protocol(spec: str | GenProtocol | dict[str, Any], *, steps: Optional[i
     set protocol fields. ``None`` leaves a field as it is. ``buffer_top`` changes only buffer protocols and the
     PCD fields only protocols that run PCD rounds (``make_protocol("pcd", conditional=True)`` is conditional PCD).
     """
+    from .sampling import JEMPPConfig
+
     if isinstance(spec, GenProtocol):
         proto = dataclasses.replace(spec, sampler=dataclasses.replace(spec.sampler))
     elif isinstance(spec, dict):
@@ -164,6 +176,9 @@ class Samples:
 
 def gradient_steps(cfg: SGLDConfig | JEMPPConfig | MCMCConfig) -> int:
     """Steps per chain, each one model evaluation (JEM++: one per outer step; MH / MALA: warm-up + steps)."""
+    from .sampling import JEMPPConfig
+    from .sampling.mcmc import MCMCConfig
+
     if isinstance(cfg, MCMCConfig):
         return cfg.warmup + cfg.steps
     return cfg.outer_steps if isinstance(cfg, JEMPPConfig) else cfg.steps
@@ -173,6 +188,9 @@ def _advance(model: Any, x0: torch.Tensor, cfg: SGLDConfig | JEMPPConfig | MCMCC
              y: Optional[torch.Tensor], kw: dict[str, Any], runs: list[ChainResult]) -> torch.Tensor:
     """Advance chains ``x0`` with the protocol's sampler; MH / MALA runs (restricted to the model's input box)
     are appended to ``runs``."""
+    from .sampling.mcmc import MCMCConfig, input_box, mcmc_sample
+    from .sampling.sgld import run_sampler
+
     if isinstance(cfg, MCMCConfig):
         lo, hi = input_box(model.info)
         res = mcmc_sample(model, x0, cfg, gen, y=y, value_range=(lo.to(x0.device), hi.to(x0.device)))
@@ -183,6 +201,8 @@ def _advance(model: Any, x0: torch.Tensor, cfg: SGLDConfig | JEMPPConfig | MCMCC
 
 def _mcmc_facts(runs: list[ChainResult], observed: dict[str, float], warnings: list[str]) -> None:
     """Acceptance and kept step size of MH / MALA runs into ``observed``; a warning when acceptance is extreme."""
+    import torch
+
     acc = torch.cat([r.acceptance for r in runs])
     steps = [r.step_size for r in runs]
     observed.update({"mcmc/acceptance_mean": float(acc.mean()), "mcmc/acceptance_min": float(acc.min()),
@@ -194,6 +214,8 @@ def _mcmc_facts(runs: list[ChainResult], observed: dict[str, float], warnings: l
 
 
 def _init(model: Any, proto: GenProtocol, train_set: Any) -> UniformInit | GaussianInit:
+    from .sampling import GaussianInit, UniformInit
+
     lo, hi = model.info.value_range
     shape = (model.info.in_channels, *model.info.image_size)
     if proto.init == "uniform":
@@ -205,6 +227,8 @@ def _init(model: Any, proto: GenProtocol, train_set: Any) -> UniformInit | Gauss
 
 
 def _describe_init(init: UniformInit | GaussianInit, train_set: Any) -> dict[str, Any]:
+    from .sampling import GaussianInit
+
     d = init.describe()
     if isinstance(init, GaussianInit):
         d.update(fitted_on=f"{train_set.name} {train_set.split} split ({len(train_set)} images)",
@@ -231,6 +255,12 @@ def generate(model: Any, protocol: GenProtocol, n: Optional[int], *, seed: int =
 
 def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_size: int, train_set: Any,
            record: dict[str, Any], progress: bool) -> Samples:
+    import torch
+
+    from .metrics.fidelity import quantize
+    from .rng import RECIPE, KeyedNoise
+    from .sampling import JEMPPConfig, ReplayBuffer
+
     k = model.info.n_classes
     bn_train = proto.bn_train if proto.bn_train is not None else (
         isinstance(proto.sampler, JEMPPConfig) and model.info.norm == "batch")
@@ -271,7 +301,8 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
         observed["pcd/chains_never_advanced"] = never
         if never:
             warnings.append(f"{never} of {n} buffer chains were never advanced (pcd_rounds x pcd_batch = "
-                            f"{proto.pcd_rounds * proto.pcd_batch}); they are init noise: raise --pcd-rounds")
+                            f"{proto.pcd_rounds * proto.pcd_batch}); they are init noise: raise "
+                            f"{hint('gen', 'pcd_rounds')}")
     out = Samples(x, quantize(model, x), labels.cpu() if labels is not None else None, record,
                   observed, warnings, chain_steps=chain_steps)
     if runs:
@@ -288,11 +319,15 @@ def _to(y: Optional[torch.Tensor], dev: torch.device) -> Optional[torch.Tensor]:
 
 def _from_buffer(model: Any, proto: GenProtocol, n: Optional[int], gen: torch.Generator, batch_size: int,
                  record: dict[str, Any]) -> Samples:
+    import torch
+
+    from .metrics.fidelity import quantize
+
     buf = model.replay_buffer
     name = model.info.name
     if buf is None:
         raise JembenchError(f"checkpoint {name!r} has no replay buffer; use a fresh-chain protocol "
-                            "(e.g. --protocol sgld)")
+                            f"(e.g. {hint('gen', 'protocol', 'sgld')})")
     want = (model.info.in_channels, *model.info.image_size)
     if tuple(buf.shape[1:]) != want:
         raise JembenchError(f"checkpoint {name!r}: replay buffer of shape {tuple(buf.shape[1:])}, model takes {want}")
@@ -309,18 +344,20 @@ def _from_buffer(model: Any, proto: GenProtocol, n: Optional[int], gen: torch.Ge
         perm = torch.randperm(len(keep), generator=gen, device=gen.device).cpu()
         keep = keep[perm[:n]].sort().values
     elif n is not None and n > len(keep):
-        warnings.append(f"--n {n} but the buffer of {name!r} gives {len(keep)} samples: all {len(keep)} were used "
-                        "(FID is biased in N: compare only numbers with equal N)")
+        warnings.append(f"{hint('gen', 'n', n)} but the buffer of {name!r} gives {len(keep)} samples: all "
+                        f"{len(keep)} were used (FID is biased in N: compare only numbers with equal N)")
     record["n"] = len(keep)
     x = model.to_model_space(images[keep].float() / 255.0)
     return Samples(x, images[keep], None, record, observed, warnings)
 
 
-@torch.no_grad()
 def _top_confident(model: Any, images: torch.Tensor, top: float, batch_size: int) -> torch.Tensor:
     """Indices of the ``top`` fraction (ceil, at least one) most confident images per predicted class."""
-    probs = torch.cat([model(model.to_model_space(images[s:s + batch_size].float().to(model.device) / 255.0))
-                       .softmax(-1).cpu() for s in range(0, len(images), batch_size)])
+    import torch
+
+    with torch.no_grad():
+        probs = torch.cat([model(model.to_model_space(images[s:s + batch_size].float().to(model.device) / 255.0))
+                           .softmax(-1).cpu() for s in range(0, len(images), batch_size)])
     conf, pred = probs.max(-1)
     keep = []
     for c in pred.unique():

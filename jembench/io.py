@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
-import numpy as np
+import sys
 
 from .errors import JembenchError
 
@@ -35,9 +35,10 @@ def to_jsonable(obj: Any) -> Any:
         return str(obj)
     if hasattr(obj, "detach"):  # torch tensor
         obj = obj.detach().cpu().numpy()
-    if isinstance(obj, np.ndarray):
+    np = sys.modules.get("numpy")  # an object can only be a numpy one if numpy is loaded (listing commands: not)
+    if np is not None and isinstance(obj, np.ndarray):
         return to_jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
+    if np is not None and isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
@@ -128,6 +129,8 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def atomic_savez(path: str | os.PathLike, **arrays: Any) -> None:
+    import numpy as np
+
     buf = io.BytesIO()
     np.savez_compressed(buf, **{k: np.asarray(to_numpy(v)) for k, v in arrays.items()})
     atomic_write_bytes(path, buf.getvalue())

@@ -9,18 +9,21 @@ run-all raise every problem found together (:class:`jembench.errors.PreflightErr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from .data.imageset import ImageSet
-from .data.registry import GENERIC_PREFIXES, SYNTHETIC, data_root, get_spec
 from .errors import JembenchError
-from .models import HybridModel
+
+if TYPE_CHECKING:  # data and models import torch: imported when the checks run, not when commands are listed
+    from .data.imageset import ImageSet
+    from .models import HybridModel
 
 CONVERTIBLE = {(3, 1), (1, 3)}  # channel rules of jembench.data.adapt (RGB <-> gray)
 
 
 def dataset_problems(name: str, split: str, *, data_dir: Any = None, download: bool = False) -> list[str]:
     """A named dataset is known, has ``split`` and (unless it will be downloaded) its files are all there."""
+    from .data.registry import GENERIC_PREFIXES, data_root, get_spec
+
     if name.startswith(GENERIC_PREFIXES):
         path = Path(name.split(":", 1)[1].rsplit("@", 1)[0]).expanduser()
         return [] if path.exists() else [f"dataset {name!r}: no such file or folder {path}"]
@@ -45,6 +48,8 @@ def dataset_problems(name: str, split: str, *, data_dir: Any = None, download: b
 
 def _declared(name: str) -> Optional[tuple[Optional[int], tuple[int, int, int]]]:
     """(classes, shape) a registered dataset declares; None for generic sources (known only once read)."""
+    from .data.registry import GENERIC_PREFIXES, get_spec
+
     if name.startswith(GENERIC_PREFIXES):
         return None
     try:
@@ -58,6 +63,8 @@ def eval_set_problems(model: HybridModel, dataset: str | ImageSet, split: str, *
                       download: bool = False, need_labels: bool = True) -> list[str]:
     """The evaluation set of ``model``: present, with the model's input shape and (``need_labels``) class count,
     as :func:`jembench.evaluators.common.check_compatible` will require."""
+    from .data.imageset import ImageSet
+
     if isinstance(dataset, ImageSet):
         classes, shape, name = dataset.n_classes, tuple(dataset.shape), dataset.name
         if need_labels and dataset.labels is None:
@@ -74,6 +81,8 @@ def eval_set_problems(model: HybridModel, dataset: str | ImageSet, split: str, *
 def ood_set_problems(model: HybridModel, name: str, *, data_dir: Any = None, download: bool = False) -> list[str]:
     """An OOD set: present, and its channels convertible to the model's by the rules of
     :mod:`jembench.data.adapt` (any image size is resized; classes do not matter)."""
+    from .data.registry import SYNTHETIC
+
     if name in SYNTHETIC:
         return []
     problems = dataset_problems(name, "test", data_dir=data_dir, download=download)

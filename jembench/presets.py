@@ -73,7 +73,8 @@ class Preset:
         for key, value in assignments.items():
             section, _, name = key.rpartition(".")
             if section:
-                if section not in REGISTRY or REGISTRY[section].settings.field(name) is None:
+                if section not in REGISTRY or not (REGISTRY[section].settings.field(name)
+                                                   or REGISTRY[section].settings.renamed(name)):
                     found.append(f"--set {key}={value}: {unknown}")
                 else:
                     sections.setdefault(section, {})[name] = value
@@ -138,7 +139,7 @@ def quick() -> Preset:
         n=None, sigma=0.0, sections={
             "calib": CalibSettings(bootstrap=200),
             "ood": OODSettings(bootstrap=200),
-            "robust": RobustSettings(norm=("linf",), eps_linf=(0.0, 2 / 255, 8 / 255), n=64, steps=10,
+            "robust": RobustSettings(threat=("linf",), eps_linf=(0.0, 2 / 255, 8 / 255), n=64, steps=10,
                                      purify_steps=(0, 1), eot=2, eval_purifications=2, purify_copies=2,
                                      full_grad_max_k=0),
             "gen": GenSettings(n=500, protocol=("sgld",), steps=20),
@@ -154,7 +155,7 @@ def paper() -> Preset:
         n=None, sigma=defaults.JEM_TEST_SIGMA, sections={
             "calib": CalibSettings(bins=15, bootstrap=1000),
             "ood": OODSettings(bootstrap=1000),
-            "robust": RobustSettings(norm=("linf", "l2"),
+            "robust": RobustSettings(threat=("linf", "l2"),
                                      eps_linf=(0.0, 2 / 255, 4 / 255, 8 / 255, 16 / 255, 24 / 255),
                                      eps_l2=(0.0, 0.25, 0.5, 1.0, 1.5, 2.0), n=300, steps=40,
                                      purify_steps=(0, 1, 10), eot=5, eval_purifications=10),

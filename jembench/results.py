@@ -19,7 +19,6 @@ Two evaluations share a comparison column only when their ``protocol_key`` is eq
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import platform
@@ -29,8 +28,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
-
-import numpy as np
 
 from .errors import JembenchError
 from .io import atomic_write_json, to_jsonable
@@ -100,6 +97,9 @@ def _git(*args: str) -> Optional[str]:
 def provenance(device: Any = None, seed: Optional[int] = None,
                config: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Versions, machine and command: what a reader needs to trust and reproduce the numbers."""
+    import importlib.metadata
+
+    import numpy as np
     import torch
 
     from .version import __version__

@@ -15,11 +15,12 @@ rows keyed ``(seed, *labels, *groups[g], t)``.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from .runtime import derive_seed, generator
+
+if TYPE_CHECKING:  # imported when drawing: the recipe's name is recorded by modules that listing commands read
+    import torch
 
 NOISE_CHUNK = 1024
 SAMPLE_CHUNK = 64
@@ -34,6 +35,8 @@ def keyed(start: int, stop: int, shape: tuple[int, ...], seed: int, *labels: obj
     """``[stop - start, *shape]`` float32 CPU draws (``randn``: N(0, 1); ``rand``: U[0, 1)) of samples
     ``[start, stop)``, chunk j from ``derive_seed(seed, *labels, j)``: the same per sample however the range is
     batched."""
+    import torch
+
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     draw = torch.randn if kind == "randn" else torch.rand
@@ -60,6 +63,8 @@ class KeyedNoise:
         return self.stop - self.start
 
     def _draw(self, shape: tuple[int, ...], kind: str) -> torch.Tensor:
+        import torch
+
         if shape[0] != self.n * len(self.groups):
             raise ValueError(f"keyed draw of {shape[0]} rows for {len(self.groups)} x {self.n} samples")
         t, self.draws = self.draws, self.draws + 1

@@ -21,14 +21,16 @@ Adding a score is one decorated function here; the OOD evaluator, its options an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Optional, Sequence
 
-import torch
-
-from .data.imageset import ImageSet
 from .errors import JembenchError
-from .forward import ForwardPass, noisy_batches
-from .models.hybrid import HybridModel
+
+if TYPE_CHECKING:  # torch is imported when a score is computed: the registry's names (--score) stay light
+    import torch
+
+    from .data.imageset import ImageSet
+    from .forward import ForwardPass
+    from .models.hybrid import HybridModel
 
 NEEDS = ("logits", "gradient", "pass")
 
@@ -72,6 +74,8 @@ def parse_scores(names: Optional[Iterable[str]]) -> list[str]:
 
 def energy_score(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """T * logsumexp(logits / T): the negative free energy at temperature T (Liu et al. 2020)."""
+    import torch
+
     if not temperature > 0:
         raise JembenchError(f"--temperature must be > 0, got {temperature}")
     return temperature * torch.logsumexp(logits / temperature, dim=-1)
@@ -111,6 +115,8 @@ def input_grad_norm(model: HybridModel, x: torch.Tensor) -> torch.Tensor:
 
     Exact per sample when the model treats samples independently (eval mode: BN uses running stats).
     """
+    import torch
+
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         (grad,) = torch.autograd.grad(model.log_px(x).sum(), x)
@@ -128,6 +134,10 @@ def gradnorm_scores(model: HybridModel, imageset: ImageSet, *, sigma: float = 0.
     the forward cache (train-mode batch norm would mix samples); its flags and BN statistics are restored after.
     Returns float32 ``[N]`` on CPU.
     """
+    import torch
+
+    from .forward import noisy_batches
+
     out = [-input_grad_norm(model, x).float().cpu()
            for _, x in noisy_batches(model, imageset, batch_size, sigma, seed, "gradnorm", progress)]
     return torch.cat(out) if out else torch.zeros(0)

@@ -14,7 +14,10 @@ Field types: ``int``, ``float`` (text may be a fraction, ``8/255``), ``str``, ``
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
 import os
+import sys
 import types
 import typing
 from dataclasses import dataclass
@@ -40,12 +43,23 @@ class Spec:
     choices: Optional[Sequence[str] | Callable[[], Sequence[str]]] = None  # a callable is read when needed
     unit: Optional[str] = None
     aliases: tuple[str, ...] = ()  # other names accepted on the command line, in --set and in the API
+    deprecated: tuple[str, ...] = ()  # former names, still read (not offered as options) with a warning
     parse: Optional[Callable[[str], Any]] = None  # text -> value, replacing the type's own parsing
-    accepts: tuple[type, ...] = ()  # Python objects the API passes through unchanged (e.g. an ImageSet)
+    accepts: tuple[str, ...] = ()  # classes ("module:Class") whose objects the API passes through (an ImageSet)
     metavar: Optional[str] = None
     repeatable: bool = False  # a list option given several times on the command line (--out a --out b)
     noun: Optional[str] = None  # what one choice is ("attack"): errors say "unknown attack 'x'"
     path: Optional[str] = None  # "dir" or "file": a path, which must not be the other kind when it exists
+
+    def takes(self, value: Any) -> bool:
+        """Whether ``value`` is an object of an ``accepts`` class. The classes are named, not imported (their
+        modules import torch): a value can only be one if its module is loaded already."""
+        for name in self.accepts:
+            module, cls = name.split(":")
+            loaded = sys.modules.get(module)
+            if loaded is not None and isinstance(value, getattr(loaded, cls)):
+                return True
+        return False
 
     def allowed(self) -> Optional[list[str]]:
         if self.choices is None:
@@ -129,14 +143,20 @@ class Spelling:
 CLI = Spelling()
 
 
+def hint(section: str, name: str, value: Any = None) -> str:
+    """An evaluator option as its command and run-all write it, for messages raised while it runs (which do not
+    know which one the user ran): ``--eot (run-all: --set robust.eot)``, ``--n 500 (run-all: --set gen.n=500)``."""
+    if value is None:
+        return f"{CLI.option(name)} (run-all: {Spelling(section).option(name)})"
+    return f"{CLI.assign(name, value)} (run-all: {Spelling(section).assign(name, value)})"
+
+
 class Settings:
     """Base of every settings dataclass: fields, parsing from text or objects, validation, dict form."""
 
     @classmethod
     def fields(cls) -> list[Field]:
-        hints = typing.get_type_hints(cls)
-        return [Field(f.name, hints[f.name], f.default, f.metadata[META]) for f in dataclasses.fields(cls)
-                if META in f.metadata]
+        return list(_fields(cls))
 
     @classmethod
     def field(cls, name: str) -> Optional[Field]:
@@ -144,20 +164,32 @@ class Settings:
         return next((f for f in cls.fields() if name in f.names), None)
 
     @classmethod
+    def renamed(cls, name: str) -> Optional[Field]:
+        """The field that was called ``name`` before (``Spec.deprecated``), else None."""
+        return next((f for f in cls.fields() if name in f.spec.deprecated), None)
+
+    @classmethod
     def build(cls, values: Mapping[str, Any] = {}, *, spell: Spelling = CLI,  # noqa: B006 - read only
               base: Optional["Settings"] = None):
         """An instance from ``base`` (default: the class defaults) with ``values`` set, parsed and validated.
 
-        Keys may be field names or aliases; text values are parsed by the field's type. Raises
-        :class:`SettingError` naming the option as ``spell`` writes it (default: as on a command)."""
+        Keys may be field names, aliases or former names (read with a deprecation warning on the ``jembench``
+        logger); text values are parsed by the field's type. Raises :class:`SettingError` naming the option as
+        ``spell`` writes it (default: as on a command)."""
         given: dict[str, Any] = {}
         problems: list[str] = []
         for key, value in values.items():
-            f = cls.field(key)
+            f = cls.field(key) or cls.renamed(key)
             try:
                 if f is None:
                     raise SettingError(f"{spell.assign(key, value)}: unknown option; options: "
                                        f"{', '.join(g.name for g in cls.fields())}")
+                if f.name in given:
+                    raise SettingError(f"{spell.option(key)} and {spell.option(f.name)} set the same thing; give "
+                                       f"{spell.option(f.name)} only")
+                if key in f.spec.deprecated:
+                    logging.getLogger(META).warning("%s is deprecated: use %s", spell.assign(key, value),
+                                                    spell.assign(f.name, value))
                 given[f.name] = coerce(f, value, spell)
             except JembenchError as exc:
                 problems.append(str(exc))
@@ -191,6 +223,14 @@ class Settings:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in self.fields()}
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[Field, ...]:
+    """The fields of a settings class, read once (resolving the annotations is most of ``--help``'s own time)."""
+    hints = typing.get_type_hints(cls)
+    return tuple(Field(f.name, hints[f.name], f.default, f.metadata[META]) for f in dataclasses.fields(cls)
+                 if META in f.metadata)
 
 
 # --- parsing ---------------------------------------------------------------------------------------------
@@ -229,7 +269,7 @@ def _coerce(f: Field, value: Any) -> Any:
         if not f.optional:
             raise ValueError("None")
         return None
-    if f.spec.accepts and isinstance(value, f.spec.accepts):
+    if f.spec.takes(value):
         return value
     if f.is_list:  # text items are split (a comma list, or the field's parser); repeated options arrive as a tuple
         split = f.spec.parse or (lambda text: parse_list(text, str))
@@ -243,7 +283,7 @@ def _coerce(f: Field, value: Any) -> Any:
 
 def _coerce_item(f: Field, value: Any) -> Any:
     kind = f.item_type
-    if f.spec.accepts and isinstance(value, f.spec.accepts):
+    if f.spec.takes(value):
         return value
     if kind is bool:
         if isinstance(value, bool):
@@ -269,6 +309,15 @@ def _coerce_item(f: Field, value: Any) -> Any:
     return value
 
 
+def fits(f: Field, value: Any) -> bool:
+    """Whether ``value`` is a valid value of ``f`` (its type, choices and bounds)."""
+    try:
+        check_value(f, coerce(f, value, CLI), CLI)
+    except JembenchError:
+        return False
+    return True
+
+
 def check_value(f: Field, value: Any, spell: Spelling) -> None:
     """Choices, bounds and path kind of one field (each item of a list)."""
     if value is None:
@@ -276,7 +325,7 @@ def check_value(f: Field, value: Any, spell: Spelling) -> None:
     items = value if f.is_list else (value,)
     allowed = f.spec.allowed()
     for item in items:
-        if f.spec.accepts and isinstance(item, f.spec.accepts):
+        if f.spec.takes(item):
             continue
         if allowed is not None and item not in allowed:
             if f.spec.noun:

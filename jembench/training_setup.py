@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from . import defaults
+from . import bundled, defaults
 from .data import ImageSet, get_dataset
 from .errors import JembenchError
 from .models.checkpoints import NATIVE_FORMAT, read_checkpoint
@@ -21,6 +21,7 @@ def read_resume(resume: Optional[str | Path]) -> Optional[dict[str, Any]]:
     """The checkpoint to resume (None for a new run); refuses anything jembench train did not write."""
     if resume is None:
         return None
+    resume = bundled.resolve(resume)  # bundled:NAME -> the file shipped in the package
     if not Path(resume).is_file():
         raise JembenchError(f"--resume {resume}: {'is a directory' if Path(resume).is_dir() else 'no such file'}; "
                             "give a checkpoint written by jembench train")

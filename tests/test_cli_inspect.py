@@ -79,5 +79,5 @@ def test_checkpoint_from_environment_and_several_files(tmp_path):
 def test_help_teaches():
     out = CliRunner().invoke(main, ["inspect", "--help"]).output
     for text in ("[CKPT]", "$JEMBENCH_CKPT", "--head f", "--norm layer", "--dataset NAME", "weights_only=True",
-                 "jembench inspect checkpoints/jem-digits.pt", "--json"):
+                 "jembench inspect bundled:jem-digits", "jembench inspect bundled:", "--json"):
         assert text in out, text

@@ -175,8 +175,27 @@ def test_digits_default():
     counts = torch.bincount(test.labels, minlength=10)
     assert counts.min() >= 35 and counts.max() <= 37  # stratified: ~36 per class of ~180
     fp = test.fingerprint()
-    digits_module._arrays.cache_clear()  # the split is recomputed from scratch: same seed, same images
+    digits_module._arrays.cache_clear()  # re-read from the shipped arrays: same images
     assert get_dataset("digits", "test").fingerprint() == fp
+
+
+def test_shipped_digits_arrays_are_sklearns_split_exactly():
+    """The npz shipped with the package = load_digits, round(v * 255 / 16), stratified 20% test with seed 0; the
+    fingerprints are those the sklearn-built sets had before the arrays were shipped (results stay comparable)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    x_tr, x_te, y_tr, y_te = train_test_split(images, bunch.target, test_size=digits_module.TEST_FRACTION,
+                                              random_state=digits_module.SPLIT_SEED, stratify=bunch.target)
+    shipped = digits_module._arrays()
+    for split, (x, y) in {"train": (x_tr, y_tr), "test": (x_te, y_te)}.items():
+        assert np.array_equal(shipped[split][0], x) and np.array_equal(shipped[split][1].astype(np.int64), y)
+    assert get_dataset("digits", "test").fingerprint() == \
+        "2a5e0fcfaf6756a47071f11e1bb55825095fb62fc132db94ade8787f946ca833"
+    assert get_dataset("digits", "train").fingerprint() == \
+        "a91fe7353c210cab45747da5b457a6b559b559561aad17c6bd206c60c6278b6e"
 
 
 # ----------------------------------------------------------------------------------------------------- npz / folder

@@ -123,18 +123,20 @@ def test_unknown_extractor_and_wrong_image_shape_are_one_line_errors(digits_ext)
 
 
 def test_bundled_extractor_found_without_the_checkout_or_a_one_line_error(tmp_path, monkeypatch):
-    """``pip install .`` ships the package, not checkpoints/: the lookup falls back to $JEMBENCH_EXTRACTORS, a
-    copy passed as PATH keeps the bundled name, another file never reports as digits-wrn."""
+    """The extractor ships in the package; without it (a broken install) the lookup falls back to
+    $JEMBENCH_EXTRACTORS, a copy passed as PATH keeps the bundled name, another file never reports as digits-wrn,
+    and the error names options of both commands that take an extractor."""
     import shutil
 
     from jembench import feature_extractors as fx
 
     spec = fx.BUNDLED["digits"]
-    original = fx.CHECKOUT_DIR / spec.file
-    monkeypatch.setattr(fx, "CHECKOUT_DIR", tmp_path / "site-packages" / "checkpoints")
+    original = fx.PACKAGE_DIR / spec.file
+    monkeypatch.setattr(fx, "PACKAGE_DIR", tmp_path / "site-packages" / "jembench" / "bundled")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(fx.EXTRACTORS_ENV, raising=False)
-    with pytest.raises(JembenchError, match=r"\$JEMBENCH_EXTRACTORS=DIR.*--feature-extractor PATH/digits-reference"):
+    with pytest.raises(JembenchError, match=r"\$JEMBENCH_EXTRACTORS=DIR.*--feature-extractor PATH/digits-reference\S* "
+                       r"\(run-all: --set gen.feature_extractor=PATH/digits-reference\S*\)"):
         fidelity.resolve_extractor("auto", "digits")
     copy = tmp_path / "extractors" / spec.file
     copy.parent.mkdir()
@@ -144,7 +146,8 @@ def test_bundled_extractor_found_without_the_checkout_or_a_one_line_error(tmp_pa
     assert (ext.name, ext.sha256, ext.path) == ("digits-wrn", spec.sha256, str(copy))
     monkeypatch.delenv(fx.EXTRACTORS_ENV)
     assert fidelity.resolve_extractor(str(copy), "digits").name == "digits-wrn"  # --feature-extractor PATH
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / spec.file).write_bytes(copy.read_bytes()[:-1] + b"x")  # ./checkpoints, altered
+    monkeypatch.setenv(fx.EXTRACTORS_ENV, str(tmp_path / "altered"))
+    (tmp_path / "altered").mkdir()
+    (tmp_path / "altered" / spec.file).write_bytes(copy.read_bytes()[:-1] + b"x")
     with pytest.raises(JembenchError, match="is not the bundled digits-wrn extractor"):
         fidelity.resolve_extractor("digits-wrn", "digits")

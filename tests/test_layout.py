@@ -17,7 +17,8 @@ LAYERS = {
     "jembench.training_setup": 3,
     "jembench.models": 2, "jembench.data": 2, "jembench.sampling": 2, "jembench.results": 2, "jembench.cost": 2,
     "jembench.io": 1, "jembench.errors": 1, "jembench.runtime": 1, "jembench.defaults": 1, "jembench.version": 1,
-    "jembench.settings": 1, "jembench.outdir": 1, "jembench.rng": 1, "jembench.progress": 1,
+    "jembench.settings": 1, "jembench.outdir": 1, "jembench.rng": 1, "jembench.lazy": 1, "jembench.bundled": 1,
+    "jembench.progress": 1,
 }
 NAMES = {1: "io, errors, runtime, settings", 2: "models, data, sampling, results",
          3: "forward, scores, attacks, generation, metrics, figures, reporting, training",

@@ -53,7 +53,7 @@ def linear_problem(norm, seed=0, n=40):
 def test_linear_model_matches_analytic_robust_accuracy(norm, tmp_path):
     model, iset, eps, radius = linear_problem(norm)
     assert max(eps) <= 0.25
-    res = robust(model, dataset=iset, norm=norm, eps=eps, n=None, steps=40, probe=False, progress=False,
+    res = robust(model, dataset=iset, threat=norm, eps=eps, n=None, steps=40, probe=False, progress=False,
                  out_dir=tmp_path, save_raw=True)
     (ev,) = res.evaluations
     raw = np.load(tmp_path / ev.artifacts["per-image correctness (npz)"])
@@ -218,7 +218,7 @@ def test_cli(tiny_jem, tmp_path):
 def test_adversarials_and_purifications_do_not_depend_on_the_batch_size(tiny_jem):
     """Random starts, EOT and purification noise are keyed by sample index: batch sizes 7 and 64 give the same
     adversarial examples (L-inf and L2, stochastic purifier with EOT) and the same purified logits."""
-    from jembench.attacks import PixelClassifier
+    from jembench.attacks import PixelClassifier, PurifyConfig
     from jembench.data import get_dataset
     from jembench.evaluators.robust import RobustSettings
     from jembench.forward import ForwardCache
@@ -235,8 +235,8 @@ def test_adversarials_and_purifications_do_not_depend_on_the_batch_size(tiny_jem
             assert torch.allclose(a, b, atol=1e-6)
         assert not torch.allclose(advs[0][0], advs[0][1])  # K = 1 is another attack (a check that can fail)
     x = iset.pixels01()
-    whole, parts = PixelClassifier(tiny_jem, robust_mod.PurifyConfig(steps=2)), PixelClassifier(
-        tiny_jem, robust_mod.PurifyConfig(steps=2))
+    whole, parts = PixelClassifier(tiny_jem, PurifyConfig(steps=2)), PixelClassifier(
+        tiny_jem, PurifyConfig(steps=2))
     whole.key(5, 0, 14)
     split = []
     for lo in (0, 7):

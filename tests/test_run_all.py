@@ -132,7 +132,7 @@ def test_provenance_has_wall_times_sha256_and_preset(tmp_path, tiny_jem, monkeyp
 def test_presets_and_overrides():
     quick, paper = get_preset("quick"), get_preset("paper")
     assert paper.sigma == 0.03 and paper.robust.steps == 40 and paper.robust.n == 300 and paper.gen.n == 10000
-    assert set(paper.robust.norms) == {"linf", "l2"} and 10 in paper.robust.purify_steps
+    assert set(paper.robust.threat) == {"linf", "l2"} and 10 in paper.robust.purify_steps
     p = quick.override({"sigma": "0.03", "robust.eps_linf": "0,8/255", "n": "none", "evaluators": "clf,ood"})
     assert p.sigma == 0.03 and p.robust.eps_linf == (0.0, 8 / 255) and p.n is None and p.evaluators == ("clf", "ood")
     assert quick.sigma == 0.0 and quick.robust.eps_linf != p.robust.eps_linf  # the original is untouched

@@ -1,19 +1,13 @@
 """Adversarial attacks in pixel space: a wrapper that hides the model's input range (and optionally
-defends it with JEM-K SGLD purification), and the torchattacks attacks run on it, explicitly seeded."""
+defends it with JEM-K SGLD purification), and the torchattacks attacks run on it, explicitly seeded.
 
-from typing import Any
+The registry (names, threat models) needs no torch; the wrapper and the attacks are imported on first use."""
 
+from ..lazy import lazy_exports
 from .registry import ATTACKS, NORMS, build_attack, check_attack, default_step_size, run_attack
-from .wrapper import PassCounter, PixelClassifier, PurifyConfig
 
-
-def __getattr__(name: str) -> Any:  # KeyedPGD imports torchattacks: only when asked for
-    if name == "KeyedPGD":
-        from .pgd import KeyedPGD
-
-        return KeyedPGD
-    raise AttributeError(f"module 'jembench.attacks' has no attribute {name!r}")
-
+__getattr__ = lazy_exports(__name__, {"KeyedPGD": ".pgd", "PassCounter": ".wrapper", "PixelClassifier": ".wrapper",
+                                      "PurifyConfig": ".wrapper"})
 
 __all__ = ["ATTACKS", "KeyedPGD", "NORMS", "PassCounter", "PixelClassifier", "PurifyConfig", "build_attack",
            "check_attack", "default_step_size", "run_attack"]

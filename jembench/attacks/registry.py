@@ -16,12 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
-import torch
-import torch.nn as nn
-
 from ..errors import JembenchError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch and torchattacks are imported when an attack runs: the registry's names stay light
+    import torch
+    import torch.nn as nn
     import torchattacks
 
 NORMS = ("linf", "l2")
@@ -94,6 +93,7 @@ def run_attack(attack: torchattacks.attack.Attack, images: torch.Tensor, labels:
     """``attack(images, labels)``, images ``start, start + 1, ...`` of the evaluation set: a keyed attack gets
     ``key(seed, start)``; otherwise torch's global RNG (and APGD's own seed) is set to ``seed`` for the call only.
     Returns detached adversarial images."""
+    import torch
     import torchattacks  # already imported by the attack's construction
 
     if getattr(attack, "keyed", False):

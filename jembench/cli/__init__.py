@@ -90,8 +90,9 @@ def main() -> None:
 
     \b
     Start here:
-      jembench run-all checkpoints/jem-digits.pt checkpoints/baseline-digits.pt --preset quick
+      jembench run-all bundled:jem-digits bundled:baseline-digits --preset quick
       jembench inspect CKPT            what was inferred from a checkpoint
+      jembench inspect bundled:        the checkpoints shipped with jembench (bundled:NAME anywhere)
       jembench ood --in cifar10 --out svhn   (CKPT from $JEMBENCH_CKPT)
 
     Checkpoints: JEM / JEM++ files as their authors saved them, bare state dicts, or jembench's own

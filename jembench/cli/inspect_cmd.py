@@ -7,8 +7,7 @@ from typing import Any
 
 import click
 
-from .. import defaults
-from ..models import inspect_checkpoint
+from .. import bundled, defaults
 from .options import json_option, resolve_checkpoints, shared_options
 
 HEAD_TEXT = {"ccf": "ccf: log p(x) = logsumexp of the logits", "f": "f: log p(x) = energy head (--uncond)"}
@@ -87,8 +86,9 @@ def inspect_cmd(checkpoints: tuple[str, ...], head: str | None, norm: str | None
     Prints the family (jem, jem++, jembench), the file format, the architecture inferred from the keys
     (WRN-depth-width and normalisation), class count, input shape and value range, the log p(x) head,
     dataset, training noise sigma, replay buffer, parameter count, sha256, and notes on every guess made.
-    CKPT defaults to $JEMBENCH_CKPT. Files are read with weights_only=True: a pickle that would run
-    code is refused.
+    CKPT defaults to $JEMBENCH_CKPT; bundled:NAME names a checkpoint shipped with jembench, and
+    `jembench inspect bundled:` lists them. Files are read with weights_only=True: a pickle that would
+    run code is refused.
 
     \b
     JEM / JEM++ files do not record everything; say what you know:
@@ -98,9 +98,17 @@ def inspect_cmd(checkpoints: tuple[str, ...], head: str | None, norm: str | None
 
     \b
     Examples:
-      jembench inspect checkpoints/jem-digits.pt
+      jembench inspect bundled:jem-digits
+      jembench inspect bundled:
       jembench inspect CIFAR10_MODEL.pt --dataset cifar10 --json
     """
+    if bundled.PREFIX in checkpoints:
+        shipped = bundled.listing()
+        click.echo(json.dumps(shipped, indent=2) if as_json else "\n".join(
+            f"{d['name']:<38}{d['bytes'] / 1e6:5.1f} MB  {d['description']}" for d in shipped))
+        return
+    from ..models import inspect_checkpoint
+
     docs = [inspect_checkpoint(p, head=head, norm=norm, dataset=dataset) for p in resolve_checkpoints(checkpoints)]
     if as_json:
         click.echo(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))

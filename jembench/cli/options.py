@@ -121,7 +121,7 @@ def resolve_checkpoints(paths: tuple[str, ...]) -> list[str]:
     env = os.environ.get(defaults.CKPT_ENV, "").strip()
     if env:
         return [p for p in env.split(os.pathsep) if p]
-    raise JembenchError(f"no checkpoint given: pass CKPT (e.g. checkpoints/jem-digits.pt) or set ${defaults.CKPT_ENV}")
+    raise JembenchError(f"no checkpoint given: pass CKPT (e.g. bundled:jem-digits) or set ${defaults.CKPT_ENV}")
 
 
 def emit(doc: dict[str, Any], as_json: bool, summary: str) -> None:

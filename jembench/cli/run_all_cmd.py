@@ -79,7 +79,7 @@ def run_all_cmd(checkpoints, preset, only, skip, assignments, fid_weights, offli
 
     \b
     Examples:
-      jembench run-all checkpoints/jem-digits.pt checkpoints/baseline-digits.pt
+      jembench run-all bundled:jem-digits bundled:baseline-digits
       jembench run-all jem.pt --preset paper --data-dir ~/data --out-dir reports/jem-paper
       jembench run-all jem.pt --only clf,calib,ood --sigma 0.03 --set calib.bins=20
     """

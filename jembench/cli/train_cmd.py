@@ -73,7 +73,7 @@ def train_cmd(dataset, out, resume, overwrite, device, data_dir, download, quiet
 
     \b
     Examples:
-      jembench train --lr 2e-3 --decay-epochs 8,10 --epochs 12 --out jem.pt   (= checkpoints/jem-digits.pt)
+      jembench train --lr 2e-3 --decay-epochs 8,10 --epochs 12 --out jem.pt   (= bundled:jem-digits)
       jembench train --lr 2e-3 --decay-epochs 8,10 --epochs 12 --px-weight 0 --out base.pt  (baseline)
       jembench train --sampler jem++ --init gaussian --norm batch --out jempp.pt
       jembench train --labels-per-class 10 --out semi.pt                      (semi-supervised)

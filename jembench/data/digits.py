@@ -1,12 +1,15 @@
 """``digits``: scikit-learn's bundled 8x8 handwritten digits (1797 images), the embedded default.
 
 Pixels 0..16 are mapped to uint8 by ``round(v * 255 / 16)``. The train/test split is stratified,
-20% test, seed 0 (``sklearn.model_selection.train_test_split``), fixed so results compare.
+20% test, seed 0 (``sklearn.model_selection.train_test_split``), fixed so results compare. The split arrays ship
+as ``digits.npz`` next to this module (48 KB), so reading them imports no scikit-learn; ``tests/test_data.py``
+rebuilds them from ``sklearn.datasets.load_digits`` by the rule above and checks they are identical.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Optional
 
@@ -20,16 +23,13 @@ SPLIT_SEED = 0
 TEST_FRACTION = 0.2
 
 
+ARRAYS = "digits.npz"  # x_train, y_train, x_test, y_test: uint8, images [N, 1, 8, 8]
+
+
 @lru_cache(maxsize=None)
 def _arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    bunch = load_digits()
-    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # [N, 1, 8, 8]
-    x_tr, x_te, y_tr, y_te = train_test_split(images, bunch.target, test_size=TEST_FRACTION,
-                                              random_state=SPLIT_SEED, stratify=bunch.target)
-    return {"train": (x_tr, y_tr), "test": (x_te, y_te)}
+    with files(__package__).joinpath(ARRAYS).open("rb") as fh, np.load(fh) as z:
+        return {split: (z[f"x_{split}"], z[f"y_{split}"]) for split in ("train", "test")}
 
 
 def load_digits_set(split: str, root: Optional[Path] = None, download: bool = False) -> ImageSet:

@@ -15,27 +15,27 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import inspect
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from .. import defaults
 from ..cost import Cost, total
-from ..data.imageset import ImageSet
 from ..errors import JembenchError, PreflightError
-from ..forward import ForwardCache
 from ..io import checkpoint_slugs
-from ..models import HybridModel
-from ..models.wrn import NORMS
+from ..models.norms import NORMS
 from ..outdir import holds_out_dir
 from ..progress import labelled
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import PRECISIONS, precision_problem, resolve_device
-from ..settings import Settings, Spelling, option
-from .common import finish, load_models
+from ..settings import Settings, Spelling, fits, option
 
-Checkpoints = str | Path | HybridModel | Sequence[str | Path | HybridModel]
+if TYPE_CHECKING:  # models, data and the forward cache import torch: used when an evaluator runs, not when listed
+    from ..forward import ForwardCache
+    from ..models import HybridModel
+
+Checkpoints = Union[str, Path, "HybridModel", Sequence[Union[str, Path, "HybridModel"]]]
+IMAGESET = "jembench.data.imageset:ImageSet"
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class SharedSettings(Settings):
 
     dataset: Optional[str] = option(
         None, "Evaluation dataset (default: the checkpoint's own; JEM/JEM++ files: cifar10, or cifar100 for "
-              "100-class files). See `jembench datasets`.", accepts=(ImageSet,), metavar="NAME")
+              "100-class files). See `jembench datasets`.", accepts=(IMAGESET,), metavar="NAME")
     n: Optional[int] = option(None, "Use only the first N images of each set (quick runs; default: all).", min=1)
     sigma: float = option(defaults.TEST_SIGMA, "Test-time Gaussian input noise (JEM's scripts use 0.03).", min=0,
                           unit="model space")
@@ -58,7 +58,7 @@ class SharedSettings(Settings):
     precision: str = option("fp32", "Autocast precision of every model pass: fp32 (none), bf16 (CPU and CUDA), "
                                     "fp16 (CUDA only); recorded in every protocol.", choices=tuple(PRECISIONS))
     data_dir: Optional[str] = option(None, f"Dataset root (default ${defaults.DATA_ENV}, else "
-                                           "~/.cache/jembench/data).", accepts=(os.PathLike,), metavar="DIR",
+                                           "~/.cache/jembench/data).", accepts=("os:PathLike",), metavar="DIR",
                                      path="dir")
     download: bool = option(False, "Allow downloading absent datasets (torchvision).")
     head: Optional[str] = option(None, "JEM files do not say: ccf = log p(x) from logits (default), f = energy "
@@ -66,7 +66,7 @@ class SharedSettings(Settings):
     norm: Optional[str] = option(None, "Override the inferred normalisation; GroupNorm files share InstanceNorm's "
                                        "keys: pass --norm layer for them.", choices=NORMS)
     cache_dir: Optional[str] = option(None, "Persist forward passes (and generation reference features) here, "
-                                            "keyed by content hashes, and reuse them.", accepts=(os.PathLike,),
+                                            "keyed by content hashes, and reuse them.", accepts=("os:PathLike",),
                                       metavar="DIR", path="dir")
 
     def check(self, spell: Spelling):
@@ -183,14 +183,18 @@ class Evaluator:
 
     def parse(self, values: Mapping[str, Any], spell: Optional[Spelling] = None,
               problems: Optional[list[Any]] = None) -> tuple[Settings, SharedSettings]:
-        """Split keyword values into this evaluator's settings and the shared ones, both validated. Every
+        """Split keyword values into this evaluator's settings and the shared ones, both validated. A former name
+        of one of its fields that is now also a shared option (robust's ``norm``, now ``threat``; ``norm`` is the
+        model override) goes to the field when the value fits it (``linf``), else to the shared option. Every
         problem is raised together; with a ``problems`` list they are appended to it and an invalid half is None."""
         spell = spell or self.spelling()
         own, shared, found = {}, {}, []  # found: one-line texts and errors
         for key, value in values.items():
             key = self.aliases.get(key, key)
-            if self.settings.field(key) is not None:
-                own[key] = value
+            former = self.settings.renamed(key)
+            if self.settings.field(key) is not None or (former is not None and (key not in self.shared
+                                                                                 or fits(former, value))):
+                own[key] = value  # Settings.build reads a former name with a deprecation warning
             elif key in self.shared:
                 shared[key] = value
             else:
@@ -213,6 +217,9 @@ class Evaluator:
               ) -> tuple[list[HybridModel], Settings, SharedSettings]:
         """The preflight: settings parsed, checkpoints loaded, then this evaluator's :attr:`preflight` checks;
         every problem raised together as a :class:`PreflightError` before any model pass."""
+        from ..models import HybridModel
+        from .common import load_models
+
         problems: list[Any] = []  # one-line texts and errors
         settings, shared = self.parse(values, problems=problems)
         if isinstance(checkpoints, (str, Path, HybridModel)):
@@ -237,6 +244,8 @@ class Evaluator:
         """The Python API: check everything (:meth:`prepare`), run, write ``out_dir/results.json`` (holding
         ``out_dir``'s lock: :func:`jembench.outdir.claim`). With ``plan=True`` nothing is evaluated or written:
         the :class:`~jembench.evaluators.plan.Plan` is returned."""
+        from ..forward import ForwardCache
+        from .common import finish
         if len(args) > len(self.positional):
             raise JembenchError(f"{self.name}() takes {len(self.positional)} positional argument(s) after the "
                                 f"checkpoints ({', '.join(self.positional)}); pass the rest by keyword")

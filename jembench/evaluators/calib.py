@@ -12,21 +12,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..data.imageset import ImageSet
-from ..forward import ForwardPass
 from ..io import atomic_savefig
-from ..metrics import (accuracy_wilson, bootstrap_calibration_errors, calibration_errors, ece, fit_temperature, nll,
-                       reliability_bins)
-from ..models import HybridModel
 from ..results import Evaluation
 from ..runtime import derive_seed, generator
-from ..settings import option
+from ..settings import hint, option
 from .base import Context, Evaluator, SharedSettings
 from .clf import (ACCURACY, SHARED, ClfResult, ForwardSettings, base_protocol, forward_cost, forward_passes,
                   forward_preflight, write_raw_arrays)
+
+if TYPE_CHECKING:  # torch-backed: imported where used, so the settings and the registry entry stay light
+    from ..data.imageset import ImageSet
+    from ..forward import ForwardPass
+    from ..models import HybridModel
 
 NAME = "calib"
 # metric names; temperature_scaling/* are the reference row (never applied to the headline numbers)
@@ -62,6 +61,10 @@ TEMPERATURE_BOUNDS = (1e-4, 1e4)
 
 def temperature_reference(fp: ForwardPass, bins: int, fraction: float, seed: int) -> dict[str, float]:
     """Fit T on a seeded ``fraction`` of the pass, report ECE / NLL before and after on the rest."""
+    import torch
+
+    from ..metrics import ece, fit_temperature, nll
+
     n = fp.logits.shape[0]
     n_fit = int(round(n * fraction))
     perm = torch.randperm(n, generator=generator(derive_seed(seed, "temperature-split")))
@@ -76,6 +79,8 @@ def temperature_reference(fp: ForwardPass, bins: int, fraction: float, seed: int
 def calib_evaluation(fp: ForwardPass, model: HybridModel, imageset: ImageSet, *, seed: int, bins: int,
                      bootstrap: int, level: float, ts_fraction: float, progress: bool = False) -> Evaluation:
     """Calibration metrics of one forward pass as an :class:`Evaluation` (no figure; see :func:`calib`)."""
+    from ..metrics import accuracy_wilson, bootstrap_calibration_errors, calibration_errors, reliability_bins
+
     probs, labels = fp.probs, fp.labels
     n = len(labels)
     acc = accuracy_wilson(probs, labels)[0]
@@ -90,7 +95,7 @@ def calib_evaluation(fp: ForwardPass, model: HybridModel, imageset: ImageSet, *,
     warnings = []
     if n < 2 * bins * 10:
         warnings.append(f"only {n} samples for {bins} bins: binned calibration errors are biased upward with few "
-                        "samples per bin; use more samples or fewer --bins")
+                        f"samples per bin; use more samples or fewer {hint(NAME, 'bins')}")
     fit_n = int(round(n * ts_fraction))
     if 0 < fit_n < n:
         metrics.update(temperature_reference(fp, bins, ts_fraction, seed))
@@ -120,6 +125,7 @@ def write_reliability_figure(ev: Evaluation, fp: ForwardPass, bins: int, out_dir
     """Write the reliability diagram (confidence histogram under it) as PNG; return its path relative to out_dir."""
     from ..figures import close
     from ..figures.calibration import reliability_diagram
+    from ..metrics import reliability_bins
 
     rel = f"figures/reliability-{slug}.png"
     fig = reliability_diagram(reliability_bins(fp.probs, fp.labels, bins),
@@ -159,7 +165,7 @@ EVALUATOR = Evaluator(
 
     \b
     Examples:
-      jembench calib checkpoints/jem-digits.pt --dataset digits
+      jembench calib bundled:jem-digits --dataset digits
       jembench calib jem.pt --dataset cifar10 --sigma 0.03 --bins 20   (the JEM++ protocol)
 
     Intervals: seeded percentile bootstrap. Temperature scaling is fitted on a seeded half of the

@@ -11,24 +11,25 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
-from ..data.imageset import ImageSet
-from ..forward import ForwardPass
 from ..io import atomic_savez
-from ..metrics import accuracy_wilson, brier, confusion_matrix, nll, per_class_accuracy
-from ..models import HybridModel
 from ..preflight import eval_set_problems
 from ..results import Evaluation, EvaluatorResult
-from ..sampling.sgld import SGLDConfig
 from ..settings import Settings, Spelling, option
 from .base import Context, Evaluator, SharedSettings
 from ..cost import Cost
 from .common import default_dataset, eval_set_size, forward_key, load_eval_set, summary_table
 
+if TYPE_CHECKING:  # torch-backed: imported where used, so the settings and the registry entry stay light
+    from ..data.imageset import ImageSet
+    from ..forward import ForwardPass
+    from ..models import HybridModel
+    from ..sampling.sgld import SGLDConfig
+
 NAME = "clf"
 SHARED = ("dataset", "n", "sigma", "seed", "device", "batch_size", "data_dir",
-          "download", "head", "cache_dir", "precision")
+          "download", "head", "norm", "cache_dir", "precision")
 
 # metric names (``n`` is the number of evaluated images)
 ACCURACY, ERROR, NLL, BRIER, N = "accuracy", "error", "nll", "brier", "n"
@@ -48,6 +49,8 @@ class ForwardSettings(Settings):
 
     def refine(self) -> Optional[SGLDConfig]:
         """The JEM-K refinement config (None for K = 0): JEM's test_clf SGLD, no clamping."""
+        from ..sampling.sgld import SGLDConfig
+
         if not self.refine_steps:
             return None
         return SGLDConfig(steps=self.refine_steps, step_size=self.refine_step_size, noise=self.refine_noise)
@@ -113,6 +116,8 @@ def write_raw_arrays(out_dir: str | Path, evaluator: str, slug: str, **arrays: A
 def clf_evaluation(fp: ForwardPass, model: HybridModel, imageset: ImageSet, *, seed: int,
                    level: float = 0.95) -> Evaluation:
     """Accuracy metrics of one forward pass as an :class:`Evaluation`."""
+    from ..metrics import accuracy_wilson, brier, confusion_matrix, nll, per_class_accuracy
+
     probs, labels = fp.probs, fp.labels
     k = model.info.n_classes
     acc, lo, hi = accuracy_wilson(probs, labels, level)
@@ -155,7 +160,7 @@ EVALUATOR = Evaluator(
 
     \b
     Examples:
-      jembench clf checkpoints/jem-digits.pt --dataset digits
+      jembench clf bundled:jem-digits --dataset digits
       jembench clf jem.pt jempp.pt --dataset cifar10 --sigma 0.03     (the JEM scripts' test noise)
       jembench clf jem.pt --refine-steps 10 --n 1000                    (JEM-10)
       jembench clf --cache-dir ~/.cache/jembench/forward                (CKPT from $JEMBENCH_CKPT)

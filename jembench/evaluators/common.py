@@ -1,19 +1,22 @@
-"""Plumbing every evaluator shares: loading checkpoints, choosing datasets, timing, writing results."""
+"""Plumbing every evaluator shares: loading checkpoints, choosing datasets, timing, writing results.
+
+Models and data are imported when used: the evaluator modules import this one, and listing their options
+(``jembench COMMAND --help``) imports no torch."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 from .. import defaults
-from ..data.imageset import ImageSet
-from ..data.registry import get_dataset
 from ..errors import DatasetError, JembenchError
-from ..models import HybridModel, load
-from ..models.finite import check_state
 from ..results import Evaluation, provenance, write_results
 from ..runtime import accelerate, resolve_device
+
+if TYPE_CHECKING:
+    from ..data.imageset import ImageSet
+    from ..models import HybridModel
 
 
 def load_models(checkpoints: Sequence[str | Path | HybridModel], device: Any = None, *,
@@ -26,6 +29,9 @@ def load_models(checkpoints: Sequence[str | Path | HybridModel], device: Any = N
     image size from it and are checked against its class count. Non-finite weights are refused. With a
     ``problems`` list, each checkpoint that cannot be loaded adds its one-line error there (the preflight) instead
     of raising; the others are returned."""
+    from ..models import HybridModel, load
+    from ..models.finite import check_state
+
     dev = resolve_device(device)
     models = []
     for c in checkpoints:
@@ -57,6 +63,7 @@ def eval_set_size(model: HybridModel, dataset: Optional[str | ImageSet], split: 
                   ) -> tuple[str, int]:
     """Name and number of images of the evaluation set a step will read (declared sizes: nothing is loaded)."""
     from ..cost import set_size
+    from ..data.imageset import ImageSet
 
     if isinstance(dataset, ImageSet):
         return dataset.name, len(dataset.first(n))
@@ -91,6 +98,9 @@ def load_eval_set(model: HybridModel, name: Optional[str | ImageSet], split: str
                   download: bool = False, n: Optional[int] = None, need_labels: bool = True) -> ImageSet:
     """The evaluation set for ``model`` (its own dataset when ``name`` is None; an :class:`ImageSet` given
     directly is used as it is), cut to the first ``n`` and checked against the model."""
+    from ..data.imageset import ImageSet
+    from ..data.registry import get_dataset
+
     if isinstance(name, ImageSet):
         imageset = name.first(n)
     else:

@@ -14,21 +14,21 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import torch
-
-from ..data.imageset import ImageSet
 from ..io import atomic_savez
-from ..metrics import density as dm
-from ..models import HybridModel
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import derive_seed, generator, randn
-from ..sampling.ais import AIS_RATE, SIGMOID_DELTA, AISResult, ais_paths, log_box_volume, sigmoid_schedule
-from ..sampling.mcmc import input_box
 from ..settings import Settings, option
 from .base import Context, Evaluator, SharedSettings
 from .common import load_eval_set, summary_table
+
+if TYPE_CHECKING:  # torch-backed: imported where used, so the settings and the registry entry stay light
+    import torch
+
+    from ..data.imageset import ImageSet
+    from ..models import HybridModel
+    from ..sampling.ais import AISResult
 
 NAME = "density"
 SHARED = ("dataset", "seed", "device", "batch_size", "data_dir", "download", "head", "norm")
@@ -88,12 +88,16 @@ class DensityResult(EvaluatorResult):
 
 def dequantised(model: HybridModel, imageset: ImageSet, seed: int) -> torch.Tensor:
     """Held-out images with uniform dequantisation noise (:data:`DEQUANTISATION`), in model space."""
+    import torch
+
     u = torch.rand(imageset.images.shape, generator=generator(derive_seed(seed, NAME, "dequantise")))
     return model.to_model_space((imageset.images.float() + u) / 256.0)
 
 
 def log_bin_width(model: HybridModel) -> float:
     """Mean over dimensions of log(bin width): a bin is 1/256 of each channel's range in model space."""
+    import torch
+
     return float(torch.tensor([math.log(1 / (256 * s)) for s in model.info.std]).mean())
 
 
@@ -101,6 +105,11 @@ def _batched_ais(model: HybridModel, x0s: list[torch.Tensor], betas: list[torch.
                  seed: int, batch_size: int, progress: bool) -> list[AISResult]:
     """AIS of each group of chains (forward, reverse), all groups in the same batches of at most ``batch_size``
     chains; each group of each batch adapts its own step from ``s.step_size``."""
+    import torch
+
+    from ..sampling.ais import ais_paths
+    from ..sampling.mcmc import input_box
+
     lo, hi = (b.to(model.device) for b in input_box(model.info))
     gen = generator(seed, model.device)
     calls = max(1, -(-sum(len(x) for x in x0s) // batch_size))
@@ -117,6 +126,10 @@ def _batched_ais(model: HybridModel, x0s: list[torch.Tensor], betas: list[torch.
 
 
 def _merge(parts: list[AISResult]) -> AISResult:
+    import torch
+
+    from ..sampling.ais import AISResult
+
     w = torch.tensor([len(p.log_w) for p in parts], dtype=torch.float32)
     return AISResult(torch.cat([p.log_w for p in parts]), torch.cat([p.x.cpu() for p in parts]),
                      torch.cat([p.acceptance for p in parts]),
@@ -125,6 +138,8 @@ def _merge(parts: list[AISResult]) -> AISResult:
 
 
 def _log_p_tilde(model: HybridModel, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    import torch
+
     with torch.no_grad():
         return torch.cat([model.log_px(x[i:i + batch_size].to(model.device)).float().cpu()
                           for i in range(0, len(x), batch_size)])
@@ -133,6 +148,12 @@ def _log_p_tilde(model: HybridModel, x: torch.Tensor, batch_size: int) -> torch.
 def _ais_metrics(model: HybridModel, x: torch.Tensor, s: DensitySettings, seed: int, batch_size: int,
                  ev: Evaluation, arrays: dict[str, torch.Tensor], progress: bool) -> None:
     """Forward and reverse AIS, log p(x) and bits/dim into ``ev`` (metrics, intervals, rows, protocol)."""
+    import torch
+
+    from ..metrics import density as dm
+    from ..sampling.ais import AIS_RATE, SIGMOID_DELTA, log_box_volume, sigmoid_schedule
+    from ..sampling.mcmc import input_box
+
     shape = tuple(x.shape[1:])
     box = input_box(model.info)
     log_z0 = log_box_volume(*box, shape)
@@ -197,6 +218,8 @@ def _ais_metrics(model: HybridModel, x: torch.Tensor, s: DensitySettings, seed: 
 def _sm_metrics(model: HybridModel, x: torch.Tensor, s: DensitySettings, seed: int, batch_size: int,
                 ev: Evaluation) -> None:
     """DSM at each sigma and SSM, mean over the held-out images, into ``ev``."""
+    from ..metrics import density as dm
+
     score = dm.model_score(model.log_px)
     gen = generator(derive_seed(seed, NAME, "score-matching"), model.device)
     sums = {dsm_name(sg): 0.0 for sg in s.dsm_sigmas}

@@ -13,19 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
-
-import torch
+from typing import TYPE_CHECKING, Any, Optional
 
 from .. import defaults
-from ..data.imageset import ImageSet
-from ..data.registry import get_dataset
 from ..errors import JembenchError
 from ..generation import PCD_FIELDS, PRESETS, GenProtocol, Samples, generate, make_protocol
-from ..sampling.mcmc import MCMCConfig
 from ..io import atomic_savez, atomic_write_bytes
-from ..metrics import fidelity
-from ..models import HybridModel
+from ..metrics.names import FIDELITY
 from ..progress import track
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import derive_seed
@@ -33,6 +27,13 @@ from ..settings import Settings, option
 from .base import Context, Evaluator, SharedSettings
 from . import gen_plan
 from .common import Timer, check_compatible, default_dataset
+
+if TYPE_CHECKING:  # torch-backed: imported where used, so the settings and the registry entry stay light
+    import torch
+
+    from ..data.imageset import ImageSet
+    from ..metrics import fidelity
+    from ..models import HybridModel
 
 NAME = "gen"
 QUANTISATION = "model space -> to_pixels01 -> clamp [0, 1] -> round(255 x) -> uint8 (as the real images)"
@@ -58,7 +59,8 @@ class GenSettings(Settings):
                    "Hastings), mala (Metropolis-adjusted Langevin; both on p~^(1/T) in the input box, with per-chain "
                    "acceptance rates), buffer (the checkpoint's replay "
                    "buffer), buffer-top (its most confident fraction per class, as SADA-JEM).",
-        choices=lambda: list(PRESETS), noun="generation protocol", aliases=("protocols",), accepts=(GenProtocol,),
+        choices=lambda: list(PRESETS), noun="generation protocol", aliases=("protocols",),
+        accepts=("jembench.generation:GenProtocol",),
         repeatable=True, metavar="NAME")
     steps: Optional[int] = option(None, "SGLD steps per chain (JEM++ sampler: outer steps M; mh / mala: kept steps "
                                         "after the warm-up) [protocol's own: sgld 40, jem++ 10, mh / mala 100].",
@@ -83,16 +85,16 @@ class GenSettings(Settings):
                                                "SADA-JEM: 0.1 for IS, 0.9 for FID].", above=0, max=1)
     bn_train: Optional[bool] = option(None, "Batch norm in train mode while sampling [protocol's own: train mode "
                                             "for the JEM++ sampler on BN models, else eval].")
-    metrics: tuple[str, ...] = option(fidelity.METRICS, "Metrics, comma list: is, fid, kid, prc "
-                                                        "(precision/recall).", choices=fidelity.METRICS,
+    metrics: tuple[str, ...] = option(FIDELITY, "Metrics, comma list: is, fid, kid, prc "
+                                                "(precision/recall).", choices=FIDELITY,
                                       noun="metric")
     reference: str = option("train", "Reference split for FID/KID/PRC (JEM++ used train+test).",
                             choices=REFERENCE_SPLITS)
     feature_extractor: str = option(
         "auto", "auto (the dataset's bundled reference classifier, e.g. digits-wrn; else Inception), inception "
                 "(torch-fidelity's), digits-wrn, or a jembench classifier checkpoint trained on the dataset. "
-                f"digits-wrn is looked up in ${defaults.GEN_EXTRACTORS_ENV}, the checkout's checkpoints/, then "
-                "./checkpoints.", metavar="NAME|PATH")
+                f"digits-wrn ships with jembench (bundled:digits-reference-classifier; "
+                f"${defaults.GEN_EXTRACTORS_ENV}=DIR overrides it).", metavar="NAME|PATH")
     fid_weights: Optional[str] = option(None, "torch-fidelity's Inception weights file "
                                               "(weights-inception-2015-12-05-6726825d.pth), for machines without "
                                               "internet.", metavar="FILE", path="file")
@@ -103,13 +105,15 @@ class GenSettings(Settings):
     prc_neighborhood: int = option(3, "k of the k-NN manifolds of precision / recall.", min=1)
 
     def check(self, spell):
+        from ..sampling.mcmc import MCMCConfig  # torch-backed: when settings are checked, not when listed
+
         if not self.protocol:
             yield f"{spell.assign('protocol', '')}: name at least one of {', '.join(PRESETS)}"
         names = [p.name if isinstance(p, GenProtocol) else p for p in self.protocol]
         if len(set(names)) != len(names):
             yield f"{spell.assign('protocol', names)}: names a protocol twice; give each once"
         if not self.metrics:
-            yield f"{spell.assign('metrics', '')}: name at least one of {', '.join(fidelity.METRICS)}"
+            yield f"{spell.assign('metrics', '')}: name at least one of {', '.join(FIDELITY)}"
         pcd_set = [k for k in PCD_FIELDS if getattr(self, k) is not None]
         if pcd_set and not any(make_protocol(p).pcd_rounds for p in self.protocol):
             yield (f"{', '.join(spell.option(k) for k in pcd_set)} set but no PCD protocol chosen: add "
@@ -145,6 +149,11 @@ class GenResult(EvaluatorResult):
 def reference_set(dataset: str, split: str, *, data_dir: Any = None, download: bool = False) -> ImageSet:
     """The reference images: one split, or ``"train+test"`` concatenated (what JEM++ used). A source with one split
     (``npz:`` holding only ``x``) is that split, ``"all"``, whatever was asked: never relabelled, never doubled."""
+    import torch
+
+    from ..data.imageset import ImageSet
+    from ..data.registry import get_dataset
+
     if split not in REFERENCE_SPLITS:
         raise JembenchError(f"--reference {split!r}: choose one of {', '.join(REFERENCE_SPLITS)}")
     parts = [get_dataset(dataset, s, data_dir=data_dir, download=download) for s in split.split("+")]
@@ -159,6 +168,9 @@ def run(models: list[HybridModel], s: GenSettings, shared: SharedSettings, ctx: 
     """Sample each model under each protocol and score the samples. Every feature extractor (and its weights) is
     resolved before any sampling, so a missing file fails at once; with several evaluations, one that fails
     is recorded as failed and the others go on."""
+    from ..data.registry import get_dataset
+    from ..metrics import fidelity
+
     protos = s.protocols()
     fid_cache = (Path(shared.cache_dir) / "fidelity" if shared.cache_dir else Path(defaults.GEN_FIDELITY_CACHE))
     fid_cache = fid_cache.expanduser()
@@ -201,6 +213,8 @@ def _evaluate(model: HybridModel, proto: GenProtocol, ext: fidelity.Extractor,
               ref: Optional[tuple[ImageSet, dict[str, torch.Tensor], dict[str, Any]]], train: Optional[ImageSet],
               dataset: str, s: GenSettings, shared: SharedSettings, progress: bool) -> tuple[Evaluation, Samples]:
     """Draw one protocol's samples from one model and score them."""
+    from ..metrics import fidelity
+
     n = FRESH_N if s.n is None and proto.source == "fresh" else s.n
     samples = generate(model, proto, n, seed=shared.seed, batch_size=shared.batch_size, train_set=train,
                        progress=progress)
@@ -244,6 +258,9 @@ def metric_name(key: str, extractor: str, reference: str) -> str:
 
 def _real_is(logits: torch.Tensor, n: int, splits: int, seed: int) -> float:
     """IS of ``n`` real images drawn with ``seed`` (all if fewer), so it compares with the samples' IS."""
+    import torch
+
+    from ..metrics import fidelity
     from ..runtime import generator
 
     idx = torch.randperm(len(logits), generator=generator(seed))[:n]
@@ -256,17 +273,19 @@ def _reference_record(ref: tuple[ImageSet, dict[str, torch.Tensor], dict[str, An
             "fingerprint": imageset.fingerprint(), "cache_key": cache["key"]}
 
 
-@torch.no_grad()
 def _class_rows(model: HybridModel, samples: Samples, fake: dict[str, torch.Tensor], ext: fidelity.Extractor,
                 batch_size: int, progress: bool = False) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Per class: the share of samples the model (and a classifier extractor) assigns to it; for conditional
     samples also how often each agrees with the target class."""
+    import torch
+
     k = model.info.n_classes
     x = samples.images
     starts = track(range(0, len(x), batch_size), desc=f"classify samples ({model.info.name})", unit="batch",
                    enabled=progress)
-    pred_model = torch.cat([model(model.to_model_space(x[s:s + batch_size].float().to(model.device) / 255.0))
-                            .argmax(-1).cpu() for s in starts])
+    with torch.no_grad():
+        pred_model = torch.cat([model(model.to_model_space(x[s:s + batch_size].float().to(model.device) / 255.0))
+                                .argmax(-1).cpu() for s in starts])
     pred_ext = fake["logits"].argmax(-1) if ext.kind == "classifier" and ext.n_classes == k else None
     rows, metrics = [], {}
     y = samples.labels
@@ -353,7 +372,7 @@ EVALUATOR = Evaluator(
 
     \b
     Examples:
-      jembench gen checkpoints/jem-digits.pt                          1000 fresh SGLD samples, digits-wrn extractor
+      jembench gen bundled:jem-digits                                 1000 fresh SGLD samples, digits-wrn extractor
       jembench gen ckpt.pt --protocol pcd,conditional --n 500 --steps 40
       jembench gen ckpt.pt --protocol mala --steps 200 --temperature 1 --warmup 50   MALA, acceptance in provenance
       jembench gen jem.pt --protocol buffer --reference train+test    JEM++'s protocol (replay buffer vs train+test)

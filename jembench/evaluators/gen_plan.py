@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING, Iterable
 
 from ..cost import Cost, set_size
 from ..generation import gradient_steps
-from ..models import HybridModel
 from ..preflight import dataset_problems, eval_set_problems, extractor_problems
-from ..sampling.mcmc import MHConfig
 from ..settings import Spelling
 from .base import SharedSettings
 from .common import default_dataset
 
 if TYPE_CHECKING:
+    from ..models import HybridModel
     from .gen import GenSettings
 
 
@@ -42,6 +41,7 @@ def cost(s: GenSettings, shared: SharedSettings, model: HybridModel) -> list[Cos
     """Per protocol: chains x SGLD steps (1 forward + 1 backward each; PCD: rounds x batch chains), one forward per
     sample for the class shares (buffer-top: one per buffer image to rank them), extractor passes on the samples;
     the reference set's extractor passes once (cached on disk afterwards)."""
+    from ..sampling.mcmc import MHConfig
     from .gen import FRESH_N  # gen imports this module
 
     ds = shared.dataset if isinstance(shared.dataset, str) else default_dataset(model)

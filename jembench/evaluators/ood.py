@@ -10,17 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 from ..cost import Cost, set_size
-from ..data.imageset import ImageSet
-from ..data.synthetic import SYNTHETIC_NAMES
-from ..forward import ForwardCache
 from ..io import atomic_savefig, atomic_savez
-from ..metrics.ood import AUPR_METHOD, BOOTSTRAP_METHOD, FPR_CONVENTIONS, ood_metrics, sanitize
-from ..models import HybridModel
 from ..preflight import eval_set_problems, ood_set_problems
 from ..progress import track
 from ..results import Evaluation, EvaluatorResult
@@ -30,6 +23,13 @@ from ..settings import Settings, Spelling, option
 from .base import Context, Evaluator, SharedSettings
 from .clf import SHARED
 from .common import Timer, default_dataset, eval_set_size, forward_key, load_eval_set
+
+if TYPE_CHECKING:  # torch-backed: imported where used, so the settings and the registry entry stay light
+    import numpy as np
+
+    from ..data.imageset import ImageSet
+    from ..forward import ForwardCache
+    from ..models import HybridModel
 
 NAME = "ood"
 PRESETS = {  # --out NAME expands to these OOD sets
@@ -119,6 +119,8 @@ def preflight(models: list[HybridModel], s: OODSettings, shared: SharedSettings,
 def cost(s: OODSettings, shared: SharedSettings, model: HybridModel) -> list[Cost]:
     """Per set (in-distribution and each OOD set): one forward pass for every logit score, plus one forward and one
     backward pass per image for each gradient score."""
+    from ..data.synthetic import SYNTHETIC_NAMES
+
     in_name, n_in = eval_set_size(model, shared.dataset, "test", shared.n)
     names = parse_scores(s.scores)
     grads = sum(SCORES[n].needs != "logits" for n in names)
@@ -189,6 +191,8 @@ def run(models: list[HybridModel], s: OODSettings, shared: SharedSettings, ctx: 
 def _evaluate(model: HybridModel, tag: str, s: OODSettings, names: list[str], shared: SharedSettings, ctx: Context,
               timings: dict) -> tuple[Evaluation, dict]:
     """One model: load and check every set, score them, compute the metrics, write figures and raw scores."""
+    import numpy as np
+
     in_set = load_eval_set(model, shared.dataset, "test", data_dir=shared.data_dir, download=shared.download,
                            n=shared.n, need_labels=False)
     out_sets = _load_out_sets(expand_out(s.out, in_set.name), in_set, model, data_dir=shared.data_dir,
@@ -223,6 +227,8 @@ def _metrics(names: list[str], in_set: ImageSet, out_sets: dict[str, ImageSet], 
              bootstrap: int, seed: int, progress: bool = False) -> tuple[dict, dict, list, dict, list[str]]:
     """Metrics, AUROC intervals, table rows, the finite scores (for the ROC figure) and warnings of every
     (score, OOD set) pair."""
+    from ..metrics.ood import ood_metrics, sanitize
+
     warnings, metrics, intervals, rows, finite = [], {}, {}, [], {}
     pairs = [(n, o) for n in names for o in out_sets]
     for n, o in track(pairs, desc=f"metrics, {bootstrap} bootstrap resamples per pair ({in_set.name})",
@@ -263,6 +269,8 @@ def _write_figures(out_dir: Path, tag: str, names: list[str], in_name: str, scor
 
 def _protocol(model: HybridModel, s: OODSettings, names: list[str], shared: SharedSettings, in_set: ImageSet,
               out_sets: dict[str, ImageSet]) -> dict[str, Any]:
+    from ..metrics.ood import AUPR_METHOD, BOOTSTRAP_METHOD, FPR_CONVENTIONS
+
     return {
         "in_dataset": in_set.name, "in_split": in_set.split, "n_in": len(in_set), "in_sha256": in_set.fingerprint(),
         "in_preprocessing": in_set.meta.get("preprocessing", "none"), "n_limit": shared.n,
@@ -307,7 +315,7 @@ EVALUATOR = Evaluator(
 
     \b
     Examples:
-      jembench ood checkpoints/jem-digits.pt                     digits vs noise, uniform, constant, interp, rotated
+      jembench ood bundled:jem-digits                            digits vs noise, uniform, constant, interp, rotated
       jembench ood --in cifar10 --out svhn                       CKPT from $JEMBENCH_CKPT
       jembench ood jem.pt --out jem --sigma 0.03 --data-dir D    the JEM paper's Table 2 protocol
       jembench ood jem.pt --out svhn --out cifar100 --score logp,gradnorm --save-raw

@@ -26,16 +26,12 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Optional
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from ..attacks import ATTACKS, NORMS, check_attack
 from ..cost import Cost
 from ..errors import JembenchError
 from ..io import atomic_savefig, atomic_savez
-from ..models import HybridModel
 from ..preflight import eval_set_problems
 from ..results import Evaluation, EvaluatorResult
 from ..settings import Settings, Spelling, option
@@ -43,9 +39,15 @@ from .base import Context, Evaluator, SharedSettings
 from .common import default_dataset, eval_set_size, forward_key, load_eval_set
 from .robust_run import NAME, PASS_KEYS, ModelRun, RobustConfig, attack_label, metric_name, setting_costs
 
+if TYPE_CHECKING:  # torch-backed: imported where used, so the settings and the registry entry stay light
+    import torch
+
+    from ..models import HybridModel
+
 __all__ = ["PASS_KEYS", "RobustResult", "RobustSettings", "attack_label", "metric_name", "robust"]
 log = logging.getLogger("jembench")
-SHARED = ("dataset", "seed", "device", "batch_size", "data_dir", "download", "head", "cache_dir", "precision")
+SHARED = ("dataset", "seed", "device", "batch_size", "data_dir", "download", "head", "norm", "cache_dir",
+          "precision")
 PIXELS = "pixels in [0, 1]"
 
 
@@ -53,8 +55,10 @@ PIXELS = "pixels in [0, 1]"
 class RobustSettings(Settings):
     """Settings of ``jembench robust`` (run-all: one step per threat model)."""
 
-    norm: tuple[str, ...] = option(("linf",), "Threat model(s), comma list: one set of results per norm.",
-                                   choices=NORMS, aliases=("norms",), metavar="linf|l2")
+    threat: tuple[str, ...] = option(("linf",), "Threat model(s), comma list: one set of results per norm. (Formerly "
+                                                "--norm, which now overrides the model's normalisation layer.)",
+                                     choices=NORMS, aliases=("threats",), deprecated=("norm", "norms"),
+                                     metavar="linf|l2")
     eps: Optional[tuple[float, ...]] = option(None, "Budgets of the chosen threat model, comma list, fractions "
                                                     "allowed; replaces --eps-linf / --eps-l2 (one norm only).",
                                               min=0, unit=PIXELS)
@@ -83,11 +87,6 @@ class RobustSettings(Settings):
     probe: bool = option(True, "Large-eps probe: accuracy must fall to about 0, else a warning (gradient masking).")
     split: str = option("test", "Dataset split to attack.")
 
-    @property
-    def norms(self) -> tuple[str, ...]:
-        """The threat models (the field is ``norm``, as the command's ``--norm``)."""
-        return self.norm
-
     def eps_for(self, norm: str) -> tuple[float, ...]:
         """The budgets of ``norm``: ``eps`` when given, else ``eps_linf`` / ``eps_l2``."""
         if self.eps is not None:
@@ -95,10 +94,10 @@ class RobustSettings(Settings):
         return self.eps_linf if norm == "linf" else self.eps_l2
 
     def check(self, spell):
-        if self.eps is not None and len(set(self.norm)) > 1:
-            yield (f"{spell.option('eps')} applies to one threat model, but {spell.assign('norm', self.norm)} "
-                   f"names {len(set(self.norm))}: give {spell.option('eps_linf')} and {spell.option('eps_l2')}")
-        for norm in self.norm:
+        if self.eps is not None and len(set(self.threat)) > 1:
+            yield (f"{spell.option('eps')} applies to one threat model, but {spell.assign('threat', self.threat)} "
+                   f"names {len(set(self.threat))}: give {spell.option('eps_linf')} and {spell.option('eps_l2')}")
+        for norm in self.threat:
             eps = self.eps_for(norm)
             name = "eps" if self.eps is not None else f"eps_{norm}"
             if not eps:
@@ -108,8 +107,8 @@ class RobustSettings(Settings):
                        "(write 8/255, not 8)")
         if not self.attacks:
             yield f"{spell.assign('attacks', '')}: name at least one of {', '.join(ATTACKS)}"
-        if not self.norm:
-            yield f"{spell.assign('norm', '')}: name linf, l2 or both"
+        if not self.threat:
+            yield f"{spell.assign('threat', '')}: name linf, l2 or both"
 
 
 @dataclass
@@ -132,16 +131,16 @@ class RobustResult(EvaluatorResult):
 
 
 def run(models: list[HybridModel], s: RobustSettings, shared: SharedSettings, ctx: Context) -> list[Evaluation]:
-    """Robust accuracy of each model under each threat model of ``s.norm``, undefended (K = 0) and with JEM-K
+    """Robust accuracy of each model under each threat model of ``s.threat``, undefended (K = 0) and with JEM-K
     purification for each K in ``s.purify_steps``; curves (and per-image correctness) written to ``ctx.out_dir``."""
     sets = [load_eval_set(m, shared.dataset, s.split, data_dir=shared.data_dir, download=shared.download, n=s.n)
             for m in models]
     for m in models:
-        for norm in s.norm:
+        for norm in s.threat:
             for a in s.attacks:
                 check_attack(a, norm, m.info.n_classes)
     evaluations: list[Evaluation] = []
-    for norm in dict.fromkeys(s.norm):
+    for norm in dict.fromkeys(s.threat):
         cfg = RobustConfig.for_norm(s, norm, shared.seed, shared.batch_size)
         for model, imageset in zip(models, sets):
             evs = ModelRun(model, imageset, cfg, ctx.cache, ctx.progress).evaluate()
@@ -161,7 +160,7 @@ def preflight(models: list[HybridModel], s: RobustSettings, shared: SharedSettin
     for m in models:
         yield from eval_set_problems(m, shared.dataset or default_dataset(m), s.split, data_dir=shared.data_dir,
                                      download=shared.download)
-        for norm in s.norm:
+        for norm in s.threat:
             for a in s.attacks:
                 try:
                     check_attack(a, norm, m.info.n_classes)
@@ -174,7 +173,7 @@ def cost(s: RobustSettings, shared: SharedSettings, model: HybridModel) -> list[
     APGD counts are an upper bound (it attacks only the points still classified correctly)."""
     name, n = eval_set_size(model, shared.dataset, s.split, s.n)
     out = []
-    for norm in dict.fromkeys(s.norm):
+    for norm in dict.fromkeys(s.threat):
         cfg = RobustConfig.for_norm(s, norm, shared.seed, shared.batch_size)
         for k in cfg.purify_steps:
             clean = forward_key(name, s.split, n, 0.0, shared.seed) if k == 0 else None
@@ -184,12 +183,15 @@ def cost(s: RobustSettings, shared: SharedSettings, model: HybridModel) -> list[
 
 def per_norm_steps(s: RobustSettings) -> list[tuple[str, RobustSettings]]:
     """run-all attacks one threat model per step (so each resumes on its own)."""
-    return [(norm, replace(s, norm=(norm,))) for norm in dict.fromkeys(s.norm)]
+    return [(norm, replace(s, threat=(norm,))) for norm in dict.fromkeys(s.threat)]
 
 
 def _write_artifacts(out_dir: Path, slug: str, evs: list[Evaluation], cfg: RobustConfig, save_raw: bool,
                      labels: torch.Tensor) -> None:
     """The accuracy-vs-eps figure and (``save_raw``) per-image correctness ``[rows, N]`` with row labels."""
+    import numpy as np
+    import torch
+
     from ..figures import close
     from ..figures.robust import accuracy_vs_eps
 
@@ -227,9 +229,10 @@ EVALUATOR = Evaluator(
 
     \b
     Examples:
-      jembench robust checkpoints/jem-digits.pt --eps 0,2/255,8/255 --n 100
+      jembench robust bundled:jem-digits --eps 0,2/255,8/255 --n 100
       jembench robust ckpt.pt --purify-steps 0,1,10 --eot 15 --eval-purifications 150
-      jembench robust ckpt.pt --norm l2 --eps 0,0.5,1 --attacks pgd,apgd-ce,apgd-dlr
+      jembench robust ckpt.pt --threat l2 --eps 0,0.5,1 --attacks pgd,apgd-ce,apgd-dlr
+      jembench robust groupnorm-jem.pt --norm layer --dataset cifar10   (model overrides, as on every command)
     """)
 
 robust = EVALUATOR.function()

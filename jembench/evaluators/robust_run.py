@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import torch
-
-from ..attacks import PassCounter, PixelClassifier, PurifyConfig, build_attack, default_step_size, run_attack
+from ..attacks import build_attack, default_step_size, run_attack
 from ..cost import Cost
-from ..data.imageset import ImageSet
-from ..forward import ForwardCache
-from ..metrics.classification import wilson_interval
-from ..models import HybridModel
 from ..progress import bar
 from ..results import Evaluation
 from ..rng import RECIPE
 from ..runtime import derive_seed
+from ..settings import hint
 from .common import Timer
+
+if TYPE_CHECKING:  # torch-backed: imported where used, so the robust evaluator's settings stay light
+    import torch
+
+    from ..attacks import PurifyConfig
+    from ..data.imageset import ImageSet
+    from ..forward import ForwardCache
+    from ..models import HybridModel
 
 NAME = "robust"
 PASS_KEYS = ("fwd_per_image", "bwd_per_image", "eval_fwd_per_image", "eval_bwd_per_image")
@@ -67,6 +70,8 @@ class RobustConfig:
     @classmethod
     def for_norm(cls, s: Any, norm: str, seed: int, batch_size: int) -> "RobustConfig":
         """The configuration of one threat model from :class:`~jembench.evaluators.robust.RobustSettings`."""
+        from ..attacks import PurifyConfig
+
         return cls(norm=norm, eps=tuple(sorted(set(s.eps_for(norm)))), purify_steps=tuple(sorted({0, *s.purify_steps})),
                    attacks=tuple(dict.fromkeys(s.attacks)), steps=s.steps, step_size=s.step_size,
                    restarts=s.restarts, eot=s.eot, eval_purifications=s.eval_purifications,
@@ -136,6 +141,9 @@ class ModelRun:
 
     def __init__(self, model: HybridModel, imageset: ImageSet, cfg: RobustConfig, cache: ForwardCache,
                  progress: bool):
+
+        from ..attacks import PassCounter
+
         self.model, self.imageset, self.cfg, self.cache = model, imageset, cfg, cache
         self.x01 = imageset.pixels01().to(model.device)
         self.y = imageset.labels.to(model.device)
@@ -150,6 +158,10 @@ class ModelRun:
     def predict(self, x01: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
         """Correctness ``[N]`` (bool, CPU) of the prediction from logits averaged over R fresh purifications,
         batched as R replicas of each batch (noise keyed by sample index)."""
+        import torch
+
+        from ..attacks import PixelClassifier
+
         reps = self.cfg.eval_purifications if k else 1
         wrapper = PixelClassifier(self.model, self.cfg.purify_config(k), counter=self.eval_counter)
         out, bs = [], max(1, self.cfg.batch_size // reps)
@@ -165,6 +177,10 @@ class ModelRun:
                y: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, dict[str, Any]]:
         """Adversarial examples (one tensor per restart), per-image correctness after all restarts, and the
         row's bookkeeping (passes per image, seeds)."""
+        import torch
+
+        from ..attacks import PassCounter, PixelClassifier
+
         cfg = self.cfg
         eot = cfg.eot if k else 1
         counter = PassCounter()
@@ -216,6 +232,8 @@ class ModelRun:
 
     def _row(self, k: int, eps: Optional[float], attack: str, correct: torch.Tensor, **extra: Any) -> dict[str, Any]:
         """A table row; ``correct`` [N] bool is kept (as ``_correct``) for the worst case and the raw arrays."""
+        from ..metrics.classification import wilson_interval
+
         c, n = int(correct.sum()), int(correct.numel())
         lo, hi = wilson_interval(c, n)
         scaled = None if eps is None or self.cfg.norm != "linf" else eps * 255
@@ -223,6 +241,8 @@ class ModelRun:
                 "acc": c / n, "ci95": [lo, hi], **extra, "_correct": correct}
 
     def _setting(self, k: int) -> Evaluation:
+        import torch
+
         cfg, n = self.cfg, len(self.x01)
         if k == 0:  # the shared forward pass in model space: an independent path from the pixel wrapper
             fp = self.cache.get(self.model, self.imageset, sigma=0.0, seed=cfg.seed, batch_size=cfg.batch_size,
@@ -288,13 +308,16 @@ class ModelRun:
         if row["acc"] > PROBE_MAX_ACC:
             warning = (f"large-eps probe: accuracy {row['acc']:.3f} > {PROBE_MAX_ACC} under {label} at "
                        f"{cfg.norm} eps={eps:.3g} on {m} images; it should be about 0 (gradient masking or a broken "
-                       "attack): raise --steps / --eot, try --attacks apgd-ce, inspect the defense")
+                       f"attack): raise {hint(NAME, 'steps')} / {hint(NAME, 'eot')}, try "
+                       f"{hint(NAME, 'attacks', 'apgd-ce')}, inspect the defense")
         return row, warning
 
     def _check(self, k: int, eps: float, clean: dict[str, Any], eps_rows: list[dict[str, Any]],
                clean_correct: torch.Tensor) -> list[str]:
         """The sanity warnings of one eps: eps = 0 must reproduce the clean predictions image by image (compared
         before the rows are ANDed with clean correctness); transfer must not beat the white-box attacks."""
+        import torch
+
         out = []
         attacks = [r for r in eps_rows if r["attack"] != "worst"]
         if eps == 0:
@@ -309,7 +332,8 @@ class ModelRun:
             if r["gradient"] == "transfer" and white and r["acc"] < min(w["acc"] for w in white):
                 out.append(f"transfer attack ({r['acc']:.4f}) beats the white-box attacks (best "
                            f"{min(w['acc'] for w in white):.4f}) at eps={eps:.4g}: gradients through the defense "
-                           "mislead the attack (gradient masking); trust the worst case, raise --eot / --steps")
+                           f"mislead the attack (gradient masking); trust the worst case, raise {hint(NAME, 'eot')} / "
+                           f"{hint(NAME, 'steps')}")
         return out
 
     def _protocol(self, k: int, probe: Optional[dict[str, Any]]) -> dict[str, Any]:

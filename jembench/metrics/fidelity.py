@@ -29,15 +29,17 @@ import torch
 from torch.utils.data import Dataset
 
 from ..data.imageset import ImageSet
+from .. import bundled
 from ..errors import JembenchError
 from ..io import atomic_savez, read_cache
 from ..progress import track
+from .names import FIDELITY
 
 INCEPTION = "inception-v3-compat"  # torch-fidelity's registry name
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
                  "weights-inception-2015-12-05-6726825d.pth")  # torch_fidelity.feature_extractor_inceptionv3
 INCEPTION_FILE = INCEPTION_URL.rsplit("/", 1)[1]
-METRICS = ("is", "fid", "kid", "prc")
+METRICS = FIDELITY
 _TF_METRIC = {"is": "isc", "fid": "fid", "kid": "kid", "prc": "prc"}
 CACHE_FORMAT = 1
 EXTRACT_CHUNK_BATCHES = 8  # batches per torch-fidelity call (one progress step)
@@ -105,9 +107,11 @@ def inception_weights(fid_weights: Optional[str | Path] = None, *, offline: bool
     if cached.is_file():
         return cached
     if offline:
+        from ..feature_extractors import choose_hint
+
         raise JembenchError(f"offline and torch-fidelity's Inception weights are not here: fetch {INCEPTION_URL} on a "
                             f"machine with internet, then pass --fid-weights PATH/{INCEPTION_FILE} (or copy it to "
-                            f"{cached}); or --feature-extractor PATH: a jembench classifier trained on this dataset")
+                            f"{cached}); or {choose_hint('PATH')}: a jembench classifier trained on this dataset")
     cached.parent.mkdir(parents=True, exist_ok=True)
     try:
         torch.hub.download_url_to_file(INCEPTION_URL, str(cached), progress=True)
@@ -137,15 +141,15 @@ def resolve_extractor(choice: str, dataset: str, *, fid_weights: Optional[str | 
     by_name = {b.name: ds for ds, b in fx.BUNDLED.items()}
     if choice in by_name:
         name, path = fx.bundled(by_name[choice])  # type: ignore[misc]
-    elif Path(choice).expanduser().is_file():
-        path = Path(choice).expanduser()
+    elif bundled.is_bundled(choice) or Path(choice).expanduser().is_file():
+        path = bundled.resolve(choice).expanduser()
         sha = file_sha256(path)
         known = fx.bundled_name(sha)  # a copy of a bundled extractor keeps its name (and its metric columns)
         name = fx.register_classifier(known[1] if known else f"{path.stem}-{sha[:8]}", path, sha)
     else:
         known = ", ".join(["auto", "inception", *sorted(by_name)])
-        raise JembenchError(f"--feature-extractor {choice!r}: neither a known extractor ({known}) nor a "
-                            "checkpoint file")
+        raise JembenchError(f"feature extractor {choice!r}: neither a known extractor ({known}) nor a "
+                            "checkpoint file (bundled:NAME or a path)")
     from ..models import load
 
     model = load(path)
@@ -195,8 +199,10 @@ def extract(ext: Extractor, images: torch.Tensor, *, batch_size: int = 256,
     if device.type not in ("cpu", "cuda"):
         device = torch.device("cpu")  # torch-fidelity moves batches with .cuda() or not at all
     if ext.input_shape is not None and tuple(images.shape[1:]) != tuple(ext.input_shape):
+        from ..feature_extractors import choose_hint
+
         raise JembenchError(f"feature extractor {ext.name} takes images of shape {tuple(ext.input_shape)}, got "
-                            f"{tuple(images.shape[1:])}: choose --feature-extractor for this dataset")
+                            f"{tuple(images.shape[1:])}: choose one for this dataset ({choose_hint('NAME|PATH')})")
     fe = _torch_fidelity_extractor(ext, device)
     chunk = batch_size * EXTRACT_CHUNK_BATCHES  # torch-fidelity's loop in chunks, so a bar can show progress
     parts = [get_featuresdict_from_dataset(UInt8Images(images[s:s + chunk], ext.channels), fe, batch_size,

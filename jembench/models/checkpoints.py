@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 import torch
 
+from .. import bundled
 from ..errors import CheckpointError, DatasetError, JembenchError
 from ..io import atomic_write_bytes
 from .finite import check_state, nonfinite_tensors
@@ -49,7 +50,8 @@ def file_sha256(path: str | os.PathLike) -> str:
 def _check_header(path: Path) -> None:
     """Recognise what a file is before unpickling it: the common wrong files get a precise message."""
     if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path} (check the path, or set $JEMBENCH_CKPT)")
+        raise CheckpointError(f"checkpoint not found: {path} (check the path, or set $JEMBENCH_CKPT; "
+                              "the shipped ones are bundled:jem-digits, bundled:baseline-digits)")
     if path.is_dir():
         raise CheckpointError(f"checkpoint path is a directory: {path} (give the .pt file inside it)")
     with open(path, "rb") as fh:
@@ -277,7 +279,7 @@ def load(path: str | os.PathLike, device: Optional[str | torch.device] = None, *
     if unknown:
         raise TypeError(f"unknown override(s) {sorted(unknown)}; allowed: {list(OVERRIDES)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    path = Path(path)
+    path = bundled.resolve(path)  # bundled:NAME -> the file shipped in the package
     obj = read_checkpoint(path)
     buffer, extras = None, {}
     native = isinstance(obj, dict) and obj.get("format") == NATIVE_FORMAT

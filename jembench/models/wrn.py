@@ -12,7 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-NORMS = ("none", "batch", "instance", "layer", "act")
+from .norms import NORMS
+
 LEAK = 0.2
 
 

@@ -1,0 +1,3 @@
+"""Names of metrics that options offer as choices (no torch here, so ``--help`` can list them)."""
+
+FIDELITY = ("is", "fid", "kid", "prc")  # generation metrics (torch-fidelity): IS, FID, KID, precision / recall
