@@ -16,6 +16,7 @@ from .version import __version__
 # Python API name -> module that defines it (imported on first use, so `import jembench` and `jembench --help`
 # import no torch); the evaluators' functions come from the registry
 _LAZY = {
+    "compose": "jembench.models.compose",
     **dict.fromkeys(("HybridModel", "ModelInfo", "inspect_checkpoint", "load", "save_native", "wrap"),
                     "jembench.models"),
     "get_dataset": "jembench.data",

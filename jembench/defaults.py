@@ -26,5 +26,6 @@ TRAIN = {  # JEM's CIFAR settings where they transfer; digits-scale where they d
     "sampler": "sgld", "sgld_steps": 20, "sgld_step_size": 1.0, "sgld_noise": 0.01, "grad_clamp": None,
     "clamp_x": False, "jempp_outer": 10, "jempp_inner": 5, "jempp_step_size": 0.2, "jempp_noise": 0.0,
     "buffer_size": 10000, "reinit_freq": 0.05, "init": "uniform",
+    "sampler_init": "buffer",  # "buffer": persistent chains (PCD, JEM); "data": CD-k from the batch's images
     "labels_per_class": None, "train_sigma": 0.03, "energy_limit": 1e4, "seed": 0,
 }

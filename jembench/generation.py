@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # torch and the samplers are imported when sampling: the prot
 
     from .sampling import GaussianInit, JEMPPConfig, SGLDConfig, UniformInit
     from .sampling.mcmc import ChainResult, MCMCConfig
+    from .sampling.trace import ChainTrace, TraceRecorder
 
 SGLD_STEPS = 40  # JEM README: 40 SGLD steps per draw for fresh samples
 PCD_ROUNDS = 100  # batches drawn from, advanced and written back to the buffer (JEM uncond_samples)
@@ -172,6 +173,7 @@ class Samples:
     chain_steps: int = 0  # sum over sampler calls of chains x gradient steps
     acceptance: Optional[torch.Tensor] = None  # MH / MALA fresh chains: per-chain acceptance rate [n]
     energy: Optional[torch.Tensor] = None  # MH / MALA fresh chains: E(x) of every chain after each step [steps, n]
+    trace: Optional[ChainTrace] = None  # chain energies for the diagnostics (None: no chains were run)
 
 
 def gradient_steps(cfg: SGLDConfig | JEMPPConfig | MCMCConfig) -> int:
@@ -260,6 +262,8 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
     from .metrics.fidelity import quantize
     from .rng import RECIPE, KeyedNoise
     from .sampling import JEMPPConfig, ReplayBuffer
+    from .sampling.mcmc import MCMCConfig
+    from .sampling.trace import ChainTrace, TraceRecorder, mcmc_trace, rounds_trace, stride_for
 
     k = model.info.n_classes
     bn_train = proto.bn_train if proto.bn_train is not None else (
@@ -276,26 +280,31 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
     steps = gradient_steps(proto.sampler)
     runs: list[ChainResult] = []
     if not proto.pcd_rounds:
-        chunks = []
+        chunks, traces = [], []
         for s in track(range(0, n, batch_size), desc=f"sampling {proto.name} ({model.info.name}), {steps} steps per "
                        "chain", unit="batch", enabled=progress):
             y = labels[s:s + batch_size] if labels is not None else None
             noise = KeyedNoise(record["derived_seed"], s, min(s + batch_size, n), "chain")  # per chain, not batch
             x0 = init(noise.n, noise, y).to(dev)
-            chunks.append(_advance(model, x0, proto.sampler, noise, _to(y, dev), kw, runs).cpu())
-        x = torch.cat(chunks)
+            rec = None if isinstance(proto.sampler, MCMCConfig) else TraceRecorder(model, stride_for(steps))
+            chunks.append(_advance(model, x0, proto.sampler, noise, _to(y, dev), _traced(kw, rec), runs).cpu())
+            traces += [rec.trace()] if rec is not None else []
+        x, trace = torch.cat(chunks), (ChainTrace.cat(traces) if traces else None)
         chain_steps = n * steps
     else:
         buf = ReplayBuffer(n, init, gen, reinit_freq=proto.reinit_freq, data=init(n, gen, labels).cpu())
         buf.labels = labels
         advanced = torch.zeros(n, dtype=torch.bool)
+        last: list[ChainTrace] = []  # per round: the drawn chains entering the round's last sampler step
         desc = f"PCD {proto.name} ({model.info.name}), {proto.pcd_batch} chains x {steps} steps per round"
         for _ in track(range(proto.pcd_rounds), desc=desc, unit="round", enabled=progress):
             x0, idx = buf.sample(proto.pcd_batch)
             y = labels[idx] if labels is not None else None
-            buf.update(idx, _advance(model, x0.to(dev), proto.sampler, gen, _to(y, dev), kw, runs))
+            rec = None if isinstance(proto.sampler, MCMCConfig) else TraceRecorder(model)
+            buf.update(idx, _advance(model, x0.to(dev), proto.sampler, gen, _to(y, dev), _traced(kw, rec), runs))
             advanced[idx.cpu()] = True
-        x = buf.data
+            last.append(rec.trace() if rec is not None else mcmc_trace(runs[-1].energy, runs[-1].warmup, None))
+        x, trace = buf.data, rounds_trace(last)
         chain_steps = proto.pcd_rounds * proto.pcd_batch * steps
         never = int((~advanced).sum())
         observed["pcd/chains_never_advanced"] = never
@@ -304,13 +313,19 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
                             f"{proto.pcd_rounds * proto.pcd_batch}); they are init noise: raise "
                             f"{hint('gen', 'pcd_rounds')}")
     out = Samples(x, quantize(model, x), labels.cpu() if labels is not None else None, record,
-                  observed, warnings, chain_steps=chain_steps)
+                  observed, warnings, chain_steps=chain_steps, trace=trace)
     if runs:
         _mcmc_facts(runs, observed, warnings)
         if not proto.pcd_rounds:  # one run per chain: per-chain acceptance and energy traces line up with x
             out.acceptance = torch.cat([r.acceptance for r in runs])
             out.energy = torch.cat([r.energy for r in runs], 1)
+            out.trace = mcmc_trace(out.energy, runs[0].warmup, out.acceptance)
     return out
+
+
+def _traced(kw: dict[str, Any], rec: Optional[TraceRecorder]) -> dict[str, Any]:
+    """The sampler's keyword arguments, with the recorder's log-density when the energies are recorded."""
+    return kw if rec is None else {**kw, "log_density": rec.log_density}
 
 
 def _to(y: Optional[torch.Tensor], dev: torch.device) -> Optional[torch.Tensor]:

@@ -142,7 +142,7 @@ def quick() -> Preset:
             "robust": RobustSettings(threat=("linf",), eps_linf=(0.0, 2 / 255, 8 / 255), n=64, steps=10,
                                      purify_steps=(0, 1), eot=2, eval_purifications=2, purify_copies=2,
                                      full_grad_max_k=0),
-            "gen": GenSettings(n=500, protocol=("sgld",), steps=20),
+            "gen": GenSettings(n=500, protocol=("sgld",), steps=20, ladder=(1, 3)),
             "density": DensitySettings(n=100, chains=16, distributions=100, reverse_chains=16, dsm_sigmas=(0.1,)),
         })
 
@@ -159,7 +159,7 @@ def paper() -> Preset:
                                      eps_linf=(0.0, 2 / 255, 4 / 255, 8 / 255, 16 / 255, 24 / 255),
                                      eps_l2=(0.0, 0.25, 0.5, 1.0, 1.5, 2.0), n=300, steps=40,
                                      purify_steps=(0, 1, 10), eot=5, eval_purifications=10),
-            "gen": GenSettings(n=10000, protocol=("pcd",), steps=40, pcd_rounds=1000),
+            "gen": GenSettings(n=10000, protocol=("pcd",), steps=40, pcd_rounds=1000, ladder=(1, 10, 100)),
             "density": DensitySettings(chains=100, distributions=10000, reverse_chains=100,
                                        dsm_sigmas=(0.01, 0.05, 0.1), ssm_projections=1),
         })

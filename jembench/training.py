@@ -4,10 +4,12 @@ Loss per step (Grathwohl et al. 2020, eq. 8; Yang & Ji 2021):
 
     L = CE(f(x_l), y_l) + px_weight * (E(x_data) - E(x_sampled)),   E(x) = -logsumexp_y f(x)[y]
 
-``x_sampled`` are persistent chains (replay buffer, ``reinit_freq`` restarted from the init: uniform or
-JEM++'s per-class Gaussians) advanced by SGLD or the JEM++ sampler; ``px_weight = 0`` drops the p(x) term
-(baseline). Data get Gaussian noise ``train_sigma`` (JEM: 0.03); no augmentation. With
-``labels_per_class = N`` the CE term only sees N labelled images per class (semi-supervised), p(x) all.
+``x_sampled`` are persistent chains (PCD: replay buffer, ``reinit_freq`` restarted from the init: uniform or
+JEM++'s per-class Gaussians) advanced by SGLD or the JEM++ sampler; with ``sampler_init = "data"`` they are
+contrastive divergence chains instead (CD-k, Hinton 2002: k = ``sgld_steps`` steps started from the batch's own
+input images, no buffer); ``px_weight = 0`` drops the p(x) term (baseline). Data get Gaussian noise
+``train_sigma`` (JEM: 0.03); no augmentation. With ``labels_per_class = N`` the CE term only sees N labelled
+images per class (semi-supervised), p(x) all.
 
 A checkpoint (native format) is written atomically after every epoch with the full config
 (``train_config``) and a ``train_state`` (optimizer, epoch, generator states, buffer labels) for ``resume``.
@@ -38,6 +40,8 @@ from .sampling import GaussianInit, JEMPPConfig, ReplayBuffer, SGLDConfig, Unifo
 from .sampling.sgld import run_sampler
 from .training_setup import load_splits, read_resume, resolve_config, resolve_out
 
+CHAINS = {"buffer": "PCD: persistent chains from the replay buffer",
+          "data": "CD-k: chains start from the batch's own input images, k = the sampler's steps"}
 NOISE_PROBE = 256  # uniform-noise images whose mean log p~ is tracked against the test set's
 
 
@@ -186,8 +190,10 @@ class _Run:
             self.labelled = select_labelled(train_set.labels, config["labels_per_class"], train_set.n_classes,
                                             generator(derive_seed(config["seed"], "labels"))).to(dev)
         self.init, self.extras = self._chain_init(train_set.n_classes, train_set.shape)
+        self.px = bool(config["px_weight"])  # the p(x) term, with its sampled chains
         self.buffer = ReplayBuffer(config["buffer_size"], self.init, self.gen_chain, reinit_freq=config["reinit_freq"],
-                                   n_classes=train_set.n_classes) if config["px_weight"] else None
+                                   n_classes=train_set.n_classes) if self.px and config["sampler_init"] == "buffer" \
+            else None
         self.sampler = sampler_config(config)
         self.bn_train = config["sampler"] == "jem++" and config["norm"] == "batch"  # JEM++ samples with BN in train
         self.opt = _make_optimizer(config, self.model.net.parameters())
@@ -260,15 +266,17 @@ class _Run:
         x = self._to_input(idx)
         for group in self.opt.param_groups:
             group["lr"] = learning_rate(self.config, epoch, self.step)
-        if self.buffer is not None:  # chains first (as JEM): the sampler's own passes build no training graph
-            x0, slots = self.buffer.sample(len(idx))
+        if self.px:  # chains first (as JEM): the sampler's own passes build no training graph
+            # PCD: chains drawn from the replay buffer; CD-k: from the batch's own images
+            x0, slots = self.buffer.sample(len(idx)) if self.buffer is not None else (x.detach(), None)
             xq = run_sampler(self.model, x0, self.sampler, self.gen_chain, value_range=(self.lo, self.hi),
                              bn_train=self.bn_train)
-            self.buffer.update(slots, xq)
+            if self.buffer is not None:
+                self.buffer.update(slots, xq)
         logits, y, lp_data = self._data_terms(x, idx)
         ce = F.cross_entropy(logits, y)
         loss, worst = ce, 0.0
-        if self.buffer is not None:
+        if self.px:
             lp_q = self.model.log_px(xq)
             loss = ce + self.config["px_weight"] * (lp_q.mean() - lp_data.mean())  # E(x_data) - E(x_sampled)
             worst = float(torch.cat([lp_data.detach().abs(), lp_q.detach().abs()]).max())
@@ -295,7 +303,7 @@ class _Run:
             return logits, self.labels[idx], lp_data
         li = self.labelled[torch.randint(len(self.labelled), (len(idx),), generator=self.gen_data).to(self.dev)]
         logits, y = self.model.logits(self._to_input(li)), self.labels[li]
-        return logits, y, self.model.log_px(x) if self.buffer is not None else None
+        return logits, y, self.model.log_px(x) if self.px else None
 
     def _finish_epoch(self, epoch: int, sums: dict[str, float], t0: float, bar: tqdm) -> None:
         """Check the weights and test energies, add the history row, write the checkpoint."""
@@ -314,16 +322,17 @@ class _Run:
 
     def _save(self, epoch: int, test_acc: float) -> None:
         """Write the checkpoint atomically: weights, config, history, optimizer, generator and buffer states."""
-        chains = self.buffer is not None
+        chains, pcd = self.px, self.buffer is not None
         self.model.info.train_config = {**self.config, "objective": objective_name(self.config), "augmentation": "none",
                                         "sampler_config": self.sampler.to_dict() if chains else None,
-                                        "init_config": self.init.describe() if chains else None,
+                                        "chains": (CHAINS[self.config["sampler_init"]] if chains else None),
+                                        "init_config": self.init.describe() if pcd else None,
                                         "bn_train_sampling": self.bn_train if chains else None,
                                         "epochs_done": epoch, "test_accuracy": test_acc, "history": self.history}
         train_state = {"epoch": epoch, "step": self.step, "optimizer": self.opt.state_dict(), "history": self.history,
                        "rng": {"data": self.gen_data.get_state(), "chains": self.gen_chain.get_state()},
-                       "buffer": self.buffer.state() if chains else {}}
-        save_native(self.model, self.out, replay_buffer=self.buffer.data if chains else None, train_state=train_state,
+                       "buffer": self.buffer.state() if pcd else {}}
+        save_native(self.model, self.out, replay_buffer=self.buffer.data if pcd else None, train_state=train_state,
                     extras=self.extras)
         self.good_epoch = epoch
 

@@ -14,7 +14,8 @@ from .errors import JembenchError
 from .models.checkpoints import NATIVE_FORMAT, read_checkpoint
 from .models.wrn import NORMS
 
-FIXED_ON_RESUME = ("dataset", "depth", "width", "norm", "labels_per_class", "buffer_size", "init", "seed")
+FIXED_ON_RESUME = ("dataset", "depth", "width", "norm", "labels_per_class", "buffer_size", "init", "seed",
+                   "sampler_init")
 
 
 def read_resume(resume: Optional[str | Path]) -> Optional[dict[str, Any]]:
@@ -48,6 +49,9 @@ def resolve_config(resume_cfg: Optional[dict[str, Any]], overrides: dict[str, An
         raise JembenchError(f"unknown --norm {config['norm']!r}; choose one of {', '.join(NORMS)}")
     if config["sampler"] not in ("sgld", "jem++"):
         raise JembenchError(f"unknown --sampler {config['sampler']!r}; choose sgld or jem++")
+    if config["sampler_init"] not in ("buffer", "data"):
+        raise JembenchError(f"unknown --sampler-init {config['sampler_init']!r}; choose buffer (persistent chains, "
+                            "PCD) or data (CD-k: chains start from the batch's images)")
     if config["init"] not in ("uniform", "gaussian"):
         raise JembenchError(f"unknown --init {config['init']!r}; choose uniform or gaussian (JEM++'s informative)")
     if (config["depth"] - 4) % 6 or config["depth"] < 10:

@@ -130,7 +130,8 @@ def test_gen_writes_results_grids_and_raw_samples(tiny_jem, tmp_path):
     assert p["feature_extractor"]["name"] == "digits-wrn" and len(p["feature_extractor"]["sha256"]) == 64
     assert p["reference"]["n"] == 1437 and p["n"] == 30 and p["sampling"]["conditional"]
     assert p["metric_settings"]["kid_subset_size"] == 30
-    assert set(ev.artifacts) == {"samples", "samples per class", "raw samples"}
+    assert set(ev.artifacts) == {"samples", "samples per class", "raw samples", "samples: chain energy",
+                                 "raw chain trace"}
     samples = r.samples["tiny/conditional"]
     raw = np.load(out / ev.artifacts["raw samples"])
     assert raw["images"].dtype == np.uint8 and np.array_equal(raw["images"], samples.images.numpy())

@@ -39,7 +39,7 @@ def sample(f: Field) -> tuple[str, object]:
     if f.item_type is int:
         low = int(f.spec.min if f.spec.min is not None else 0)
         value = (f.default + 1) if isinstance(f.default, int) else low + 2
-        return (f"0,{low + 2}", (0, low + 2)) if f.is_list else (str(value), value)
+        return (f"{low},{low + 2}", (low, low + 2)) if f.is_list else (str(value), value)
     if f.item_type is float:
         top = f.spec.max if f.spec.max is not None else 2.0
         value = 0.25 * top

@@ -153,3 +153,31 @@ def test_resume_needs_a_jembench_training_checkpoint(tmp_path, tiny_jem):
     for name in ("native.pt", "jem.pt"):
         with pytest.raises(JembenchError, match="not a jembench training checkpoint .no train_state"):
             jembench.train(resume=tmp_path / name, epochs=2, progress=False)
+
+
+def test_cd_k_starts_chains_from_the_batch_and_raises_the_density_gap(tmp_path, monkeypatch):
+    import jembench.training as training
+
+    starts = []
+    real = training.run_sampler
+
+    def recording(model, x0, *args, **kw):
+        starts.append(x0.clone())
+        return real(model, x0, *args, **kw)
+
+    monkeypatch.setattr(training, "run_sampler", recording)
+    r = jembench.train(SMALL, out=tmp_path / "cd.pt", epochs=1, sampler_init="data", progress=False, **FAST)
+    h0, h = r.history[0], r.history[-1]
+    assert h["logp_gap"] > h0["logp_gap"] + 0.1  # log p~(test) - log p~(uniform noise) grows (0.0005 -> 0.145)
+    model = jembench.load(r.path)
+    cfg = model.info.train_config
+    assert cfg["sampler_init"] == "data" and cfg["chains"].startswith("CD-k") and model.replay_buffer is None
+    # every chain starts at a training image (plus the train_sigma = 0.03 input noise), not at noise or a buffer
+    train = model.to_model_space(get_dataset(SMALL, "train").images.float() / 255).flatten(1)
+    x0 = torch.cat(starts).flatten(1)
+    nearest = torch.cdist(x0, train).min(1).values
+    assert len(starts) == 8 and nearest.max() < 0.03 * 8 * 3  # 64 pixels: ||noise|| ~ 0.03 * 8
+    pcd = jembench.train(SMALL, out=tmp_path / "pcd.pt", epochs=1, progress=False, **FAST)
+    assert jembench.load(pcd.path).info.train_config["chains"].startswith("PCD")
+    with pytest.raises(JembenchError, match="--sampler-init"):
+        jembench.train(SMALL, out=tmp_path / "x.pt", sampler_init="noise", progress=False, **FAST)

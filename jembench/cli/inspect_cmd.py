@@ -42,6 +42,8 @@ def format_summary(d: dict[str, Any]) -> str:
         rows += [("train config" if i == 0 else "", line) for i, line in enumerate(_wrapped_config(d["train_config"]))]
     if d["extras"]:
         rows.append(("extras", ", ".join(d["extras"])))
+    rows += [("experts" if i == 0 else "", f"{e['weight']:g} x {e['path'] or e['name']} ({(e['sha256'] or '-')[:12]})")
+             for i, e in enumerate(d.get("experts") or [])]
     lines = [f"{k:<14}{v}" for k, v in rows]
     lines += [f"{'notes' if i == 0 else '':<14}- {n}" for i, n in enumerate(d["notes"])] or [f"{'notes':<14}none"]
     return "\n".join(lines)

@@ -53,6 +53,8 @@ def _opt(name: str, help: str, **kw):
 @_opt("--jempp-inner", "JEM++ sampler inner steps per gradient.", type=int)
 @_opt("--jempp-step-size", "JEM++ sampler inner step size.", type=float)
 @_opt("--jempp-noise", "JEM++ sampler noise per inner step (JEM++: none).", type=float)
+@_opt("--sampler-init", "Where the chains of each step start: buffer (persistent chains, PCD, as JEM) or data "
+      "(CD-k: the batch's own images, k = --sgld-steps; no buffer).", type=click.Choice(["buffer", "data"]))
 @_opt("--buffer-size", "Replay buffer chains.", type=int)
 @_opt("--reinit-freq", "Fraction of each draw restarted from the init (JEM: 0.05).", type=float)
 @_opt("--init", "Chain init: uniform (JEM) or gaussian (JEM++ per-class informative).",
@@ -69,7 +71,8 @@ def train_cmd(dataset, out, resume, overwrite, device, data_dir, download, quiet
 
     \b
     L = CE(p(y|x)) + px_weight * (E(x_data) - E(x_sampled)),  E(x) = -logsumexp f(x)
-    x_sampled: replay-buffer chains advanced by SGLD (or the JEM++ sampler).
+    x_sampled: replay-buffer chains advanced by SGLD (or the JEM++ sampler); with
+    --sampler-init data, CD-k chains started from the batch's own images.
 
     \b
     Examples:
@@ -77,6 +80,7 @@ def train_cmd(dataset, out, resume, overwrite, device, data_dir, download, quiet
       jembench train --lr 2e-3 --decay-epochs 8,10 --epochs 12 --px-weight 0 --out base.pt  (baseline)
       jembench train --sampler jem++ --init gaussian --norm batch --out jempp.pt
       jembench train --labels-per-class 10 --out semi.pt                      (semi-supervised)
+      jembench train --sampler-init data --sgld-steps 5 --out cd5.pt         (CD-5, no replay buffer)
       jembench train --resume run.pt --epochs 20                              (continue to 20 epochs)
       jembench train --dataset cifar10 --depth 28 --width 10 --data-dir /data --device cuda
 

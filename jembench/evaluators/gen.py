@@ -20,13 +20,13 @@ from ..errors import JembenchError
 from ..generation import PCD_FIELDS, PRESETS, GenProtocol, Samples, generate, make_protocol
 from ..io import atomic_savez, atomic_write_bytes
 from ..metrics.names import FIDELITY
-from ..progress import track
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import derive_seed
 from ..settings import Settings, option
 from .base import Context, Evaluator, SharedSettings
-from . import gen_plan
+from .gen_plan import FRESH_N, cost as plan_cost, preflight as plan_preflight
 from .common import Timer, check_compatible, default_dataset
+from .gen_chains import chain_diagnostics, record, run_ladder, write_trace
 
 if TYPE_CHECKING:  # torch-backed: imported where used, so the settings and the registry entry stay light
     import torch
@@ -39,7 +39,6 @@ NAME = "gen"
 QUANTISATION = "model space -> to_pixels01 -> clamp [0, 1] -> round(255 x) -> uint8 (as the real images)"
 REFERENCE_SPLITS = ("train", "test", "train+test")
 SHARED = ("dataset", "seed", "device", "batch_size", "data_dir", "download", "head", "norm", "cache_dir", "precision")
-FRESH_N = 1000  # samples per fresh protocol when --n is not given (FID is biased in N: compare equal N only)
 GRID_MAX = 100  # images in a sample grid
 MCMC_FIELDS = ("temperature", "warmup", "target_accept")  # MH / MALA only
 SAMPLER_FIELDS = ("steps", "step_size", "noise", *MCMC_FIELDS, "init", "conditional", *PCD_FIELDS, "buffer_top",
@@ -103,6 +102,10 @@ class GenSettings(Settings):
     kid_subsets: int = option(100, "KID subsets.", min=1)
     isc_splits: int = option(10, "Inception-score splits.", min=1)
     prc_neighborhood: int = option(3, "k of the k-NN manifolds of precision / recall.", min=1)
+    ladder: Optional[tuple[int, ...]] = option(
+        None, "Long-run check: chain lengths as multiples of each fresh protocol's own steps K (1,10,100: K, 10K, "
+              "100K), same seed; IS, FID and mean energy per length as ladder/<steps>/... (Nijkamp et al. 2019); "
+              "buffer protocols are skipped; none = off.", min=1, metavar="LIST")
 
     def check(self, spell):
         from ..sampling.mcmc import MCMCConfig  # torch-backed: when settings are checked, not when listed
@@ -186,8 +189,7 @@ def run(models: list[HybridModel], s: GenSettings, shared: SharedSettings, ctx: 
             ref = reference_set(ds, s.reference, data_dir=shared.data_dir, download=shared.download)
             check_compatible(m, ref, need_labels=False)
             refs[ds] = (ref, *fidelity.reference_features(ref, extractors[ds], cache_dir=fid_cache,
-                                                          batch_size=shared.batch_size, device=m.device,
-                                                          progress=ctx.progress))
+                                                          batch_size=shared.batch_size, device=m.device))
         if any(p.init == "gaussian" and p.source == "fresh" for p in protos) and ds not in trains:
             trains[ds] = get_dataset(ds, "train", data_dir=shared.data_dir, download=shared.download)
         for proto in protos:
@@ -195,8 +197,9 @@ def run(models: list[HybridModel], s: GenSettings, shared: SharedSettings, ctx: 
                 with Timer() as t:
                     ev, samples = _evaluate(m, proto, extractors[ds], refs.get(ds), trains.get(ds), ds, s, shared,
                                             ctx.progress)
-                    ev.artifacts = _write_artifacts(ctx.out_dir, f"{ctx.slug(m)}-{proto.name}", m, samples,
-                                                    ctx.save_raw)
+                    stem = f"{ctx.slug(m)}-{proto.name}"
+                    ev.artifacts = _write_artifacts(ctx.out_dir, stem, m, samples, ctx.save_raw)
+                    ev.artifacts.update(write_trace(ctx.out_dir, stem, ev, samples, ctx.save_raw))
                 ev.wall_time_s = t.seconds
                 ctx.extras.setdefault("samples", {})[f"{m.info.name}/{proto.name}"] = samples
             except JembenchError as exc:
@@ -213,33 +216,22 @@ def _evaluate(model: HybridModel, proto: GenProtocol, ext: fidelity.Extractor,
               ref: Optional[tuple[ImageSet, dict[str, torch.Tensor], dict[str, Any]]], train: Optional[ImageSet],
               dataset: str, s: GenSettings, shared: SharedSettings, progress: bool) -> tuple[Evaluation, Samples]:
     """Draw one protocol's samples from one model and score them."""
-    from ..metrics import fidelity
-
     n = FRESH_N if s.n is None and proto.source == "fresh" else s.n
     samples = generate(model, proto, n, seed=shared.seed, batch_size=shared.batch_size, train_set=train,
                        progress=progress)
-    with Timer() as t_feat:
-        fake = fidelity.extract(ext, samples.images, batch_size=shared.batch_size, device=model.device,
-                                progress=progress)
     real = ref[1] if ref is not None else None
-    metric_seed = derive_seed(shared.seed, "gen-metrics")
-    values, settings = fidelity.fidelity_metrics(fake, real, ext, metrics=list(dict.fromkeys(s.metrics)),
-                                                 isc_splits=s.isc_splits, kid_subsets=s.kid_subsets,
-                                                 kid_subset_size=s.kid_subset_size,
-                                                 prc_neighborhood=s.prc_neighborhood, seed=metric_seed)
-    name, n_used = ext.name, len(samples.images)
     ref_split = ref[0].split if ref is not None else s.reference  # "all" for a single-split npz: what it is
-    out = {metric_name(key, name, ref_split): value for key, value in values.items()}
-    if "is" in s.metrics and real is not None:
-        out[f"is_real/{name}/{ref_split}"] = _real_is(real[ext.layers["is"]], n_used, s.isc_splits, metric_seed)
+    score = lambda smp, keys=tuple(s.metrics): _score(smp, ext, real, s, shared, keys, model.device,  # noqa: E731
+                                                      ref_split)
+    (out, settings, fake, features_s), n_used = score(samples), len(samples.images)
     warnings = list(samples.warnings)
     dim = fake[ext.layers["fid"]].shape[1]
     if "fid" in s.metrics and n_used < dim:
         warnings.append(f"FID from N={n_used} samples < feature dimension {dim}: the covariance is singular and FID "
                         "strongly biased; compare only numbers with equal N")
-    rows, extra = _class_rows(model, samples, fake, ext, shared.batch_size, progress)
+    rows, extra = _class_rows(model, samples, fake, ext, shared.batch_size)
     out.update(extra)
-    time = {"sampling_s": samples.seconds, "features_s": t_feat.seconds}
+    time = {"sampling_s": samples.seconds, "features_s": features_s}
     if samples.chain_steps:
         time["chain_steps_per_s"] = samples.chain_steps / max(samples.seconds, 1e-9)
     protocol = {"sampling": samples.protocol, "n": n_used, "dataset": dataset,
@@ -248,7 +240,31 @@ def _evaluate(model: HybridModel, proto: GenProtocol, ext: fidelity.Extractor,
                 "metric_settings": settings, "torch_fidelity": _tf_version()}
     ev = Evaluation(NAME, model.info.to_dict(), protocol, metrics=out, rows=rows, warnings=warnings,
                     provenance={"time": time, "observed": {k: float(v) for k, v in samples.observed.items()}})
+    record(ev, *chain_diagnostics(samples, f"{model.info.name} / {proto.name}"))
+    if s.ladder and proto.source == "fresh":
+        keys = tuple(k for k in s.metrics if k in ("is", "fid"))
+        run_ladder(ev, model, proto, samples, s.ladder, keys, lambda smp: score(smp, keys)[0], n=n, seed=shared.seed,
+                   batch_size=shared.batch_size, train_set=train, progress=progress)
     return ev, samples
+
+
+def _score(samples: Samples, ext: fidelity.Extractor, real: Optional[dict[str, torch.Tensor]], s: GenSettings,
+           shared: SharedSettings, keys: tuple, device: Any, ref_split: str) -> tuple[dict, dict, dict, float]:
+    """Metrics ``keys`` of ``samples`` (+ the real IS ceiling), metric settings, features, extraction seconds."""
+    from ..metrics import fidelity
+
+    with Timer() as t_feat:
+        fake = fidelity.extract(ext, samples.images, batch_size=shared.batch_size, device=device)
+    metric_seed = derive_seed(shared.seed, "gen-metrics")
+    values, settings = fidelity.fidelity_metrics(fake, real, ext, metrics=list(dict.fromkeys(keys)),
+                                                 isc_splits=s.isc_splits, kid_subsets=s.kid_subsets,
+                                                 kid_subset_size=s.kid_subset_size,
+                                                 prc_neighborhood=s.prc_neighborhood, seed=metric_seed)
+    out = {metric_name(key, ext.name, ref_split): value for key, value in values.items()}
+    if "is" in keys and real is not None:
+        out[f"is_real/{ext.name}/{ref_split}"] = _real_is(real[ext.layers["is"]], len(samples.images),
+                                                            s.isc_splits, metric_seed)
+    return out, settings, fake, t_feat.seconds
 
 
 def metric_name(key: str, extractor: str, reference: str) -> str:
@@ -274,18 +290,16 @@ def _reference_record(ref: tuple[ImageSet, dict[str, torch.Tensor], dict[str, An
 
 
 def _class_rows(model: HybridModel, samples: Samples, fake: dict[str, torch.Tensor], ext: fidelity.Extractor,
-                batch_size: int, progress: bool = False) -> tuple[list[dict[str, Any]], dict[str, float]]:
+                batch_size: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Per class: the share of samples the model (and a classifier extractor) assigns to it; for conditional
     samples also how often each agrees with the target class."""
     import torch
 
     k = model.info.n_classes
     x = samples.images
-    starts = track(range(0, len(x), batch_size), desc=f"classify samples ({model.info.name})", unit="batch",
-                   enabled=progress)
     with torch.no_grad():
         pred_model = torch.cat([model(model.to_model_space(x[s:s + batch_size].float().to(model.device) / 255.0))
-                                .argmax(-1).cpu() for s in starts])
+                                .argmax(-1).cpu() for s in range(0, len(x), batch_size)])
     pred_ext = fake["logits"].argmax(-1) if ext.kind == "classifier" and ext.n_classes == k else None
     rows, metrics = [], {}
     y = samples.labels
@@ -346,11 +360,14 @@ def summary_text(result: GenResult) -> str:
         if ev.status != "ok":
             lines.append(f"{name}: failed: {ev.error}")
             continue
-        shown = {k: v for k, v in ev.metrics.items() if not k.startswith(("is_std", "kid_std"))}
+        shown = {k: v for k, v in ev.metrics.items() if not k.startswith(("is_std", "kid_std", "ladder/"))}
         nums = ", ".join(f"{k} = {v:.4g}" for k, v in shown.items())
         t = ev.provenance["time"]
         lines.append(f"{name} (n={ev.protocol['n']}, extractor {ev.protocol['feature_extractor']['name']}): {nums}; "
                      f"sampling {t['sampling_s']:.1f}s, features {t['features_s']:.1f}s")
+        for steps in (ev.protocol.get("ladder") or {}).get("steps", []):
+            rung = {k.split("/", 2)[2]: v for k, v in ev.metrics.items() if k.startswith(f"ladder/{steps}/")}
+            lines.append(f"  long run, {steps} steps: " + ", ".join(f"{k} = {v:.4g}" for k, v in rung.items()))
         lines += [f"  warning: {w}" for w in ev.warnings]
     return "\n".join(lines)
 
@@ -359,8 +376,8 @@ EVALUATOR = Evaluator(
     name=NAME, title="Generation", settings=GenSettings, run=run, result=GenResult, summary=summary_text,
     shared=SHARED, headline=("fid/*/*", "is/*", "kid/*/*"), headline_last=False,
     metrics=("is/*", "is_std/*", "is_real/*/*", "fid/*/*", "kid/*/*", "kid_std/*/*", "precision/*/*", "recall/*/*",
-             "cond_acc/*"),
-    figures="Sample grids", positional=(), preflight=gen_plan.preflight, cost=gen_plan.cost,
+             "cond_acc/*", "chain/*", "ladder/*"),
+    figures="Sample grids", positional=(), preflight=plan_preflight, cost=plan_cost,
     short_help="IS / FID / KID / precision-recall of samples drawn under named protocols.",
     help="""Generation: draw samples under each protocol, score IS / FID / KID / precision-recall.
 

@@ -13,6 +13,8 @@ from ..settings import Spelling
 from .base import SharedSettings
 from .common import default_dataset
 
+FRESH_N = 1000  # samples per fresh protocol when --n is not given (FID is biased in N: compare equal N only)
+
 if TYPE_CHECKING:
     from ..models import HybridModel
     from .gen import GenSettings
@@ -42,7 +44,6 @@ def cost(s: GenSettings, shared: SharedSettings, model: HybridModel) -> list[Cos
     sample for the class shares (buffer-top: one per buffer image to rank them), extractor passes on the samples;
     the reference set's extractor passes once (cached on disk afterwards)."""
     from ..sampling.mcmc import MHConfig
-    from .gen import FRESH_N  # gen imports this module
 
     ds = shared.dataset if isinstance(shared.dataset, str) else default_dataset(model)
     buffer = len(model.replay_buffer) if model.replay_buffer is not None else 0

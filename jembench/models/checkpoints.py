@@ -265,20 +265,21 @@ def _jem(obj: Any, path: Path) -> tuple[dict, dict, ModelInfo, Any, dict]:
 
 def load(path: str | os.PathLike, device: Optional[str | torch.device] = None, *,
          default_dataset: Optional[str] = None, **overrides: Any) -> HybridModel:
-    """Load a JEM, JEM++ or jembench checkpoint as a :class:`HybridModel` in eval mode.
-
-    ``overrides`` set what a file cannot say: ``head`` ("ccf": log p(x) = logsumexp of logits, the default;
-    "f": JEM's ``--uncond`` energy head), ``norm`` ("layer" for GroupNorm files, which share InstanceNorm's
-    keys), ``dataset`` (sets the image size of JEM files and is checked against the class count),
-    ``train_sigma``, ``name``, ``mean``/``std`` (model input = (pixel01 - mean) / std), ``image_size``,
-    ``family``. ``None`` values are ignored. ``default_dataset`` is the dataset to assume when the file records
-    none (JEM / JEM++ files): it then acts as ``dataset=``; native files keep their own. Unknown override names
-    raise ``TypeError``; anything wrong with the file raises a one-line :class:`CheckpointError`.
-    """
+    """A JEM, JEM++ or jembench checkpoint (or a ``poe:A.pt@w,B.pt`` product of experts), in eval mode. ``overrides``
+    set what a file cannot say: ``head`` ("ccf": log p(x) = logsumexp of logits, the default; "f": JEM's
+    ``--uncond`` energy head), ``norm`` ("layer" for GroupNorm files, which share InstanceNorm's keys), ``dataset``
+    (sets the image size of JEM files and is checked against the class count), ``train_sigma``, ``name``,
+    ``mean``/``std`` (model input = (pixel01 - mean) / std), ``image_size``, ``family``. ``None`` values are
+    ignored. ``default_dataset`` is the dataset to assume when the file records none (JEM / JEM++ files): it then
+    acts as ``dataset=``; native files keep their own. Unknown override names raise ``TypeError``; anything wrong
+    with the file raises a one-line :class:`CheckpointError`."""
     unknown = set(overrides) - set(OVERRIDES)
     if unknown:
         raise TypeError(f"unknown override(s) {sorted(unknown)}; allowed: {list(OVERRIDES)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if str(path).startswith("poe:"):  # a product of experts (models/compose.py)
+        from .compose import load_spec
+        return load_spec(str(path), device, default_dataset=default_dataset, **overrides)
     path = bundled.resolve(path)  # bundled:NAME -> the file shipped in the package
     obj = read_checkpoint(path)
     buffer, extras = None, {}

@@ -43,6 +43,7 @@ class ModelInfo:
     name: Optional[str] = None
     jembench_version: Optional[str] = None
     train_config: dict[str, Any] = field(default_factory=dict)
+    experts: list[dict[str, Any]] = field(default_factory=list)  # a product of experts: each one's file and weight
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -140,7 +141,10 @@ class HybridModel(nn.Module):
 
     def log_pxy(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """log p~(x, y): f(x)[y] for CCF models, log p~(x) + log p(y|x) for ``F`` models."""
-        logits, log_px = self.logits_and_log_px(x)
+        return self.joint_log_density(*self.logits_and_log_px(x), y)
+
+    def joint_log_density(self, logits: torch.Tensor, log_px: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """log p~(x, y) from one pass's logits and log p~(x) (samplers that also record the pass use it)."""
         y = y.view(-1, 1)
         if self.info.head == "f":
             return log_px + logits.log_softmax(-1).gather(1, y).squeeze(1)
