@@ -78,6 +78,13 @@ def init(device: Any = None) -> World:
     return _WORLD
 
 
+def start(device: "torch.device") -> "torch.device":
+    """This rank's device (:func:`local_device`), the process group joined (:func:`init`)."""
+    device = local_device(device)
+    init(device)
+    return device
+
+
 def world() -> World:
     return _WORLD
 

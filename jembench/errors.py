@@ -10,6 +10,10 @@ class JembenchError(Exception):
 
     exit_code = 2
 
+    def lines(self) -> list[str]:
+        """The problems it reports, one line each (several when found together, e.g. by the preflight)."""
+        return [line for line in str(self).splitlines() if line.strip()] or [type(self).__name__]
+
 
 class CheckpointError(JembenchError):
     """A checkpoint that cannot be read or explained."""
@@ -17,6 +21,23 @@ class CheckpointError(JembenchError):
 
 class DatasetError(JembenchError):
     """An unknown, absent or malformed dataset."""
+
+
+class PreflightError(JembenchError):
+    """Every problem the preflight found before any model pass, one line each."""
+
+    def __init__(self, problems: list):
+        lines = [line for p in problems for line in (p.lines() if isinstance(p, JembenchError) else [p])]
+        self.problems = list(dict.fromkeys(lines))
+        super().__init__("\n".join(self.problems))
+
+    @classmethod
+    def of(cls, problems: list) -> JembenchError:
+        """The error to raise for ``problems`` (one-line texts or errors): a lone error keeps its own type
+        (``CheckpointError``, ``SettingError``, ...), several become one :class:`PreflightError`."""
+        if len(problems) == 1 and isinstance(problems[0], JembenchError):
+            return problems[0]
+        return cls(problems)
 
 
 class NonFiniteError(JembenchError):

@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import torch
-from tqdm.auto import tqdm
 
 from . import distributed
 from .data.imageset import ImageSet
 from .io import read_cache
 from .models.checkpoints import atomic_torch_save
 from .models.hybrid import HybridModel
+from .progress import bar as progress_bar
 from .rng import NOISE_CHUNK, keyed
 from .runtime import to_device
 from .sampling.bn import preserve_bn_stats
@@ -98,8 +98,7 @@ def noisy_batches(model: HybridModel, imageset: ImageSet, batch_size: int, sigma
     (its train/eval flags and BN statistics restored afterwards) and a progress bar. Every per-sample pass (logits,
     input gradients) iterates this way, so all of them see the same noisy inputs whatever the batch size."""
     lo, hi = span if span is not None else (0, len(imageset))
-    bar = tqdm(total=hi - lo, desc=f"{desc} {imageset.name}", unit="img", disable=not progress or None,
-               leave=False)
+    bar = progress_bar(hi - lo, f"{desc} {imageset.name} ({model.info.name})", "img", progress)
     with preserve_bn_stats(model):
         model.eval()
         for start in range(lo, hi, batch_size):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 from .errors import JembenchError
+from .progress import track
 from .runtime import derive_seed, generator
 from .settings import hint
 
@@ -175,7 +176,8 @@ class Samples:
     trace: Optional[ChainTrace] = None  # chain energies for the diagnostics (None: no chains were run)
 
 
-def _gradient_steps(cfg: SGLDConfig | JEMPPConfig | MCMCConfig) -> int:
+def gradient_steps(cfg: SGLDConfig | JEMPPConfig | MCMCConfig) -> int:
+    """Steps per chain, each one model evaluation (JEM++: one per outer step; MH / MALA: warm-up + steps)."""
     from .sampling import JEMPPConfig
     from .sampling.mcmc import MCMCConfig
 
@@ -256,7 +258,6 @@ def generate(model: Any, protocol: GenProtocol, n: Optional[int], *, seed: int =
 def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_size: int, train_set: Any,
            record: dict[str, Any], progress: bool) -> Samples:
     import torch
-    from tqdm.auto import tqdm
 
     from .metrics.fidelity import quantize
     from .rng import RECIPE, KeyedNoise
@@ -276,11 +277,12 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
                   rng="one generator" if proto.pcd_rounds else f"{RECIPE}: chain i keyed (derived_seed, 'chain')")
     warnings: list[str] = []
     observed: dict[str, float] = {}
-    steps = _gradient_steps(proto.sampler)
+    steps = gradient_steps(proto.sampler)
     runs: list[ChainResult] = []
     if not proto.pcd_rounds:
         chunks, traces = [], []
-        for s in tqdm(range(0, n, batch_size), desc=f"sampling {proto.name}", disable=not progress, leave=False):
+        for s in track(range(0, n, batch_size), desc=f"sampling {proto.name} ({model.info.name}), {steps} steps per "
+                       "chain", unit="batch", enabled=progress):
             y = labels[s:s + batch_size] if labels is not None else None
             noise = KeyedNoise(record["derived_seed"], s, min(s + batch_size, n), "chain")  # per chain, not batch
             x0 = init(noise.n, noise, y).to(dev)
@@ -294,7 +296,8 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
         buf.labels = labels
         advanced = torch.zeros(n, dtype=torch.bool)
         last: list[ChainTrace] = []  # per round: the drawn chains entering the round's last sampler step
-        for _ in tqdm(range(proto.pcd_rounds), desc=f"PCD {proto.name}", disable=not progress, leave=False):
+        desc = f"PCD {proto.name} ({model.info.name}), {proto.pcd_batch} chains x {steps} steps per round"
+        for _ in track(range(proto.pcd_rounds), desc=desc, unit="round", enabled=progress):
             x0, idx = buf.sample(proto.pcd_batch)
             y = labels[idx] if labels is not None else None
             rec = None if isinstance(proto.sampler, MCMCConfig) else TraceRecorder(model)

@@ -28,7 +28,7 @@ from .evaluators.gen import GenSettings
 from .evaluators.ood import OODSettings
 from .evaluators.registry import EVALUATORS, REGISTRY
 from .evaluators.robust import RobustSettings
-from .settings import Settings, Spelling, parse_list
+from .settings import SettingError, Settings, Spelling, parse_list
 
 TOP_LEVEL = ("dataset", "n", "sigma")  # SharedSettings fields a preset sets
 
@@ -61,10 +61,13 @@ class Preset:
                 **{k: getattr(self, k) for k in TOP_LEVEL},
                 **{name: self.settings(name).to_dict() for name in REGISTRY}}
 
-    def override(self, assignments: Mapping[str, Any]) -> "Preset":
+    def override(self, assignments: Mapping[str, Any], problems: Optional[list[str]] = None) -> "Preset":
         """A copy with ``{"field" or "evaluator.field": value}`` set; text is parsed by the field's type and every
-        value validated (errors name ``--set FIELD=VALUE``). The original is untouched."""
+        value validated (errors name ``--set FIELD=VALUE``). The original is untouched. Every problem is found:
+        they are raised together, or, with a ``problems`` list, appended to it (a section with a problem keeps
+        its preset values)."""
         unknown = f"unknown preset field; fields: {', '.join(field_names())}"
+        found: list[str] = []
         top: dict[str, Any] = {}
         sections: dict[str, dict[str, Any]] = {}
         for key, value in assignments.items():
@@ -72,23 +75,44 @@ class Preset:
             if section:
                 if section not in REGISTRY or not (REGISTRY[section].settings.field(name)
                                                    or REGISTRY[section].settings.renamed(name)):
-                    raise JembenchError(f"--set {key}={value}: {unknown}")
-                sections.setdefault(section, {})[name] = value
+                    found.append(f"--set {key}={value}: {unknown}")
+                else:
+                    sections.setdefault(section, {})[name] = value
             elif key == "evaluators":
-                top[key] = evaluator_names(value)
+                try:
+                    top[key] = evaluator_names(value)
+                except JembenchError as exc:
+                    found.append(str(exc))
             elif key in TOP_LEVEL:
                 top[key] = value
             else:
-                raise JembenchError(f"--set {key}={value}: {unknown}")
+                found.append(f"--set {key}={value}: {unknown}")
         shared = {k: top.pop(k) for k in TOP_LEVEL if k in top}
         if shared:
             base = SharedSettings(**{k: getattr(self, k) for k in TOP_LEVEL})
-            parsed = SharedSettings.build(shared, spell=Spelling(""), base=base)
-            top.update({k: getattr(parsed, k) for k in shared})
+            try:
+                parsed = SharedSettings.build(shared, spell=Spelling(""), base=base)
+                top.update({k: getattr(parsed, k) for k in shared})
+            except JembenchError as exc:
+                found += exc.lines()
         new = dict(self.sections)
         for section, values in sections.items():
-            new[section] = REGISTRY[section].settings.build(values, spell=Spelling(section),
-                                                            base=self.settings(section))
+            cls, spell, base = REGISTRY[section].settings, Spelling(section), self.settings(section)
+            try:
+                new[section] = cls.build(values, spell=spell, base=base)
+            except JembenchError as exc:
+                found += exc.lines()
+                kept: dict[str, Any] = {}  # the section keeps the values that are valid (for the other checks)
+                for key, value in values.items():
+                    try:
+                        new[section] = cls.build({**kept, key: value}, spell=spell, base=base)
+                        kept[key] = value
+                    except JembenchError:
+                        pass
+        if found and problems is None:
+            raise SettingError("\n".join(found))
+        if problems is not None:
+            problems += found
         return dataclasses.replace(self, sections=new, **top)
 
     def validate(self) -> None:

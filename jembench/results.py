@@ -9,7 +9,8 @@ Schema ``jembench.results`` version 1::
 One :class:`Evaluation` per (evaluator, checkpoint, setting): ``metrics`` is a flat ``{name: number}``
 (names like ``"auroc/logp/svhn"``), ``intervals`` holds ``{name: [lo, hi]}`` for the same names,
 ``rows`` is the evaluator's detailed table, ``protocol`` everything needed to reproduce the numbers, and
-``provenance`` how the run went (timings, sampler bookkeeping): never compared, never a metric.
+``provenance`` how the run went (timings, sampler bookkeeping, ``passes``: the step's network passes per image and
+in total, :mod:`jembench.cost`): never compared, never a metric.
 run-all adds ``comparisons``: paired comparisons between its checkpoints on the same samples
 (:mod:`jembench.reporting.comparisons`).
 Two evaluations share a comparison column only when their ``protocol_key`` is equal.

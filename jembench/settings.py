@@ -177,28 +177,44 @@ class Settings:
         logger); text values are parsed by the field's type. Raises :class:`SettingError` naming the option as
         ``spell`` writes it (default: as on a command)."""
         given: dict[str, Any] = {}
+        problems: list[str] = []
         for key, value in values.items():
             f = cls.field(key) or cls.renamed(key)
-            if f is None:
-                raise SettingError(f"{spell.assign(key, value)}: unknown option; options: "
-                                   f"{', '.join(g.name for g in cls.fields())}")
-            if f.name in given:
-                raise SettingError(f"{spell.option(key)} and {spell.option(f.name)} set the same thing; give "
-                                   f"{spell.option(f.name)} only")
-            if key in f.spec.deprecated:
-                logging.getLogger(META).warning("%s is deprecated: use %s", spell.assign(key, value),
-                                                spell.assign(f.name, value))
-            given[f.name] = coerce(f, value, spell)
+            try:
+                if f is None:
+                    raise SettingError(f"{spell.assign(key, value)}: unknown option; options: "
+                                       f"{', '.join(g.name for g in cls.fields())}")
+                if f.name in given:
+                    raise SettingError(f"{spell.option(key)} and {spell.option(f.name)} set the same thing; give "
+                                       f"{spell.option(f.name)} only")
+                if key in f.spec.deprecated:
+                    logging.getLogger(META).warning("%s is deprecated: use %s", spell.assign(key, value),
+                                                    spell.assign(f.name, value))
+                given[f.name] = coerce(f, value, spell)
+            except JembenchError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise SettingError("\n".join(problems))
         out = dataclasses.replace(base, **given) if base is not None else cls(**given)  # type: ignore[call-arg]
         out.validate(spell)
         return out
 
     def validate(self, spell: Spelling = CLI) -> None:
-        """Check every field against its choices and bounds, then :meth:`check`'s cross-field rules."""
+        """Raise every :meth:`problems` together (one line each) as a :class:`SettingError`."""
+        problems = self.problems(spell)
+        if problems:
+            raise SettingError("\n".join(problems))
+
+    def problems(self, spell: Spelling = CLI) -> list[str]:
+        """Every field checked against its choices and bounds, then (when those pass) :meth:`check`'s
+        cross-field rules, which may assume valid fields: all problems, one line each."""
+        out = []
         for f in self.fields():
-            check_value(f, getattr(self, f.name), spell)
-        for problem in self.check(spell):
-            raise SettingError(problem)
+            try:
+                check_value(f, getattr(self, f.name), spell)
+            except SettingError as exc:
+                out.append(str(exc))
+        return out or list(self.check(spell))
 
     def check(self, spell: Spelling) -> Iterable[str]:
         """Cross-field rules of a settings class: one message per problem (what is wrong and what to do), the

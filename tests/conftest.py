@@ -20,3 +20,12 @@ def tiny_jem():
     info = ModelInfo(family="jembench", source_format="jembench", architecture="wrn", n_classes=10, in_channels=1,
                      image_size=(8, 8), depth=10, width=1, norm="none", dataset="digits", name="tiny")
     return HybridModel(net, info)
+
+
+@pytest.fixture
+def forward_count():
+    """Every nn.Module call in the test, counted by a global hook: ``forward_count()`` -> calls so far."""
+    calls = []
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(lambda module, args: calls.append(module))
+    yield lambda: len(calls)
+    handle.remove()

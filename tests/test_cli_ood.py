@@ -110,7 +110,8 @@ def test_jembench_ckpt_env(ckpt, tmp_path, monkeypatch):
     r = _run(["--in", "cifar10", "--out", "svhn", "--out-dir", str(tmp_path / "c")])
     assert r.exit_code == 2 and "Traceback" not in r.output
     err = r.stderr.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("jembench: error:") and "cifar-10-batches-py/{data_batch_1" in err[0]
+    assert len(err) == 2 and all(e.startswith("jembench: error:") for e in err)  # every absent set, one line each
+    assert "cifar-10-batches-py/{data_batch_1" in err[0] and "'svhn' not found" in err[1]
     assert "fetch it with: jembench datasets --download cifar10 --data-dir" in err[0]
 
 

@@ -102,8 +102,9 @@ def test_the_evaluator_brackets_a_known_log_z():
     (["--parts", "sm", "--dsm-sigmas", "", "--ssm-projections", "0"], "asks for score matching but"),
     (["--dsm-sigmas", "0"], "--dsm-sigmas must be > 0"),
 ])
-def test_bad_settings_are_one_line_errors_before_loading(args, message):
-    r = CliRunner().invoke(main, ["density", "no-such-file.pt", *args])
+def test_bad_settings_are_one_line_errors_before_loading(args, message, tmp_path):
+    # a loadable checkpoint: the preflight reports every problem at once (an absent file would be a second line)
+    r = CliRunner().invoke(main, ["density", "checkpoints/jem-digits.pt", *args, "--out-dir", str(tmp_path / "o")])
     assert r.exit_code != 0 and message in r.output, r.output
     assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1, r.output
 

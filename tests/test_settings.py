@@ -12,11 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 import jembench
-import jembench.models.checkpoints as checkpoints
 import jembench.evaluators.run_all as run_all_module
 from jembench.cli import main
 from jembench.errors import JembenchError
-from jembench.evaluators.base import SharedSettings
+from jembench.evaluators.base import SharedSettings, no_preflight
 from jembench.evaluators.registry import REGISTRY
 from jembench.io import to_jsonable
 from jembench.presets import PRESETS, field_names, get_preset
@@ -69,7 +68,8 @@ def test_every_option_has_the_same_effect_through_api_command_and_set(name, f, t
     # 1. the Python API (jembench.<name>), its run replaced by a recorder
     seen = []
     monkeypatch.setattr(run_all_module, "REGISTRY", REGISTRY)
-    fake = replace(spec, run=lambda models, settings, shared, ctx: seen.append(settings) or [])
+    fake = replace(spec, run=lambda models, settings, shared, ctx: seen.append(settings) or [],
+                   preflight=no_preflight)
     fake.call(tiny_jem, **{f.name: text, **extra})
     api = seen[-1]
     assert getattr(api, f.name) == value
@@ -82,7 +82,7 @@ def test_every_option_has_the_same_effect_through_api_command_and_set(name, f, t
     argv += [a for k, v in extra.items() for a in ("--" + k.replace("_", "-"), v)]
     params = command.make_context(name, argv).params
     values = {k: v for k, v in params.items()
-              if v not in (None, ()) and k not in ("as_json", "out_dir", "save_raw", "wait")}
+              if v not in (None, ()) and k not in ("as_json", "out_dir", "save_raw", "wait", "quiet", "plan")}
     cli, _ = spec.parse(values)
     assert cli == api
 
@@ -121,11 +121,13 @@ def test_presets_are_instances_of_the_settings_classes_and_valid():
 
 
 def test_every_command_option_is_a_settings_field():
-    """No hand-written option: a command takes its settings fields, the shared fields it declares, and output."""
+    """No hand-written option: a command takes its settings fields, the shared fields it declares, output, --quiet
+    (progress) and --plan."""
     for name, spec in REGISTRY.items():
         command = main.get_command(None, name)
         fields = {f.name for f in spec.settings.fields()} | set(spec.shared)
-        names = {p.name for p in command.params} - {"checkpoints", "as_json", "out_dir", "save_raw", "wait"}
+        names = {p.name for p in command.params} - {"checkpoints", "as_json", "out_dir", "save_raw", "wait", "quiet",
+                                                    "plan"}
         assert names == fields, name
 
 
@@ -164,26 +166,21 @@ BAD = [  # (argv, what the one line must say); every case must fail before any c
 
 
 @pytest.mark.parametrize("argv, says", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_invalid_values_exit_2_in_one_line_before_any_model_is_loaded(argv, says, tmp_path, monkeypatch):
-    def no_load(*args, **kwargs):
-        raise AssertionError("a checkpoint was loaded before the settings were checked")
-
-    monkeypatch.setattr(checkpoints, "load", no_load)
+def test_invalid_values_exit_2_in_one_line_before_any_model_pass(argv, says, tmp_path, forward_count):
     out = tmp_path / "out"
     result = CliRunner().invoke(main, [*argv, "checkpoints/jem-digits.pt", "--out-dir", str(out)])
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 2, result.output
     assert len(lines) == 1 and lines[0].startswith("jembench: error: ") and says in lines[0], result.stderr
-    assert not out.exists()  # nothing written
+    assert not out.exists() and forward_count() == 0  # nothing written or computed
 
 
 @pytest.mark.parametrize("name, values", [("clf", {"sigma": -1}), ("calib", {"bins": 0}), ("ood", {"scores": "px"}),
                                           ("robust", {"eot": 0}), ("gen", {"steps": -1}), ("clf", {"nope": 1})])
-def test_the_api_raises_the_same_one_line_error_before_loading(name, values, monkeypatch):
-    monkeypatch.setattr(checkpoints, "load", lambda *a, **k: pytest.fail("loaded"))
+def test_the_api_raises_the_same_one_line_error_before_any_pass(name, values, forward_count):
     with pytest.raises(JembenchError) as err:
         getattr(jembench, name)("checkpoints/jem-digits.pt", **values)
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and forward_count() == 0
 
 
 def test_spelling_follows_where_the_option_was_written():

@@ -74,7 +74,12 @@ class JembenchGroup(click.Group):
         try:
             return super().invoke(ctx)
         except JembenchError as exc:
-            fail(f"jembench: error: {exc}", exc.exit_code)
+            from ..io import printable
+
+            for line in exc.lines():
+                click.echo(printable(f"jembench: error: {line}"), file=sys.__stderr__ if env_rank() > 0 else None,
+                           err=True)
+            sys.exit(exc.exit_code)
         except click.UsageError as exc:  # a bad option value: one line too, with where to read more
             where = f"jembench {exc.ctx.info_name} --help" if exc.ctx and exc.ctx.parent else "jembench --help"
             fail(f"jembench: error: {exc.format_message()} (see {where})", exc.exit_code)

@@ -20,8 +20,8 @@ from ..io import printable
 from ..settings import Field, parse_list
 
 __all__ = ["checkpoints_argument", "compose", "echo_written", "emit", "field_option", "given", "json_option",
-           "out_dir_option", "parse_list", "resolve_checkpoints", "shared_option", "shared_options", "value_text",
-           "wait_flag", "wait_option"]
+           "out_dir_option", "parse_list", "quiet_option", "resolve_checkpoints", "shared_option", "shared_options",
+           "value_text", "wait_flag", "wait_option"]
 
 
 def compose(*decorators: Callable) -> Callable:
@@ -87,6 +87,12 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the re
 wait_option = click.Option(["--wait", "wait"], is_flag=True,  # for commands built from params (evaluators)
                            help="If another run is writing the same --out-dir, wait for it (default: exit 2).")
 wait_flag = click.option("--wait", "wait", is_flag=True, help=wait_option.help)  # the same, as a decorator
+
+
+def quiet_option() -> click.Option:
+    """``--quiet``: no progress bars or step lines on stderr (warnings and errors still shown)."""
+    return click.Option(["--quiet", "quiet"], is_flag=True,
+                        help="No progress bars (stderr; on a terminal a live bar with ETA, else a line every 5%).")
 
 
 def out_dir_option(command: str) -> Callable:

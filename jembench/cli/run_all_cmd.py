@@ -63,15 +63,19 @@ def _field_lines(key: str, f, preset_values) -> list[str]:
 @json_option
 @out_dir_option("run-all")
 @wait_flag
+@click.option("--quiet", is_flag=True, help="No progress bars or step lines (stderr).")
+@click.option("--plan", is_flag=True, help="Print what the run would cost (passes per step, estimated time from a "
+                                           "short throughput probe) and stop: nothing is evaluated or written.")
 def run_all_cmd(checkpoints, preset, only, skip, assignments, fid_weights, offline, no_resume, baseline, as_json,
-                out_dir, wait, **shared):
+                out_dir, wait, quiet, plan, **shared):
     """Accuracy, calibration, OOD detection, robustness and generation of each CKPT, in one run.
 
     Writes OUT_DIR/results.json (every number with its protocol, provenance and wall times), OUT_DIR/tables/*.csv
     (one per comparison table), per-sample arrays (npz), figures, and OUT_DIR/index.html: one self-contained
     report to open in a browser. Accuracy, calibration and OOD share one forward pass per dataset. An interrupted
     run resumes the finished steps; a failed evaluator is shown in the report and the exit status is 1. Every
-    setting is checked before any checkpoint is loaded.
+    problem that needs no model pass (settings, checkpoints, datasets, extractor weights) is reported at once,
+    before the first one; --plan shows what the run will cost.
 
     \b
     Examples:
@@ -95,7 +99,10 @@ def run_all_cmd(checkpoints, preset, only, skip, assignments, fid_weights, offli
     overrides.update({k: shared.pop(k) for k in TOP_LEVEL if k in shared})
     overrides.update(given({"gen.fid_weights": fid_weights, "gen.offline": offline or None}))
     result = run_all(resolve_checkpoints(checkpoints), preset=preset, overrides=overrides, out_dir=out_dir,
-                     resume=not no_resume, wait=wait, baseline=baseline, **shared)
+                     resume=not no_resume, wait=wait, baseline=baseline, progress=not quiet, plan=plan, **shared)
+    if plan:
+        emit(result.to_dict(), as_json, result.table())
+        return
     emit(result.to_dict(), as_json, result.table())
     click.echo(f"results written to {result.out_dir / 'results.json'}; report: {result.html}", err=True)
     if result.failed:

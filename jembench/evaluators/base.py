@@ -17,13 +17,15 @@ import fnmatch
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from .. import background, defaults, distributed
-from ..errors import JembenchError
+from ..cost import Cost, total
+from ..errors import JembenchError, PreflightError
 from ..io import checkpoint_slugs
 from ..models.norms import NORMS
 from ..outdir import holds_out_dir
+from ..progress import labelled
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import PRECISIONS, precision_problem, resolve_device
 from ..settings import Settings, Spelling, fits, option
@@ -101,6 +103,7 @@ class Context:
     out_dir: Optional[Path] = None
     save_raw: bool = False
     progress: bool = True
+    label: str = ""  # what every progress bar of the run starts with (the step; jembench.progress.labelled)
     slugs: dict[int, str] = field(default_factory=dict)  # id(model) -> its unique file-name slug
     extras: dict[str, Any] = field(default_factory=dict)  # per-sample data the API result carries (not written)
 
@@ -126,6 +129,15 @@ def single_step(settings: Settings) -> list[tuple[str, Settings]]:
     return [("", settings)]
 
 
+def no_cost(settings: Settings, shared: SharedSettings, model: HybridModel) -> list[Cost]:
+    return []
+
+
+def no_preflight(models: list[HybridModel], settings: Settings, shared: SharedSettings,
+                 spell: Spelling) -> Iterable[str]:
+    return ()
+
+
 @dataclass(frozen=True)
 class Evaluator:
     """One evaluator, registered once; the API, the command, run-all and the report read it from here."""
@@ -148,6 +160,10 @@ class Evaluator:
     aliases: Mapping[str, str] = field(default_factory=dict)  # extra API keyword -> field (in_dataset -> dataset)
     uses_forward_cache: bool = False  # reads the shared forward pass (run-all gives it the run's cache)
     steps: Callable[[Settings], list[tuple[str, Settings]]] = single_step  # run-all steps: (variant, settings)
+    # preflight(models, settings, shared, spell): every problem knowable before a model pass (jembench.preflight)
+    preflight: Callable[..., Iterable[str]] = no_preflight
+    # cost(settings, shared, model) -> [Cost]: its passes, counted from its settings (--plan and results.json)
+    cost: Callable[..., list[Cost]] = no_cost
 
     def headline_metrics(self, metrics: Mapping[str, Any]) -> list[str]:
         """Up to two metric names for a summary card: the first present of each headline pattern."""
@@ -165,12 +181,14 @@ class Evaluator:
     def spelling(self) -> Spelling:
         return Spelling(renames=self.renames)
 
-    def parse(self, values: Mapping[str, Any], spell: Optional[Spelling] = None) -> tuple[Settings, SharedSettings]:
+    def parse(self, values: Mapping[str, Any], spell: Optional[Spelling] = None,
+              problems: Optional[list[Any]] = None) -> tuple[Settings, SharedSettings]:
         """Split keyword values into this evaluator's settings and the shared ones, both validated. A former name
         of one of its fields that is now also a shared option (robust's ``norm``, now ``threat``; ``norm`` is the
-        model override) goes to the field when the value fits it (``linf``), else to the shared option."""
+        model override) goes to the field when the value fits it (``linf``), else to the shared option. Every
+        problem is raised together; with a ``problems`` list they are appended to it and an invalid half is None."""
         spell = spell or self.spelling()
-        own, shared = {}, {}
+        own, shared, found = {}, {}, []  # found: one-line texts and errors
         for key, value in values.items():
             key = self.aliases.get(key, key)
             former = self.settings.renamed(key)
@@ -181,43 +199,78 @@ class Evaluator:
                 shared[key] = value
             else:
                 allowed = [f.name for f in self.settings.fields()] + list(self.shared)
-                raise JembenchError(f"{self.name}: unknown option {key!r}; options: {', '.join(allowed)}")
-        return self.settings.build(own, spell=spell), SharedSettings.build(shared, spell=spell)
+                found.append(f"{self.name}: unknown option {key!r}; options: {', '.join(allowed)}")
+        built: list[Any] = []
+        for cls, given in ((self.settings, own), (SharedSettings, shared)):
+            try:
+                built.append(cls.build(given, spell=spell))
+            except JembenchError as exc:
+                found.append(exc)
+                built.append(None)
+        if found and problems is None:
+            raise PreflightError.of(found)
+        if problems is not None:
+            problems += found
+        return built[0], built[1]
+
+    def prepare(self, checkpoints: Checkpoints, values: Mapping[str, Any]
+              ) -> tuple[list[HybridModel], Settings, SharedSettings]:
+        """The preflight: settings parsed, checkpoints loaded, then this evaluator's :attr:`preflight` checks;
+        every problem raised together as a :class:`PreflightError` before any model pass."""
+        from ..models import HybridModel
+        from .common import load_models
+
+        problems: list[Any] = []  # one-line texts and errors
+        settings, shared = self.parse(values, problems=problems)
+        if isinstance(checkpoints, (str, Path, HybridModel)):
+            checkpoints = [checkpoints]
+        if not checkpoints:
+            problems.append("no checkpoint given: pass one or more checkpoint files (or HybridModels)")
+        models: list[HybridModel] = []
+        if shared is not None:
+            dataset = shared.dataset if isinstance(shared.dataset, str) else None
+            models = load_models(list(checkpoints), distributed.start(resolve_device(shared.device)), dataset=dataset,
+                                 precision=shared.precision, problems=problems, **shared.overrides())
+        if settings is not None and shared is not None and models:
+            problems += self.preflight(models, settings, shared, self.spelling())
+        if problems:
+            raise PreflightError.of(problems)
+        return models, settings, distributed.from_main(shared.resolved(models))  # auto batch: rank 0's
 
     @holds_out_dir
     def call(self, checkpoints: Checkpoints, *args: Any, out_dir: Any = None, save_raw: bool = False,
-             cache: Optional[ForwardCache] = None, progress: bool = True, **values: Any) -> EvaluatorResult:
-        """The Python API: validate everything, load the checkpoints, run, write ``out_dir/results.json``
-        (holding ``out_dir``'s lock: :func:`jembench.outdir.claim`)."""
+             cache: Optional[ForwardCache] = None, progress: bool = True, plan: bool = False,
+             **values: Any) -> Any:
+        """The Python API: check everything (:meth:`prepare`), run, write ``out_dir/results.json`` (holding
+        ``out_dir``'s lock: :func:`jembench.outdir.claim`). With ``plan=True`` nothing is evaluated or written:
+        the :class:`~jembench.evaluators.plan.Plan` is returned."""
         from ..forward import ForwardCache
-        from ..models import HybridModel
-        from .common import finish, load_models
-
+        from .common import finish
         if len(args) > len(self.positional):
             raise JembenchError(f"{self.name}() takes {len(self.positional)} positional argument(s) after the "
                                 f"checkpoints ({', '.join(self.positional)}); pass the rest by keyword")
         values.update(zip(self.positional, args))
-        settings, shared = self.parse(values)
         if save_raw and out_dir is None:
             raise JembenchError("save_raw needs out_dir: per-sample arrays are written there")
-        if isinstance(checkpoints, (str, Path, HybridModel)):
-            checkpoints = [checkpoints]
-        if not checkpoints:
-            raise JembenchError("no checkpoint given: pass one or more checkpoint files (or HybridModels)")
+        models, settings, shared = self.prepare(checkpoints, values)
+        if plan:
+            from .plan import make_plan
+
+            return make_plan([(self.name, self, settings, m) for m in models], shared)
         device = distributed.local_device(resolve_device(shared.device))
-        distributed.init(device)
-        dataset = shared.dataset if isinstance(shared.dataset, str) else None
-        models = load_models(list(checkpoints), device, dataset=dataset, precision=shared.precision,
-                             **shared.overrides())
-        shared = distributed.from_main(shared.resolved(models))  # one batch size on every rank: aligned shards
         if self.uses_forward_cache and cache is None:
             cache = ForwardCache(shared.cache_dir)
         main = distributed.is_main()  # under torchrun rank 0 alone writes files and shows progress
         ctx = Context(device, cache if self.uses_forward_cache else None,
-                      Path(out_dir) if out_dir is not None and main else None, save_raw, progress and main)
+                      Path(out_dir) if out_dir is not None and main else None, save_raw, progress and main,
+                      label=self.name)
         ctx.name_files(models)
-        evaluations = record_precision(self.run(models, settings, shared, ctx), shared.precision)
+        with labelled(ctx.label):
+            evaluations = record_precision(self.run(models, settings, shared, ctx), shared.precision)
         background.wait()  # figures are drawn while the models run; all on disk before results.json
+        passes = {m.info.name: total(self.cost(settings, shared, m)) for m in models}
+        for e in evaluations if self.cost is not no_cost else ():
+            e.provenance.setdefault("passes", passes.get(e.checkpoint.get("name")))
         config = {"evaluator": self.name, "settings": settings.to_dict(), "shared": shared.to_dict()}
         doc = finish(ctx.out_dir, evaluations, device=device, seed=shared.seed, config=config)
         return self.result(evaluations, doc, **ctx.extras)
@@ -235,7 +288,7 @@ class Evaluator:
                    for f in sorted(fields.values(), key=lambda f: (list(self.positional) + [f.name]).index(f.name))]
         params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=d)
                    for k, d in (("out_dir", None), ("save_raw", False), ("cache", None), ("progress", True),
-                                                                         ("wait", False))]
+                                ("plan", False), ("wait", False))]
         api.__signature__ = inspect.Signature(params, return_annotation=self.result)  # type: ignore[attr-defined]
         api.__name__ = api.__qualname__ = self.name.replace("-", "_")
         api.__doc__ = (f"{self.short_help or self.title} (mirrors ``jembench {self.name}``).\n\n"

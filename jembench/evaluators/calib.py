@@ -20,7 +20,8 @@ from ..results import Evaluation
 from ..runtime import derive_seed, generator
 from ..settings import hint, option
 from .base import Context, Evaluator, SharedSettings
-from .clf import ACCURACY, SHARED, ClfResult, ForwardSettings, base_protocol, forward_passes, write_raw_arrays
+from .clf import (ACCURACY, SHARED, ClfResult, ForwardSettings, base_protocol, forward_cost, forward_passes,
+                  forward_preflight, write_raw_arrays)
 
 if TYPE_CHECKING:  # torch-backed: imported where used, so the settings and the registry entry stay light
     from ..data.imageset import ImageSet
@@ -77,7 +78,7 @@ def temperature_reference(fp: ForwardPass, bins: int, fraction: float, seed: int
 
 
 def calib_evaluation(fp: ForwardPass, model: HybridModel, imageset: ImageSet, *, seed: int, bins: int,
-                     bootstrap: int, level: float, ts_fraction: float) -> Evaluation:
+                     bootstrap: int, level: float, ts_fraction: float, progress: bool = False) -> Evaluation:
     """Calibration metrics of one forward pass as an :class:`Evaluation` (no figure; see :func:`calib`)."""
     from ..metrics import accuracy_wilson, bootstrap_calibration_errors, calibration_errors, reliability_bins
 
@@ -89,7 +90,8 @@ def calib_evaluation(fp: ForwardPass, model: HybridModel, imageset: ImageSet, *,
     boot_seed = derive_seed(seed, "calib-bootstrap")
     metrics.update(calibration_errors(probs, labels, bins))
     if bootstrap:  # one set of resamples for all five
-        cis = bootstrap_calibration_errors(probs, labels, bins, n_boot=bootstrap, level=level, seed=boot_seed)
+        cis = bootstrap_calibration_errors(probs, labels, bins, n_boot=bootstrap, level=level, seed=boot_seed,
+                                           progress=progress)
         intervals.update({k: list(v) for k, v in cis.items()})
     warnings = []
     if n < 2 * bins * 10:
@@ -147,7 +149,7 @@ def run(models: list[HybridModel], s: CalibSettings, shared: SharedSettings, ctx
     evaluations = []
     for model, imageset, fp, start in forward_passes(models, s, shared, ctx):
         ev = calib_evaluation(fp, model, imageset, seed=shared.seed, bins=s.bins, bootstrap=s.bootstrap,
-                              level=s.level, ts_fraction=s.ts_fraction)
+                              level=s.level, ts_fraction=s.ts_fraction, progress=ctx.progress)
         if ctx.out_dir is not None:
             ev.artifacts["reliability"] = write_reliability_figure(ev, fp, s.bins, ctx.out_dir, ctx.slug(model),
                                                                    model)
@@ -163,7 +165,8 @@ EVALUATOR = Evaluator(
     name=NAME, title="Calibration", settings=CalibSettings, run=run, result=CalibResult,
     summary=CalibResult.table, shared=SHARED, headline=(ECE, ADAPTIVE_ECE), headline_last=False,
     metrics=(ACCURACY, MEAN_CONFIDENCE, "n", ECE, ADAPTIVE_ECE, MCE, RMS_CE, CLASSWISE_ECE, f"{TS}/*"),
-    figures="Reliability diagrams", uses_forward_cache=True,
+    figures="Reliability diagrams", uses_forward_cache=True, preflight=forward_preflight,
+    cost=forward_cost,
     short_help="ECE, adaptive ECE, MCE, RMS and classwise calibration error, reliability diagram.",
     help="""ECE, adaptive ECE, MCE, RMS and classwise calibration error, reliability diagram.
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
 from ..io import atomic_savez
+from ..preflight import eval_set_problems
 from ..results import Evaluation, EvaluatorResult
-from ..settings import Settings, option
+from ..settings import Settings, Spelling, option
 from .base import Context, Evaluator, SharedSettings
-from .common import load_eval_set, summary_table
+from ..cost import Cost
+from .common import default_dataset, eval_set_size, forward_key, load_eval_set, summary_table
 
 if TYPE_CHECKING:  # torch-backed: imported where used, so the settings and the registry entry stay light
     from ..data.imageset import ImageSet
@@ -83,6 +85,22 @@ def forward_passes(models: list[HybridModel], s: ForwardSettings, shared: Shared
         yield model, imageset, fp, start
 
 
+def forward_preflight(models: list[HybridModel], s: ForwardSettings, shared: SharedSettings,
+                      spell: Spelling) -> Iterable[str]:
+    """Each model's evaluation set (split ``s.split``) is present, labelled, of its shape and class count."""
+    for m in models:
+        yield from eval_set_problems(m, shared.dataset or default_dataset(m), s.split, data_dir=shared.data_dir,
+                                     download=shared.download)
+
+
+def forward_cost(s: ForwardSettings, shared: SharedSettings, model: HybridModel) -> list[Cost]:
+    """One forward pass per image; JEM-K adds K SGLD steps (1 forward + 1 backward each) before it."""
+    name, n = eval_set_size(model, shared.dataset, s.split, shared.n)
+    k = s.refine_steps
+    return [Cost(f"forward {name}/{s.split}" + (f", JEM-{k}" if k else ""), n, n * (1 + k), n * k, sampler_steps=n * k,
+                 shared=forward_key(name, s.split, n, shared.sigma, shared.seed, s.refine()))]
+
+
 def base_protocol(fp: ForwardPass, imageset: ImageSet, seed: int) -> dict[str, Any]:
     """The forward pass's protocol (dataset, split, N, sigma, noise seed, refinement) plus the data's origin."""
     return {**fp.protocol, "dataset_meta": dict(imageset.meta), "seed": int(seed)}
@@ -135,7 +153,8 @@ def run(models: list[HybridModel], s: ClfSettings, shared: SharedSettings, ctx: 
 EVALUATOR = Evaluator(
     name=NAME, title="Accuracy", settings=ClfSettings, run=run, result=ClfResult, summary=ClfResult.table,
     shared=SHARED, headline=(ACCURACY, NLL), headline_last=False, metrics=(ACCURACY, ERROR, NLL, BRIER, N),
-    figures="Accuracy figures", uses_forward_cache=True,
+    figures="Accuracy figures", uses_forward_cache=True, preflight=forward_preflight,
+    cost=forward_cost,
     short_help="Accuracy (95% Wilson interval), NLL, Brier score, per-class accuracy, confusion matrix.",
     help="""Accuracy (95% Wilson interval), NLL, Brier score, per-class accuracy and confusion matrix.
 

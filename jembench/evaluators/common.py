@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 from .. import defaults
-from ..errors import DatasetError
+from ..errors import DatasetError, JembenchError
 from ..results import Evaluation, provenance, write_results
 from ..runtime import accelerate, resolve_device
 
@@ -20,22 +20,31 @@ if TYPE_CHECKING:
 
 
 def load_models(checkpoints: Sequence[str | Path | HybridModel], device: Any = None, *,
-                dataset: Optional[str] = None, precision: str = "fp32", **overrides: Any) -> list[HybridModel]:
+                dataset: Optional[str] = None, precision: str = "fp32", problems: Optional[list[Any]] = None,
+                **overrides: Any) -> list[HybridModel]:
     """Checkpoint paths (or HybridModels, passed through) -> HybridModels on ``device``, passes at ``precision``
     (on CUDA: channels-last weights, ``cudnn.benchmark``; :func:`jembench.runtime.accelerate`).
 
     ``dataset`` is the evaluation dataset the user named: files that record none (JEM / JEM++) take their
-    image size from it and are checked against its class count. Non-finite weights are refused."""
+    image size from it and are checked against its class count. Non-finite weights are refused. With a
+    ``problems`` list, each checkpoint that cannot be loaded adds its one-line error there (the preflight) instead
+    of raising; the others are returned."""
     from ..models import HybridModel, load
     from ..models.finite import check_state
 
     dev = resolve_device(device)
     models = []
     for c in checkpoints:
-        m = c if isinstance(c, HybridModel) else load(c, default_dataset=dataset,
-                                                      **{k: v for k, v in overrides.items() if v is not None})
-        if isinstance(c, HybridModel):  # files are checked by load
-            check_state(m.state_dict(), f"model {m.info.name!r}")
+        try:
+            m = c if isinstance(c, HybridModel) else load(c, default_dataset=dataset,
+                                                          **{k: v for k, v in overrides.items() if v is not None})
+            if isinstance(c, HybridModel):  # files are checked by load
+                check_state(m.state_dict(), f"model {m.info.name!r}")
+        except JembenchError as exc:
+            if problems is None:
+                raise
+            problems.append(exc)
+            continue
         m = accelerate(m.to(dev), dev).eval()
         m.precision = precision
         models.append(m)
@@ -48,6 +57,23 @@ def default_dataset(model: HybridModel) -> str:
     if model.info.dataset:
         return model.info.dataset
     return "cifar100" if model.info.n_classes == 100 else defaults.DEFAULT_DATASET_JEM_FILES
+
+
+def eval_set_size(model: HybridModel, dataset: Optional[str | ImageSet], split: str, n: Optional[int]
+                  ) -> tuple[str, int]:
+    """Name and number of images of the evaluation set a step will read (declared sizes: nothing is loaded)."""
+    from ..cost import set_size
+    from ..data.imageset import ImageSet
+
+    if isinstance(dataset, ImageSet):
+        return dataset.name, len(dataset.first(n))
+    name = dataset or default_dataset(model)
+    return name, set_size(name, split, n)
+
+
+def forward_key(name: str, split: str, n: int, sigma: float, seed: int, refine: Any = None) -> str:
+    """What identifies a shared forward pass (the :class:`~jembench.forward.ForwardCache` reuses it)."""
+    return f"{name}/{split}/n={n}/sigma={sigma:g}/seed={seed}/refine={refine.to_dict() if refine else None}"
 
 
 def check_compatible(model: HybridModel, imageset: ImageSet, *, need_labels: bool = True) -> None:

@@ -24,6 +24,7 @@ from ..results import Evaluation, EvaluatorResult
 from ..runtime import derive_seed
 from ..settings import Settings, option
 from .base import Context, Evaluator, SharedSettings
+from .gen_plan import FRESH_N, cost as plan_cost, preflight as plan_preflight
 from .common import Timer, check_compatible, default_dataset
 from .gen_chains import chain_diagnostics, record, run_ladder, write_trace
 
@@ -38,7 +39,6 @@ NAME = "gen"
 QUANTISATION = "model space -> to_pixels01 -> clamp [0, 1] -> round(255 x) -> uint8 (as the real images)"
 REFERENCE_SPLITS = ("train", "test", "train+test")
 SHARED = ("dataset", "seed", "device", "batch_size", "data_dir", "download", "head", "norm", "cache_dir", "precision")
-FRESH_N = 1000  # samples per fresh protocol when --n is not given (FID is biased in N: compare equal N only)
 GRID_MAX = 100  # images in a sample grid
 MCMC_FIELDS = ("temperature", "warmup", "target_accept")  # MH / MALA only
 SAMPLER_FIELDS = ("steps", "step_size", "noise", *MCMC_FIELDS, "init", "conditional", *PCD_FIELDS, "buffer_top",
@@ -375,7 +375,7 @@ EVALUATOR = Evaluator(
     shared=SHARED, headline=("fid/*/*", "is/*", "kid/*/*"), headline_last=False,
     metrics=("is/*", "is_std/*", "is_real/*/*", "fid/*/*", "kid/*/*", "kid_std/*/*", "precision/*/*", "recall/*/*",
              "cond_acc/*", "chain/*", "ladder/*"),
-    figures="Sample grids", positional=(),
+    figures="Sample grids", positional=(), preflight=plan_preflight, cost=plan_cost,
     short_help="IS / FID / KID / precision-recall of samples drawn under named protocols.",
     help="""Generation: draw samples under each protocol, score IS / FID / KID / precision-recall.
 

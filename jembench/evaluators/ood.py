@@ -13,14 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 from .. import background
+from ..cost import Cost, set_size
 from ..io import atomic_savefig, atomic_savez
+from ..preflight import eval_set_problems, ood_set_problems
+from ..progress import track
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import derive_seed
 from ..scores import CONVENTION, SCORES, parse_scores
-from ..settings import Settings, option
+from ..settings import Settings, Spelling, option
 from .base import Context, Evaluator, SharedSettings
 from .clf import SHARED
-from .common import Timer, load_eval_set
+from .common import Timer, default_dataset, eval_set_size, forward_key, load_eval_set
 
 if TYPE_CHECKING:  # torch-backed: imported where used, so the settings and the registry entry stay light
     import numpy as np
@@ -104,6 +107,36 @@ def expand_out(out: Optional[Iterable[str]], in_name: str) -> list[str]:
     return names
 
 
+def preflight(models: list[HybridModel], s: OODSettings, shared: SharedSettings, spell: Spelling) -> Iterable[str]:
+    """Each model's in-distribution test set and every OOD set (presets expanded) present and convertible."""
+    for m in models:
+        dataset = shared.dataset or default_dataset(m)
+        yield from eval_set_problems(m, dataset, "test", data_dir=shared.data_dir, download=shared.download,
+                                     need_labels=False)
+        for name in expand_out(s.out, dataset if isinstance(dataset, str) else dataset.name):
+            yield from ood_set_problems(m, name, data_dir=shared.data_dir, download=shared.download)
+
+
+def cost(s: OODSettings, shared: SharedSettings, model: HybridModel) -> list[Cost]:
+    """Per set (in-distribution and each OOD set): one forward pass for every logit score, plus one forward and one
+    backward pass per image for each gradient score."""
+    from ..data.synthetic import SYNTHETIC_NAMES
+
+    in_name, n_in = eval_set_size(model, shared.dataset, "test", shared.n)
+    names = parse_scores(s.scores)
+    grads = sum(SCORES[n].needs != "logits" for n in names)
+    sets = [(in_name, n_in)] + [(o, n_in if o in SYNTHETIC_NAMES else set_size(o, "test", shared.n))
+                                for o in expand_out(s.out, in_name)]
+    out = []
+    for name, n in sets:
+        if grads < len(names):
+            out.append(Cost(f"forward {name}", n, n, shared=forward_key(name, "test", n, shared.sigma, shared.seed)
+                            if name == in_name else None))
+        if grads:
+            out.append(Cost(f"input gradients {name}", n, n * grads, n * grads))
+    return out
+
+
 def _load_out_sets(names: Sequence[str], in_set: ImageSet, model: HybridModel, *, data_dir: Any, download: bool,
                    seed: int, n: Optional[int]) -> dict[str, ImageSet]:
     from ..data.ood_sets import load_ood_set
@@ -171,7 +204,7 @@ def _evaluate(model: HybridModel, tag: str, s: OODSettings, names: list[str], sh
     score_out = {o: _score_sets(model, x, names, ctx.cache, timings, **kw) for o, x in out_sets.items()}
     with Timer() as t:
         metrics, intervals, rows, finite, warnings = _metrics(names, in_set, out_sets, score_in, score_out,
-                                                              s.bootstrap, shared.seed)
+                                                              s.bootstrap, shared.seed, ctx.progress)
     timings["metrics_s"] += t.seconds
     artifacts: dict[str, str] = {}
     if ctx.out_dir is not None and s.figures:
@@ -192,23 +225,24 @@ def _evaluate(model: HybridModel, tag: str, s: OODSettings, names: list[str], sh
 
 
 def _metrics(names: list[str], in_set: ImageSet, out_sets: dict[str, ImageSet], score_in: dict, score_out: dict,
-             bootstrap: int, seed: int) -> tuple[dict, dict, list, dict, list[str]]:
+             bootstrap: int, seed: int, progress: bool = False) -> tuple[dict, dict, list, dict, list[str]]:
     """Metrics, AUROC intervals, table rows, the finite scores (for the ROC figure) and warnings of every
     (score, OOD set) pair."""
     from ..metrics.ood import ood_metrics, sanitize
 
     warnings, metrics, intervals, rows, finite = [], {}, {}, [], {}
-    for n in names:
-        for o in out_sets:
-            a, b, bad = finite[n, o] = sanitize(score_in[n], score_out[o][n])
-            if bad:
-                warnings.append(f"{n} on {in_set.name} vs {o}: {bad} non-finite scores ranked as most OOD "
-                                "(NaN, -inf) or most in-distribution (+inf)")
-            m = ood_metrics(a, b, bootstrap=bootstrap, seed=derive_seed(seed, "ood-bootstrap", n, o), level=CI_LEVEL)
-            rows.append({"score": n, "out": o, **m})
-            metrics.update({metric_name(k, n, o): m[k] for k in METRICS})
-            if bootstrap:
-                intervals[metric_name("auroc", n, o)] = [m["auroc_lo"], m["auroc_hi"]]
+    pairs = [(n, o) for n in names for o in out_sets]
+    for n, o in track(pairs, desc=f"metrics, {bootstrap} bootstrap resamples per pair ({in_set.name})",
+                      unit="pair", enabled=progress):
+        a, b, bad = finite[n, o] = sanitize(score_in[n], score_out[o][n])
+        if bad:
+            warnings.append(f"{n} on {in_set.name} vs {o}: {bad} non-finite scores ranked as most OOD "
+                            "(NaN, -inf) or most in-distribution (+inf)")
+        m = ood_metrics(a, b, bootstrap=bootstrap, seed=derive_seed(seed, "ood-bootstrap", n, o), level=CI_LEVEL)
+        rows.append({"score": n, "out": o, **m})
+        metrics.update({metric_name(k, n, o): m[k] for k in METRICS})
+        if bootstrap:
+            intervals[metric_name("auroc", n, o)] = [m["auroc_lo"], m["auroc_hi"]]
     for o, x in out_sets.items():
         if x.fingerprint() == in_set.fingerprint():
             warnings.append(f"OOD set {o!r} holds exactly the in-distribution images: its AUROC is 0.5 by design")
@@ -280,7 +314,7 @@ EVALUATOR = Evaluator(
     shared=SHARED, headline=("auroc/logp/*", "auroc/*"), headline_last=False,
     metrics=tuple(f"{m}/*/*" for m in METRICS), figures="OOD score histograms and ROC curves",
     positional=("dataset", "out"), renames={"dataset": "in"}, aliases={"in_dataset": "dataset"},
-    uses_forward_cache=True,
+    uses_forward_cache=True, preflight=preflight, cost=cost,
     short_help="OOD detection: AUROC, AUPR-In/Out, FPR@95, detection error per score and OOD set.",
     help="""OOD detection: AUROC, AUPR-In/Out, FPR@95 (both conventions), detection error per score and OOD set.
 

@@ -26,16 +26,19 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from .. import background
 from ..attacks import ATTACKS, NORMS, check_attack
+from ..cost import Cost
+from ..errors import JembenchError
 from ..io import atomic_savefig, atomic_savez
+from ..preflight import eval_set_problems
 from ..results import Evaluation, EvaluatorResult
-from ..settings import Settings, option
+from ..settings import Settings, Spelling, option
 from .base import Context, Evaluator, SharedSettings
-from .common import load_eval_set
-from .robust_run import NAME, PASS_KEYS, ModelRun, RobustConfig, attack_label, metric_name
+from .common import default_dataset, eval_set_size, forward_key, load_eval_set
+from .robust_run import NAME, PASS_KEYS, ModelRun, RobustConfig, attack_label, metric_name, setting_costs
 
 if TYPE_CHECKING:  # torch-backed: imported where used, so the settings and the registry entry stay light
     import torch
@@ -152,6 +155,33 @@ def run(models: list[HybridModel], s: RobustSettings, shared: SharedSettings, ct
     return evaluations
 
 
+def preflight(models: list[HybridModel], s: RobustSettings, shared: SharedSettings,
+              spell: Spelling) -> Iterable[str]:
+    """Each model's labelled evaluation set present and of its shape and classes; each attack fits each model."""
+    for m in models:
+        yield from eval_set_problems(m, shared.dataset or default_dataset(m), s.split, data_dir=shared.data_dir,
+                                     download=shared.download)
+        for norm in s.threat:
+            for a in s.attacks:
+                try:
+                    check_attack(a, norm, m.info.n_classes)
+                except JembenchError as exc:
+                    yield from exc.lines()
+
+
+def cost(s: RobustSettings, shared: SharedSettings, model: HybridModel) -> list[Cost]:
+    """Every attack, eps and setting K of every threat model, with their evaluations (see ``setting_costs``);
+    APGD counts are an upper bound (it attacks only the points still classified correctly)."""
+    name, n = eval_set_size(model, shared.dataset, s.split, s.n)
+    out = []
+    for norm in dict.fromkeys(s.threat):
+        cfg = RobustConfig.for_norm(s, norm, shared.seed, shared.batch_size)
+        for k in cfg.purify_steps:
+            clean = forward_key(name, s.split, n, 0.0, shared.seed) if k == 0 else None
+            out += setting_costs(cfg, k, n, clean)
+    return out
+
+
 def per_norm_steps(s: RobustSettings) -> list[tuple[str, RobustSettings]]:
     """run-all attacks one threat model per step (so each resumes on its own)."""
     return [(norm, replace(s, threat=(norm,))) for norm in dict.fromkeys(s.threat)]
@@ -193,7 +223,8 @@ EVALUATOR = Evaluator(
     name=NAME, title="Robustness", settings=RobustSettings, run=run, result=RobustResult,
     summary=RobustResult.table, shared=SHARED, headline=("robust_acc/*/worst",), headline_last=True,
     metrics=("clean_acc/K=*", "robust_acc/*/*/K=*/*", "probe_acc/*/*/K=*"), figures="Robustness curves",
-    positional=(), uses_forward_cache=True, steps=per_norm_steps,
+    positional=(), uses_forward_cache=True, steps=per_norm_steps, preflight=preflight,
+    cost=cost,
     short_help="Robust accuracy under PGD / APGD, with and without SGLD purification.",
     help="""Robust accuracy of CKPT... under L-inf or L2 attacks, undefended (K=0) and with JEM-K purification.
 

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from .. import distributed
 from ..attacks import build_attack, default_step_size, run_attack
+from ..cost import Cost
+from ..progress import bar
 from ..results import Evaluation
 from ..rng import RECIPE
 from ..runtime import derive_seed
@@ -96,12 +98,50 @@ def metric_name(norm: str, eps: float, k: int, label: str) -> str:
     return f"robust_acc/{norm}/{eps:.4f}/K={k}/{label}"
 
 
+def _call_passes(cfg: RobustConfig, k: int, gradient: Optional[str]) -> tuple[int, int]:
+    """(forward, backward) passes per image of one call of the classifier: K = 0 one pass; K > 0 each of the
+    copies runs K SGLD steps (1 + 1 each) and a final forward; an attack gradient adds one backward per copy (BPDA)
+    or 1 + 2K (through the unrolled chain), as :class:`~jembench.attacks.PassCounter` counts."""
+    copies = cfg.purify.copies if k else 1
+    fwd, bwd = copies * (k + 1), copies * k
+    if gradient is not None:
+        bwd += copies * (1 + 2 * k if gradient == "full" else 1)
+    return fwd, bwd
+
+
+def setting_costs(cfg: RobustConfig, k: int, n: int, clean_key: Optional[str] = None) -> list[Cost]:
+    """Passes of one setting K on ``n`` images: its clean predictions, every attack row (restarts x steps x EOT
+    gradient calls, then the evaluation: R purifications), transfer, full gradients, the probe."""
+    reps = cfg.eval_purifications if k else 1
+    ef, eb = (reps * x for x in _call_passes(cfg, k, None))
+
+    def attack(part: str, m: int, gradient: str) -> Cost:
+        af, ab = _call_passes(cfg, k, gradient)
+        calls = cfg.steps * (cfg.eot if k else 1)
+        r = cfg.restarts
+        return Cost(part, m, m * r * (calls * af + ef), m * r * (calls * ab + eb), attack_steps=m * r * cfg.steps,
+                    sampler_steps=m * r * (calls + reps) * (cfg.purify.copies * k))
+
+    out = [Cost(f"{cfg.norm} K={k} clean", n, n * ef, n * eb, sampler_steps=n * reps * cfg.purify.copies * k,
+                shared=clean_key)]
+    for eps in cfg.eps:
+        out += [attack(f"{cfg.norm} K={k} eps={eps:.4g} {attack_label(a, k)}", n, "bpda") for a in cfg.attacks]
+        if k:
+            sources = len(cfg.attacks) * cfg.restarts
+            out.append(Cost(f"{cfg.norm} K={k} eps={eps:.4g} transfer", n, n * sources * ef, n * sources * eb,
+                            sampler_steps=n * sources * reps * cfg.purify.copies * k))
+        if 0 < k <= cfg.full_grad_max_k:
+            out.append(attack(f"{cfg.norm} K={k} eps={eps:.4g} {attack_label(cfg.attacks[0], k, 'full')}", n, "full"))
+    if cfg.probe:
+        out.append(attack(f"{cfg.norm} K={k} probe", min(PROBE_N, n), "bpda"))
+    return out
+
+
 class ModelRun:
     """All settings and budgets for one model and evaluation set."""
 
     def __init__(self, model: HybridModel, imageset: ImageSet, cfg: RobustConfig, cache: ForwardCache,
                  progress: bool):
-        from tqdm.auto import tqdm
 
         from ..attacks import PassCounter
 
@@ -112,8 +152,7 @@ class ModelRun:
         per_eps = [len(cfg.attacks) + (1 if k else 0) + (1 if 0 < k <= cfg.full_grad_max_k else 0)
                    for k in cfg.purify_steps]
         total = sum(per_eps) * len(cfg.eps) * cfg.restarts + (len(cfg.purify_steps) if cfg.probe else 0)
-        self.bar = tqdm(total=total, desc=f"robust {model.info.name}", unit="attack", leave=False,
-                        disable=not progress or None)
+        self.bar = bar(total, f"robust {cfg.norm} ({model.info.name})", "attack", progress)
         self.transfer: dict[float, list[torch.Tensor]] = {}  # eps -> K = 0 adversarial examples
 
     # --- predictions under the (possibly stochastic) defense ------------------------------------------------
@@ -154,6 +193,7 @@ class ModelRun:
         atk = build_attack(name, wrapper, norm=cfg.norm, eps=eps, steps=cfg.steps, step_size=cfg.alpha(eps), eot=eot)
         correct = torch.ones(len(x01), dtype=torch.bool)
         advs, seeds = [], []
+        self.bar.set_postfix_str(f"K={k} eps={eps:.4g} {label}", refresh=False)
         eval_fwd, eval_bwd = self.eval_counter.forward, self.eval_counter.backward
         keyed = getattr(atk, "keyed", False)
         bs = max(1, cfg.batch_size // eot) if keyed else cfg.batch_size  # EOT replicas share the batch

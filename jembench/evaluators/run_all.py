@@ -30,20 +30,22 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from .. import background, defaults, distributed
-from ..errors import JembenchError
+from ..cost import total
+from ..errors import JembenchError, PreflightError
 from ..forward import ForwardCache, model_fingerprint
 from ..io import WriteError, atomic_write_json, atomic_write_text, checkpoint_slugs, to_jsonable
 from ..models import HybridModel, file_sha256
 from ..outdir import holds_out_dir
 from ..presets import Preset, get_preset
+from ..progress import labelled
 from ..reporting import Run, compare_runs
 from ..reporting.comparisons import names_checkpoint
 from ..reporting.tables import checkpoint_label, unique_checkpoint_labels
 from ..results import Evaluation, EvaluatorResult, provenance, results_document, write_results
 from ..runtime import resolve_device
-from ..settings import Settings
+from ..settings import Settings, Spelling
 from ..version import __version__
-from .base import Context, Evaluator, SharedSettings, record_precision
+from .base import Context, Evaluator, SharedSettings, no_cost, record_precision
 from . import calib, clf
 from .calib import ECE
 from .clf import ACCURACY
@@ -120,35 +122,24 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
             out_dir: Optional[str | Path] = None, device: Any = defaults.DEVICE, seed: int = defaults.SEED,
             batch_size: Optional[int] = None, precision: str = "fp32", data_dir: Any = None,
             download: bool = False, head: Optional[str] = None, norm: Optional[str] = None, cache_dir: Any = None,
-            resume: bool = True,
-            html: bool = True, progress: bool = True, baseline: Optional[str] = None) -> RunAllResult:
+            resume: bool = True, html: bool = True, progress: bool = True, baseline: Optional[str] = None,
+            plan: bool = False) -> Any:
     """Accuracy, calibration, OOD, robustness and generation for each checkpoint, with one shared forward cache.
 
     ``preset`` is ``"quick"``, ``"paper"`` or a :class:`~jembench.presets.Preset`; ``overrides`` set its fields
-    (``{"sigma": 0.03, "robust.eps_linf": "0,8/255"}``). Every setting is validated before any checkpoint is
-    loaded. With ``out_dir``: results.json, one CSV per comparison table, each step's figures and per-sample
-    arrays, and index.html; finished steps are kept in ``out_dir/.parts`` so an interrupted run resumes where it
-    stopped (``resume=False`` recomputes everything). One run at a time writes ``out_dir`` (a second one exits 2
-    naming the holder, or with ``wait=True`` waits); it is checked writable before anything is computed.
-    ``baseline`` names the checkpoint the others are compared against (default: the one plain classifier among
-    them, if any); the paired comparisons go to results.json.
+    (``{"sigma": 0.03, "robust.eps_linf": "0,8/255"}``). Every problem that needs no model pass is found first
+    and raised together (:func:`prepare`). With ``out_dir``: results.json, one CSV per comparison table, each
+    step's figures and per-sample arrays, and index.html; finished steps are kept in ``out_dir/.parts`` so an
+    interrupted run resumes where it stopped (``resume=False`` recomputes everything). One run at a time writes
+    ``out_dir`` (a second one exits 2 naming the holder, or with ``wait=True`` waits); it is checked writable
+    before anything is computed. ``baseline`` names the checkpoint the others are compared against (default: the
+    one plain classifier among them, if any); the paired comparisons go to results.json. ``plan=True`` runs
+    nothing and writes nothing: it returns the :class:`~jembench.evaluators.plan.Plan` of the run.
     """
-    cfg = get_preset(preset).override(overrides or {})
-    shared = SharedSettings.build({"dataset": cfg.dataset, "n": cfg.n, "sigma": cfg.sigma, "seed": seed,
-                                   "device": device, "batch_size": batch_size, "data_dir": data_dir,
-                                   "download": download, "head": head, "norm": norm, "cache_dir": cache_dir,
-                                   "precision": precision})
-    if isinstance(checkpoints, (str, Path, HybridModel)):
-        checkpoints = [checkpoints]
-    if not checkpoints:
-        raise JembenchError("no checkpoint given: pass one or more checkpoint files")
+    cfg, shared, models = prepare(checkpoints, preset, overrides, dict(
+        seed=seed, device=device, batch_size=batch_size, data_dir=data_dir, download=download, head=head, norm=norm,
+        cache_dir=cache_dir, precision=precision), baseline)
     dev = distributed.local_device(resolve_device(shared.device))
-    distributed.init(dev)
-    models = load_models(checkpoints, dev, precision=shared.precision, **shared.overrides())
-    if baseline and not any(names_checkpoint(baseline, m.info.to_dict(), m.info.name) for m in models):
-        raise JembenchError(f"--baseline {baseline!r} is none of the checkpoints: "
-                            f"{', '.join(m.info.name for m in models)}")
-    shared = distributed.from_main(shared.resolved(models))  # one batch size on every rank: aligned shards
     out = Path(out_dir) if out_dir is not None else None
     writes = out if distributed.is_main() else None  # under torchrun rank 0 alone writes files and shows progress
     progress = progress and distributed.is_main()
@@ -159,13 +150,19 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
              zip(models, checkpoint_slugs(names, numbered=True), checkpoint_slugs(names), labels)
              for spec in REGISTRY.values() if spec.name in cfg.evaluators
              for variant, settings in spec.steps(cfg.settings(spec.name))]
+    if plan:  # steps an earlier run finished (resume) cost nothing
+        from .plan import make_plan
+
+        done = {i for i, s in enumerate(steps) if resume and out is not None
+                and _read_part(out / PARTS_DIR / f"{_key(s, shared, dev)}.json", out) is not None}
+        return make_plan([(s.name, s.spec, s.settings, s.model) for s in steps], shared, done)
     evaluations: list[Evaluation] = []
     resumed, records, errors, wall = [], [], {}, {}
     started = time.perf_counter()
     for i, step in enumerate(steps, 1):
         say = (lambda msg, *args: log.info(f"[%d/%d] {msg}", i, len(steps), *args)) if progress else _quiet
-        evs, seconds, was_resumed = _resume_or_run(step, shared, Context(dev, cache, save_raw=True,
-                                                                          progress=progress), writes, resume, say)
+        ctx = Context(dev, cache, save_raw=True, progress=progress, label=f"[{i}/{len(steps)}] {step.label}")
+        evs, seconds, was_resumed = _resume_or_run(step, shared, ctx, writes, resume, say)
         ok = all(e.status == "ok" for e in evs)
         if not ok:
             errors[step.label] = "; ".join(e.error or "failed" for e in evs if e.status != "ok")
@@ -197,6 +194,39 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
     return RunAllResult(evaluations, doc, out, list(errors), resumed, records, errors)
 
 
+def prepare(checkpoints: Any, preset: str | Preset, overrides: Optional[dict[str, Any]], values: dict[str, Any],
+            baseline: Optional[str] = None) -> tuple[Preset, SharedSettings, list[HybridModel]]:
+    """The preflight of a run: the preset with its overrides, the shared settings, every checkpoint loaded, then
+    each selected evaluator's :attr:`~Evaluator.preflight` on every checkpoint. Every problem is raised together
+    (:class:`PreflightError`, options named as ``--set`` spells them) before any model pass."""
+    problems: list[Any] = []  # one-line texts and errors
+    cfg = get_preset(preset).override(overrides or {}, problems=problems)
+    shared: Optional[SharedSettings] = None
+    try:
+        shared = SharedSettings.build({"dataset": cfg.dataset, "n": cfg.n, "sigma": cfg.sigma, **values})
+    except JembenchError as exc:
+        problems.append(exc)
+    if isinstance(checkpoints, (str, Path, HybridModel)):
+        checkpoints = [checkpoints]
+    if not checkpoints:
+        problems.append("no checkpoint given: pass one or more checkpoint files")
+    models: list[HybridModel] = []
+    if shared is not None:
+        models = load_models(checkpoints, distributed.start(resolve_device(shared.device)), precision=shared.precision,
+                             problems=problems, **shared.overrides())
+    if baseline and models and not any(names_checkpoint(baseline, m.info.to_dict(), m.info.name) for m in models):
+        problems.append(f"--baseline {baseline!r} is none of the checkpoints: {', '.join(m.info.name for m in models)}")
+    if shared is not None and models:
+        for spec in REGISTRY.values():
+            if spec.name in cfg.evaluators:
+                for _, settings in spec.steps(cfg.settings(spec.name)):
+                    problems += spec.preflight(models, settings, shared, Spelling(spec.name))
+    if problems:
+        raise PreflightError.of(problems)
+    assert shared is not None
+    return cfg, distributed.from_main(shared.resolved(models)), models  # auto batch size, after the checks; rank 0s
+
+
 @dataclass
 class Step:
     """One (evaluator, variant, checkpoint) of a run; ``folder`` is the checkpoint's numbered slug (its step's
@@ -219,6 +249,10 @@ class Step:
         return f"{self.name} ({self.checkpoint})"
 
 
+def _key(step: Step, shared: SharedSettings, device: Any) -> str:
+    return step_key(step.name, step.spec, step.settings, shared, checkpoint_hash(step.model), str(device))
+
+
 def _quiet(msg: str, *args: Any) -> None:
     pass
 
@@ -228,7 +262,7 @@ def _resume_or_run(step: Step, shared: SharedSettings, ctx: Context, out: Option
     """A step's evaluations and wall time: read back from its part file, or run (and the part file written once
     when every evaluation is ok). ``ctx`` is completed with the step's folder, cache and file slug: the folder is
     keyed by the step's configuration and checkpoint hash, so no other configuration writes there."""
-    key = step_key(step.name, step.spec, step.settings, shared, checkpoint_hash(step.model), str(ctx.device))
+    key = _key(step, shared, ctx.device)
     part = out / PARTS_DIR / f"{key}.json" if out is not None else None
     done = distributed.from_main(_read_part(part, out) if (part is not None and resume) else None)  # rank 0 decides
     if done is not None:
@@ -258,9 +292,13 @@ def _run_step(spec: Evaluator, model: HybridModel, settings: Settings, shared: S
     ``out``."""
     start = time.perf_counter()
     try:
-        evs = record_precision(spec.run([model], settings, shared, ctx), shared.precision)
+        with labelled(ctx.label):
+            evs = record_precision(spec.run([model], settings, shared, ctx), shared.precision)
         seconds = time.perf_counter() - start
+        passes = total(spec.cost(settings, shared, model)) if spec.cost is not no_cost else None
         for e in evs:
+            if passes is not None:
+                e.provenance.setdefault("passes", passes)
             if ctx.out_dir is not None and out is not None:
                 prefix = ctx.out_dir.relative_to(out)
                 e.artifacts = {k: (v if Path(v).is_absolute() else str(prefix / v)) for k, v in e.artifacts.items()}

@@ -24,6 +24,7 @@ from typing import Callable, Optional
 
 import torch
 
+from ..progress import track
 from ..runtime import generator
 
 
@@ -156,7 +157,7 @@ def _membership(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, n_
 
 def bootstrap_calibration_errors(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15, *, n_boot: int = 1000,
                                  level: float = 0.95, seed: int = 0,
-                                 chunk: int = 50) -> dict[str, tuple[float, float]]:
+                                 chunk: int = 50, progress: bool = False) -> dict[str, tuple[float, float]]:
     """Percentile-bootstrap intervals of all :func:`calibration_errors`, vectorised over resamples.
 
     A resample is its multiplicity vector w (how often each row was drawn), so per-bin sums are ``w @ S`` with
@@ -179,7 +180,8 @@ def bootstrap_calibration_errors(probs: torch.Tensor, labels: torch.Tensor, bins
     sorted_conf, order = conf.sort(stable=True)
     gen = generator(seed)
     out: dict[str, list[torch.Tensor]] = {name: [] for name in CALIBRATION_ERRORS}
-    for start in range(0, n_boot, chunk):
+    for start in track(range(0, n_boot, chunk), desc=f"bootstrap, {n_boot} resamples", unit="block",
+                       enabled=progress):
         r = min(chunk, n_boot - start)
         w = torch.stack([torch.bincount(torch.randint(0, n, (n,), generator=gen), minlength=n)
                          for _ in range(r)]).double()  # [r, N] multiplicities

@@ -33,6 +33,7 @@ from ..data.imageset import ImageSet
 from .. import bundled
 from ..errors import JembenchError
 from ..io import atomic_savez, read_cache
+from ..progress import track
 from .names import FIDELITY
 
 INCEPTION = "inception-v3-compat"  # torch-fidelity's registry name
@@ -42,6 +43,7 @@ INCEPTION_FILE = INCEPTION_URL.rsplit("/", 1)[1]
 METRICS = FIDELITY
 _TF_METRIC = {"is": "isc", "fid": "fid", "kid": "kid", "prc": "prc"}
 CACHE_FORMAT = 1
+EXTRACT_CHUNK_BATCHES = 8  # batches per torch-fidelity call (one progress step)
 
 
 @dataclass
@@ -190,7 +192,7 @@ def _check_weights_only(path: Optional[str]) -> None:
 
 
 def extract(ext: Extractor, images: torch.Tensor, *, batch_size: int = 256,
-            device: Optional[torch.device] = None) -> dict[str, torch.Tensor]:
+            device: Optional[torch.device] = None, progress: bool = False) -> dict[str, torch.Tensor]:
     """Features ``{layer: [N, D]}`` of uint8 images, through torch-fidelity's dataset loop. Under torchrun each
     rank extracts whole batches of its block of images and the features are gathered in image order."""
     from torch_fidelity.utils import get_featuresdict_from_dataset
@@ -206,9 +208,12 @@ def extract(ext: Extractor, images: torch.Tensor, *, batch_size: int = 256,
     fe = _torch_fidelity_extractor(ext, device)
     lo, hi = distributed.shard(len(images), align=batch_size)
     mine = images[lo:hi] if hi > lo else images[:1]  # a rank without images extracts one for the feature shapes
-    feats = get_featuresdict_from_dataset(UInt8Images(mine, ext.channels), fe, batch_size, device.type == "cuda",
-                                          save_cpu_ram=True, verbose=False)
-    return {k: distributed.gather(v[:hi - lo].float()) for k, v in feats.items()}
+    chunk = batch_size * EXTRACT_CHUNK_BATCHES  # torch-fidelity's loop in chunks, so a bar can show progress
+    parts = [get_featuresdict_from_dataset(UInt8Images(mine[s:s + chunk], ext.channels), fe, batch_size,
+                                           device.type == "cuda", save_cpu_ram=True, verbose=False)
+             for s in track(range(0, len(mine), chunk), desc=f"features {ext.name}, {len(mine)} images",
+                            unit="chunk", enabled=progress)]
+    return {k: distributed.gather(torch.cat([p[k] for p in parts])[:hi - lo].float()) for k in parts[0]}
 
 
 # --- reference features, cached by content --------------------------------------------------------
@@ -221,7 +226,7 @@ def reference_key(imageset: ImageSet, ext: Extractor) -> str:
 
 
 def reference_features(imageset: ImageSet, ext: Extractor, *, cache_dir: Optional[str | Path] = None,
-                       batch_size: int = 256, device: Optional[torch.device] = None
+                       batch_size: int = 256, device: Optional[torch.device] = None, progress: bool = False
                        ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Features of the reference images (and FID statistics as ``fid_mu`` / ``fid_sigma``), with cache info."""
     key = reference_key(imageset, ext)
@@ -233,7 +238,7 @@ def reference_features(imageset: ImageSet, ext: Extractor, *, cache_dir: Optiona
     if cached is not None:
         info["hit"] = True
         return cached, info
-    feats = extract(ext, imageset.images, batch_size=batch_size, device=device)
+    feats = extract(ext, imageset.images, batch_size=batch_size, device=device, progress=progress)
     stats = _fid_statistics(feats[ext.layers["fid"]])
     feats["fid_mu"], feats["fid_sigma"] = torch.from_numpy(stats["mu"]), torch.from_numpy(stats["sigma"])
     if path is not None and distributed.is_main():
