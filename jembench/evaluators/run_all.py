@@ -277,6 +277,7 @@ def _resume_or_run(step: Step, shared: SharedSettings, ctx: Context, out: Option
     evs, seconds = _run_step(step.spec, step.model, step.settings, shared, ctx, out)
     ok = all(e.status == "ok" for e in evs)
     if ok and part is not None:
+        background.wait()  # the part file records each artifact's sha256: its figures must be on disk first
         atomic_write_json(part, {"key": key, "evaluator": step.spec.name, "settings": step.settings.to_dict(),
                                  "checkpoint_sha256": checkpoint_hash(step.model), "wall_time_s": seconds,
                                  "artifacts": _artifact_hashes(evs, out),
