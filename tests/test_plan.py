@@ -16,8 +16,10 @@ SMALL = {
                 batch_size=8),
     "robust": dict(dataset="digits", n=6, eps="0,8/255", purify_steps="0,1", steps=2, eot=2, eval_purifications=2,
                    purify_copies=2, full_grad_max_k=0, batch_size=4),
-    "gen": dict(n=8, protocol="sgld,pcd", steps=3, pcd_rounds=2, pcd_batch=4, metrics="is", isc_splits=2,
-                batch_size=8),
+    "gen": dict(n=8, protocol="sgld,pcd,mala", warmup=1, steps=3, pcd_rounds=2, pcd_batch=4, metrics="is", isc_splits=2,
+                batch_size=8, ladder="1,2"),
+    "density": dict(dataset="digits", n=6, chains=4, distributions=3, transitions=2, reverse_chains=2,
+                    dsm_sigmas="0.1", ssm_projections=1, batch_size=4),
 }
 
 

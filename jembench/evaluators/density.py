@@ -16,12 +16,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
+from ..cost import Cost
 from ..io import atomic_savez
 from ..results import Evaluation, EvaluatorResult
 from ..runtime import derive_seed, generator, randn
 from ..settings import Settings, option
 from .base import Context, Evaluator, SharedSettings
-from .common import load_eval_set, summary_table
+from .common import eval_set_size, load_eval_set, summary_table
 
 if TYPE_CHECKING:  # torch-backed: imported where used, so the settings and the registry entry stay light
     import torch
@@ -240,6 +241,24 @@ def _sm_metrics(model: HybridModel, x: torch.Tensor, s: DensitySettings, seed: i
                "(Song et al. 2019)", "seed": derive_seed(seed, NAME, "score-matching")}
 
 
+def cost(s: DensitySettings, shared: SharedSettings, model: HybridModel) -> list[Cost]:
+    """log p~ of the held-out images: one forward each. AIS: every chain (forward ones and one per reverse start)
+    evaluates log p~ and its gradient at its start and at each MALA proposal, 1 + distributions x transitions
+    forward and backward passes. DSM: one score (forward + backward) per image and sigma; SSM: per image and
+    projection, the score with its graph and the Hessian-vector product's second backward."""
+    name, n = eval_set_size(model, shared.dataset, "test", s.n)
+    out = [Cost(f"log p~ {name}", n, n)]
+    if "ais" in s.parts:
+        chains = s.chains + min(s.reverse_chains, n)
+        passes = chains * (1 + s.distributions * s.transitions)
+        out.append(Cost(f"AIS: {chains} chains x {s.distributions} distributions", n, passes, passes,
+                        sampler_steps=chains * s.distributions * s.transitions))
+    if "sm" in s.parts:
+        dsm = n * len(s.dsm_sigmas)
+        out.append(Cost("score matching", n, dsm + n * s.ssm_projections, dsm + 2 * n * s.ssm_projections))
+    return out
+
+
 def run(models: list[HybridModel], s: DensitySettings, shared: SharedSettings, ctx: Context) -> list[Evaluation]:
     """For each model: mean log p~ of the dequantised held-out images, then the AIS bracket and score matching."""
     sets = [load_eval_set(m, shared.dataset, "test", data_dir=shared.data_dir, download=shared.download, n=s.n,
@@ -284,7 +303,7 @@ def _evaluate(model: HybridModel, imageset: ImageSet, s: DensitySettings, shared
 
 EVALUATOR = Evaluator(
     name=NAME, title="Density", settings=DensitySettings, run=run, result=DensityResult,
-    summary=DensityResult.table, shared=SHARED, headline=(LOG_PX, BPD), headline_last=False,
+    summary=DensityResult.table, shared=SHARED, cost=cost, headline=(LOG_PX, BPD), headline_last=False,
     metrics=(LOG_P_TILDE, "ais/*", "sm/dsm/*", SSM), figures="Density files",
     short_help="Normalised log-likelihood by AIS (a bracket on log Z), bits/dim, score-matching losses.",
     help="""Normalised density: an AIS bracket on log Z, log p(x) and bits/dim, score-matching losses.

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import TYPE_CHECKING, Iterable
 
@@ -43,8 +44,6 @@ def cost(s: GenSettings, shared: SharedSettings, model: HybridModel) -> list[Cos
     """Per protocol: chains x SGLD steps (1 forward + 1 backward each; PCD: rounds x batch chains), one forward per
     sample for the class shares (buffer-top: one per buffer image to rank them), extractor passes on the samples;
     the reference set's extractor passes once (cached on disk afterwards)."""
-    from ..sampling.mcmc import MHConfig
-
     ds = shared.dataset if isinstance(shared.dataset, str) else default_dataset(model)
     buffer = len(model.replay_buffer) if model.replay_buffer is not None else 0
     ref = sum(set_size(ds, split, None) for split in s.reference.split("+")) \
@@ -58,9 +57,30 @@ def cost(s: GenSettings, shared: SharedSettings, model: HybridModel) -> list[Cos
             fwd, bwd, steps = (buffer if p.buffer_top else 0), 0, 0
         else:
             n = s.n or FRESH_N
-            chains = p.pcd_rounds * p.pcd_batch if p.pcd_rounds else n
-            fwd = bwd = steps = chains * gradient_steps(p.sampler)
-            if isinstance(p.sampler, MHConfig):  # random-walk MH evaluates the energy only, no gradient
-                bwd = 0
+            fwd, bwd, steps = _chain_passes(p.sampler, p.pcd_rounds * p.pcd_batch if p.pcd_rounds else n)
         out.append(Cost(f"{p.name}: {n} samples", n, fwd + n, bwd, sampler_steps=steps, extractor=n))
+        if p.source == "fresh":
+            out += [_rung(p, m, n) if m != 1 else Cost(f"{p.name}: ladder mean energy", n, n)
+                    for m in sorted(set(s.ladder or ()))]
     return out
+
+
+def _rung(p, multiple: int, n: int) -> Cost:
+    """A long-run ladder rung above 1x: the protocol's chains again at ``multiple`` x its steps, from the same seed,
+    then one forward per sample for the mean energy and extractor passes on the samples."""
+    from ..sampling.sgld import JEMPPConfig
+
+    field = "outer_steps" if isinstance(p.sampler, JEMPPConfig) else "steps"
+    longer = dataclasses.replace(p.sampler, **{field: multiple * getattr(p.sampler, field)})
+    fwd, bwd, steps = _chain_passes(longer, p.pcd_rounds * p.pcd_batch if p.pcd_rounds else n)
+    return Cost(f"{p.name}: ladder {multiple}x steps", n, fwd + n, bwd, sampler_steps=steps, extractor=n)
+
+
+def _chain_passes(sampler, chains: int) -> tuple[int, int, int]:
+    """(forward, backward, sampler steps) of ``chains`` chains: one model evaluation per step (a forward and a
+    backward; random-walk MH: forward only), MH / MALA one more at each chain's start."""
+    from ..sampling.mcmc import MCMCConfig, MHConfig
+
+    steps = chains * gradient_steps(sampler)
+    fwd = steps + (chains if isinstance(sampler, MCMCConfig) else 0)
+    return fwd, 0 if isinstance(sampler, MHConfig) else fwd, steps
