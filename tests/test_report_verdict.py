@@ -36,7 +36,8 @@ def test_verdict_names_the_better_model_for_each_claim_and_agrees_with_the_table
     result = report(out, tmp_path / "r.html", csv_dir=tmp_path / "csv")
     claims = {v.claim for v in result.verdicts}
     assert {"Accuracy", "Calibration", "OOD detection", "Robustness, undefended", "Robustness with purification",
-            "Generation"} <= claims
+            "Generation", "Density"} <= claims
+    assert next(v for v in result.verdicts if v.claim == "Density").metric == "ais/bits_per_dim"
     tables = {(t.evaluator, t.protocol_key): t for t in result.tables}
     for v in result.verdicts:
         assert v.baseline == "baseline-digits"  # the plain classifier (px_weight 0), found in the checkpoint
@@ -160,6 +161,9 @@ def test_metric_names_in_words():
     assert describe("ece", {"bins": 20}) == "ECE (20 bins)"
     assert describe("fid/inception/train") == "FID (inception features, vs train)"
     assert (direction("ece"), direction("auroc/msp/x"), direction("n")) == (-1, 1, 0)
+    assert (direction("ais/bits_per_dim"), direction("ais/log_px"), direction("sm/dsm/0.1"), direction("ais/log_z")) \
+        == (-1, 1, -1, 0)  # density metrics: by their whole name (ais/ and sm/ name only the estimator)
+    assert describe("sm/dsm/0.1") == "denoising score matching loss, sigma 0.1"
 
 
 def test_later_jem_family_numbers_appear_only_under_their_protocol():

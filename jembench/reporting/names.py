@@ -24,13 +24,26 @@ WORDS = {"accuracy": "accuracy", "error": "error", "nll": "NLL", "brier": "Brier
          "clean_acc": "clean accuracy", "robust_acc": "robust accuracy", "probe_acc": "large-eps probe accuracy",
          "is": "IS", "is_std": "IS std", "is_real": "IS of real images", "fid": "FID", "kid": "KID",
          "kid_std": "KID std", "precision": "precision", "recall": "recall"}
+# density metrics, by their whole name (the first component only says which estimator): (direction, words)
+DENSITY = {"ais/log_px": (1, "test log-likelihood log p(x), AIS"), "ais/bits_per_dim": (-1, "bits/dim, AIS"),
+           "sm/dsm": (-1, "denoising score matching loss, sigma"), "sm/ssm": (-1, "sliced score matching loss"),
+           "ais/log_z": (0, "log Z, forward AIS (low side)"), "ais/log_z_upper": (0, "log Z, reverse AIS (high side)"),
+           "log_p_tilde": (0, "mean unnormalised log p~(x)")}
 ATTACKS = {"worst": "worst case", "bpda-eot": "BPDA+EOT", "transfer": "transfer", "full-grad": "full gradient"}
 
 
 def direction(metric: str) -> int:
     """+1 when a higher value is better, -1 when lower is, 0 otherwise (by the name's first component)."""
+    if _density(metric):
+        return DENSITY[_density(metric)][0]
     head = metric.split("/")[0]
     return 1 if head in HIGHER else -1 if head in LOWER else 0
+
+
+def _density(metric: str) -> Optional[str]:
+    """The :data:`DENSITY` entry of ``metric`` (``sm/dsm/0.1`` is ``sm/dsm``), or None."""
+    key = "sm/dsm" if metric.startswith("sm/dsm/") else metric
+    return key if key in DENSITY else None
 
 
 def eps_words(norm: str, eps: float) -> str:
@@ -48,6 +61,9 @@ def k_words(k: Any) -> str:
 
 def describe(metric: str, protocol: Optional[Mapping[str, Any]] = None) -> str:
     """The metric in words, with what its name encodes (score, OOD set, budget, K, extractor, reference)."""
+    if _density(metric):
+        words = DENSITY[_density(metric)][1]
+        return f"{words} {metric.rsplit('/', 1)[1]}" if metric.startswith("sm/dsm/") else words
     parts = metric.split("/")
     head, rest = parts[0], parts[1:]
     word = WORDS.get(head, head.replace("_", " "))

@@ -70,7 +70,7 @@ def claim_metrics(evaluator: str, members: Sequence[Member]) -> list[tuple[str, 
     if evaluator == "gen":
         return [("Generation", m) for m in ev.metrics if m.startswith("fid/")][:1]
     if evaluator == "density":
-        return [("Density", m) for m in ev.metrics if direction(m)][:1]
+        return [("Density", m) for m in ("ais/bits_per_dim", *ev.metrics) if m in ev.metrics and direction(m)][:1]
     return []
 
 
