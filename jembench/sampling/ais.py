@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
+from ..progress import track
 from .bn import preserve_bn_stats
 from .mcmc import Bound, evaluate, mala_step
 from .sgld import LogDensity
@@ -92,7 +92,8 @@ def ais_paths(model, x0s: Sequence[torch.Tensor], betas: Sequence[torch.Tensor],
         log_w = torch.zeros(len(x0), dtype=torch.float64, device=dev)
         accepted = torch.zeros(len(x0), device=dev)
         by_step, energy = [], []
-        for k in tqdm(range(1, table.shape[1]), desc="AIS", disable=not progress, leave=False):
+        for k in track(range(1, table.shape[1]), desc=f"AIS over {table.shape[1] - 1} distributions ({len(x0)} "
+                       "chains)", unit="distribution", enabled=progress):
             beta = table[group, k]
             log_w += (beta - table[group, k - 1]) * state.log_p.double()
             rate = torch.zeros(len(x0s), dtype=torch.float64, device=dev)
