@@ -75,6 +75,10 @@ def init(device: Any = None) -> World:
         dist.init_process_group(backend)
         atexit.register(dist.destroy_process_group)
     _WORLD = World(dist.get_world_size(), dist.get_rank(), _env("LOCAL_RANK", 0), dist.get_backend())
+    if _WORLD.rank:  # progress shows on rank 0 only, for the API as well as the CLI
+        from . import progress
+
+        progress.ENABLED = False
     return _WORLD
 
 
