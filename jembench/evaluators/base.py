@@ -217,20 +217,12 @@ class Evaluator:
               ) -> tuple[list[HybridModel], Settings, SharedSettings]:
         """The preflight: settings parsed, checkpoints loaded, then this evaluator's :attr:`preflight` checks;
         every problem raised together as a :class:`PreflightError` before any model pass."""
-        from ..models import HybridModel
-        from .common import load_models
+        from .common import load_for_preflight
 
         problems: list[Any] = []  # one-line texts and errors
         settings, shared = self.parse(values, problems=problems)
-        if isinstance(checkpoints, (str, Path, HybridModel)):
-            checkpoints = [checkpoints]
-        if not checkpoints:
-            problems.append("no checkpoint given: pass one or more checkpoint files (or HybridModels)")
-        models: list[HybridModel] = []
-        if shared is not None:
-            dataset = shared.dataset if isinstance(shared.dataset, str) else None
-            models = load_models(list(checkpoints), distributed.start(resolve_device(shared.device)), dataset=dataset,
-                                 precision=shared.precision, problems=problems, **shared.overrides())
+        dataset = shared.dataset if shared is not None and isinstance(shared.dataset, str) else None
+        models = load_for_preflight(checkpoints, shared, problems, dataset=dataset)
         if settings is not None and shared is not None and models:
             problems += self.preflight(models, settings, shared, self.spelling())
         if problems:

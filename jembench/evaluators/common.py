@@ -51,6 +51,24 @@ def load_models(checkpoints: Sequence[str | Path | HybridModel], device: Any = N
     return models
 
 
+def load_for_preflight(checkpoints: Any, shared: Any, problems: list[Any], *,
+                       dataset: Optional[str] = None) -> list[HybridModel]:
+    """The preflight's models: ``checkpoints`` (one or a list) on this rank's device at the run's precision, with
+    ``shared``'s model overrides; no checkpoint, and each that does not load, is a line in ``problems``. Without
+    valid shared settings (``shared`` None) nothing is loaded."""
+    from .. import distributed
+    from ..models import HybridModel
+
+    if isinstance(checkpoints, (str, Path, HybridModel)):
+        checkpoints = [checkpoints]
+    if not checkpoints:
+        problems.append("no checkpoint given: pass one or more checkpoint files (or HybridModels)")
+    if shared is None or not checkpoints:
+        return []
+    return load_models(list(checkpoints), distributed.start(resolve_device(shared.device)), dataset=dataset,
+                       precision=shared.precision, problems=problems, **shared.overrides())
+
+
 def default_dataset(model: HybridModel) -> str:
     """The dataset recorded in the checkpoint; JEM / JEM++ files record none and mean CIFAR-10
     (CIFAR-100 for 100-class files)."""

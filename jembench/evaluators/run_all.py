@@ -49,7 +49,7 @@ from .base import Context, Evaluator, SharedSettings, no_cost, record_precision
 from . import calib, clf
 from .calib import ECE
 from .clf import ACCURACY
-from .common import load_models
+from .common import load_for_preflight
 from .registry import REGISTRY
 
 log = logging.getLogger("jembench")
@@ -206,14 +206,7 @@ def prepare(checkpoints: Any, preset: str | Preset, overrides: Optional[dict[str
         shared = SharedSettings.build({"dataset": cfg.dataset, "n": cfg.n, "sigma": cfg.sigma, **values})
     except JembenchError as exc:
         problems.append(exc)
-    if isinstance(checkpoints, (str, Path, HybridModel)):
-        checkpoints = [checkpoints]
-    if not checkpoints:
-        problems.append("no checkpoint given: pass one or more checkpoint files")
-    models: list[HybridModel] = []
-    if shared is not None:
-        models = load_models(checkpoints, distributed.start(resolve_device(shared.device)), precision=shared.precision,
-                             problems=problems, **shared.overrides())
+    models = load_for_preflight(checkpoints, shared, problems)
     if baseline and models and not any(names_checkpoint(baseline, m.info.to_dict(), m.info.name) for m in models):
         problems.append(f"--baseline {baseline!r} is none of the checkpoints: {', '.join(m.info.name for m in models)}")
     if shared is not None and models:
