@@ -113,6 +113,7 @@ def extractor_problems(choice: str, dataset: str, *, fid_weights: Optional[str],
     """The feature extractor generation will use is there, without loading or downloading it: a bundled one for
     ``auto`` when the dataset has one, else Inception weights (``fid_weights``, the hub cache, or a download
     unless ``offline``), or a checkpoint file."""
+    from . import bundled
     from . import feature_extractors as fx
     from .metrics import fidelity
 
@@ -127,9 +128,9 @@ def extractor_problems(choice: str, dataset: str, *, fid_weights: Optional[str],
         if choice in by_name:
             fx.bundled_path(by_name[choice])
             return []
+        if bundled.resolve(choice).expanduser().is_file():  # a checkpoint file, or bundled:NAME
+            return []
     except JembenchError as exc:
         return exc.lines()
-    if Path(choice).expanduser().is_file():
-        return []
     known = ", ".join(["auto", "inception", *sorted(by_name)])
     return [f"{option} {choice!r}: neither a known extractor ({known}) nor a checkpoint file"]

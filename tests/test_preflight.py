@@ -85,3 +85,15 @@ def test_a_valid_run_passes_the_preflight(tmp_path, cifar):
     c10 = jem_file(tmp_path / "c10.pt", 10)
     result = jembench.clf(c10, data_dir=cifar, n=4, progress=False)
     assert result.evaluations[0].metrics["n"] == 4
+
+
+def test_extractor_named_as_a_bundled_checkpoint_passes_and_a_wrong_one_is_one_line(tmp_path):
+    from jembench.preflight import extractor_problems
+
+    kw = dict(fid_weights=None, offline=True, option="--set gen.feature_extractor")
+    assert extractor_problems("bundled:digits-reference-classifier", "cifar10", **kw) == []
+    assert extractor_problems("digits-wrn", "digits", **kw) == []
+    (wrong,) = extractor_problems("bundled:no-such-file", "digits", **kw)
+    assert "no bundled checkpoint 'no-such-file'" in wrong
+    (absent,) = extractor_problems(str(tmp_path / "x.pt"), "digits", **kw)
+    assert absent.startswith("--set gen.feature_extractor") and "neither a known extractor" in absent
