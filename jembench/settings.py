@@ -50,6 +50,7 @@ class Spec:
     repeatable: bool = False  # a list option given several times on the command line (--out a --out b)
     noun: Optional[str] = None  # what one choice is ("attack"): errors say "unknown attack 'x'"
     path: Optional[str] = None  # "dir" or "file": a path, which must not be the other kind when it exists
+    none: str = "none"  # how the value None is written (help, defaults): "auto" where None means "choose for me"
 
     def takes(self, value: Any) -> bool:
         """Whether ``value`` is an object of an ``accepts`` class. The classes are named, not imported (their

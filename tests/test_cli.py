@@ -24,3 +24,11 @@ def test_usage_errors_are_one_line(args, says):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("jembench: error: ") and says in lines[0], result.stderr
     assert "Traceback" not in result.output and result.stdout == ""
+
+
+@pytest.mark.parametrize("command", ["clf", "run-all"])
+def test_help_writes_a_default_of_none_as_the_word_the_option_takes(command):
+    """--batch-size's None means auto: the help says auto (it said "none", which the option does not take)."""
+    out = " ".join(CliRunner().invoke(main, [command, "--help"]).output.split())
+    assert "--batch-size INT|auto" in out and "[default: auto]" in out
+    assert "[default: none]" not in out.split("--batch-size", 1)[1].split("--precision", 1)[0]

@@ -38,7 +38,7 @@ def field_option(f: Field, rename: Optional[str] = None) -> click.Option:
     where the field says so. Its default is None (= not given) and the settings default is shown in the help."""
     names = [rename or f.name, *([f.name] if rename else []), *f.spec.aliases]
     flags = list(dict.fromkeys("--" + n.replace("_", "-") for n in names))
-    help_text = f"{f.describe()} [default: {value_text(f.default)}]"
+    help_text = f"{f.describe()} [default: {value_text(f.default, f.spec.none)}]"
     if f.item_type is bool and not f.is_list:
         decl = [f"{flags[0]}/--no-{flags[0][2:]}", *flags[1:], f.name]
         return click.Option(decl, default=None, help=help_text)
@@ -62,10 +62,11 @@ def given(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None and v != ()}
 
 
-def value_text(value: Any) -> str:
-    """A setting's value as one would type it: ``none``, ``0,2/255,8/255``, ``on``."""
+def value_text(value: Any, none: str = "none") -> str:
+    """A setting's value as one would type it: ``none`` (or the field's word for None, e.g. ``auto``),
+    ``0,2/255,8/255``, ``on``."""
     if value is None:
-        return "none"
+        return none
     if isinstance(value, tuple):
         return ",".join(_number(v) for v in value) or "none"
     return _number(value)

@@ -33,8 +33,8 @@ def fields_help() -> str:
 
 
 def _field_lines(key: str, f, preset_values) -> list[str]:
-    differ = [f"{p}: {value_text(v)}" for p, v in preset_values if v != f.default]
-    head = f"  {key} ({f.kind()}) [{'; '.join([value_text(f.default), *differ])}]"
+    differ = [f"{p}: {value_text(v, f.spec.none)}" for p, v in preset_values if v != f.default]
+    head = f"  {key} ({f.kind()}) [{'; '.join([value_text(f.default, f.spec.none), *differ])}]"
     return [head, *textwrap.wrap(f.describe(), 96, initial_indent="      ", subsequent_indent="      ")]
 
 

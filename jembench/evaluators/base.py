@@ -54,7 +54,7 @@ class SharedSettings(Settings):
     batch_size: Optional[int] = option(
         None, f"Images per model call, or auto (default): on CUDA the largest batch that fits (halving on "
               f"out-of-memory, cached per model, device and precision), elsewhere {defaults.BATCH_SIZE}.", min=1,
-        parse=lambda text: None if text.strip().lower() == "auto" else int(text), metavar="INT|auto")
+        parse=lambda text: None if text.strip().lower() == "auto" else int(text), metavar="INT|auto", none="auto")
     precision: str = option("fp32", "Autocast precision of every model pass: fp32 (none), bf16 (CPU and CUDA), "
                                     "fp16 (CUDA only); recorded in every protocol.", choices=tuple(PRECISIONS))
     data_dir: Optional[str] = option(None, f"Dataset root (default ${defaults.DATA_ENV}, else "
