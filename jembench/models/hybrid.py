@@ -98,12 +98,7 @@ class HybridModel(nn.Module):
     # --- the energy-model reading --------------------------------------------------------------
     def logits_and_log_px(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits ``[B, C]`` and log p~(x) ``[B]`` from one forward pass (float32, computed at ``precision``)."""
-        if self.precision == "fp32":
-            logits, log_px = self._logits_and_log_px(x)
-        else:
-            with autocast(self.precision, x.device):
-                logits, log_px = self._logits_and_log_px(x)
-            logits, log_px = logits.float(), log_px.float()
+        logits, log_px = self._at_precision(self._logits_and_log_px, x)
         if self.check_outputs:
             check_outputs(str(self.info.name), logits=logits, log_px=log_px)
         return logits, log_px
@@ -119,14 +114,18 @@ class HybridModel(nn.Module):
         return logits, logits.float().logsumexp(-1)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        if self.precision == "fp32":
-            logits = self._logits(x)
-        else:
-            with autocast(self.precision, x.device):
-                logits = self._logits(x).float()
+        logits = self._at_precision(self._logits, x)
         if self.check_outputs:
             check_outputs(str(self.info.name), logits=logits)
         return logits
+
+    def _at_precision(self, fn: Any, x: torch.Tensor) -> Any:
+        """``fn(x)`` under the autocast of :attr:`precision`, its tensor (or tuple of tensors) made float32."""
+        if self.precision == "fp32":
+            return fn(x)
+        with autocast(self.precision, x.device):
+            out = fn(x)
+        return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.class_output(self.net.f(x)) if isinstance(self.net, JEMNet) else self.net(x)
