@@ -56,17 +56,20 @@ def resize_rule(src: tuple[int, int], dst: tuple[int, int]) -> str:
 
 
 def adapt_to(imageset: ImageSet, shape: tuple[int, int, int]) -> ImageSet:
-    """``imageset`` brought to ``shape`` = (C, H, W) by the module's rules, recorded in ``meta["preprocessing"]``."""
+    """``imageset`` brought to ``shape`` = (C, H, W) by the module's rules, recorded in ``meta["preprocessing"]``.
+    The rules work image by image, so a lazy set (:class:`~jembench.data.lazyset.LazyImageSet`) stays lazy: they
+    are applied to each range read."""
+    from .lazyset import LazyImageSet
+
     C, H, W = (int(v) for v in shape)
     c, h, w = imageset.shape
-    steps = []
-    images = imageset.images
+    steps, convert = [], []
     if c != C:
         if (c, C) == (3, 1):
-            images = to_gray(images)
+            convert.append(to_gray)
             steps.append("RGB -> gray by ITU-R BT.601 luma (0.299 R + 0.587 G + 0.114 B, rounded)")
         elif (c, C) == (1, 3):
-            images = to_rgb(images)
+            convert.append(to_rgb)
             steps.append("gray -> RGB by replicating the channel")
         else:
             raise DatasetError(f"dataset {imageset.name!r} has {c} channels and the model takes {C}: no rule converts "
@@ -74,8 +77,16 @@ def adapt_to(imageset: ImageSet, shape: tuple[int, int, int]) -> ImageSet:
     if (h, w) != (H, W):
         if min(h, w, H, W) < 1:
             raise DatasetError(f"cannot resize dataset {imageset.name!r} from {h}x{w} to {H}x{W}")
-        images = resize_center_crop(images, (H, W))
+        convert.append(lambda images: resize_center_crop(images, (H, W)))
         steps.append(resize_rule((h, w), (H, W)))
     meta = dict(imageset.meta)
     meta["preprocessing"] = "; ".join(steps) if steps else "none"
-    return ImageSet(imageset.name, imageset.split, images, imageset.labels, imageset.n_classes, meta)
+
+    def apply(images: torch.Tensor) -> torch.Tensor:
+        for f in convert:
+            images = f(images)
+        return images
+
+    if isinstance(imageset, LazyImageSet):
+        return imageset.map(apply, (C, H, W), meta)
+    return ImageSet(imageset.name, imageset.split, apply(imageset.images), imageset.labels, imageset.n_classes, meta)

@@ -8,6 +8,7 @@ from typing import Any, Iterator, Optional
 
 import torch
 
+HASH_BLOCK = 4096  # images hashed per step of fingerprint()
 
 @dataclass
 class ImageSet:
@@ -40,12 +41,17 @@ class ImageSet:
         """(C, H, W)."""
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
+    def read(self, start: int = 0, stop: Optional[int] = None) -> torch.Tensor:
+        """uint8 images ``[start:stop]`` (a lazy set makes them here, on demand)."""
+        return self.images[start:stop]
+
     def fingerprint(self) -> str:
-        """sha256 of the image bytes and labels: the content key of caches."""
+        """sha256 of the image bytes (read ``HASH_BLOCK`` images at a time) and labels: the content key of caches."""
         if self._fingerprint is None:
             h = hashlib.sha256()
-            h.update(str(tuple(self.images.shape)).encode())
-            h.update(self.images.contiguous().numpy().tobytes())
+            h.update(str((len(self), *self.shape)).encode())
+            for start in range(0, len(self), HASH_BLOCK):
+                h.update(self.read(start, start + HASH_BLOCK).contiguous().numpy().tobytes())
             if self.labels is not None:
                 h.update(self.labels.to(torch.int64).contiguous().numpy().tobytes())
             self._fingerprint = h.hexdigest()
@@ -66,7 +72,7 @@ class ImageSet:
 
     def pixels01(self, start: int = 0, stop: Optional[int] = None) -> torch.Tensor:
         """Images ``[start:stop]`` as float32 in [0, 1]."""
-        return self.images[start:stop].to(torch.float32) / 255.0
+        return self.read(start, stop).to(torch.float32) / 255.0
 
     def batches(self, batch_size: int, model: Any = None,
                 device: Any = None) -> Iterator[tuple[torch.Tensor, Optional[torch.Tensor]]]:
