@@ -3,9 +3,14 @@ device and precision.
 
 On CUDA the probe is one forward and backward pass of log p~(x) with respect to the input (the largest per-image
 footprint of the evaluators' passes: gradient scores, SGLD, attacks) on batches of ``START``, ``START / 2``, ...
-images until one fits. The answer is kept in memory and, with ``--cache-dir``, in ``<cache_dir>/batch-size.json``
+rows until one fits. The answer is kept in memory and, with ``--cache-dir``, in ``<cache_dir>/batch-size.json``
 under the key sha256(model fingerprint, device name, precision). On other devices auto is the fixed default
 (``defaults.BATCH_SIZE``): CPU memory is not the limit there, and the probe would cost more than it saves.
+
+The answer counts rows of one pass. An evaluator whose passes stack several rows per image divides it by that
+multiplicity (robust: purification copies, times 1 + 2K for gradients through the unrolled chain;
+:meth:`jembench.evaluators.robust_config.RobustConfig.batch`), knowing it was auto from
+``SharedSettings.batch_auto``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from .io import atomic_write_text
 from .models.hybrid import HybridModel
 
 START = 4096
+PROBE_DEVICES = ("cuda",)  # device types where auto probes (tests add "cpu" to probe a fake out-of-memory model)
 CACHE_FILE = "batch-size.json"
 _MEMORY: dict[str, int] = {}
 
@@ -77,8 +83,8 @@ def resolve(batch_size: Optional[int], model: HybridModel, cache_dir: Optional[s
     if batch_size is not None:
         return int(batch_size)
     dev = model.device
-    if dev.type != "cuda":
+    if dev.type not in PROBE_DEVICES:
         return defaults.BATCH_SIZE
-    name = torch.cuda.get_device_name(dev)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type
     key = hashlib.sha256(json.dumps([model_fingerprint(model), name, model.precision]).encode()).hexdigest()[:32]
     return cached(key, cache_dir, lambda: largest_fitting(lambda size: _probe(model, size)))

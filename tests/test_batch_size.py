@@ -63,3 +63,31 @@ def test_auto_is_the_fixed_default_on_cpu_and_recorded(tiny_jem):
         assert res.document["provenance"]["config"]["shared"]["batch_size"] == defaults.BATCH_SIZE
     with pytest.raises(jembench.JembenchError, match="batch-size"):
         jembench.clf(tiny_jem, n=4, device="cpu", batch_size="big", progress=False)
+
+
+def test_robust_at_auto_stacks_no_more_rows_per_pass_than_the_probe_fitted(tiny_jem, monkeypatch):
+    """A fake device that runs out of memory above 40 rows per pass: auto probes 32 rows; robust divides them by
+    the rows an image stacks (2 purification copies; full gradients at K=1: times 1 + 2K = 3), so every pass of
+    the run fits (without the division the K=1 BPDA-EOT attack stacks 16 x 2 EOT x 2 copies = 64 rows)."""
+    limit, seen = 40, []
+
+    def fake_oom(module, args):
+        seen.append(args[0].shape[0])
+        if args[0].shape[0] > limit:
+            raise torch.OutOfMemoryError("CUDA out of memory (fake)")
+
+    monkeypatch.setattr(bsz, "PROBE_DEVICES", ("cpu",))
+    monkeypatch.setattr(bsz, "_MEMORY", {})
+    handle = tiny_jem.net.f.register_forward_pre_hook(fake_oom)
+    try:
+        res = jembench.robust(tiny_jem, dataset="digits", n=40, eps="0,8/255", purify_steps="0,1", steps=1, eot=2,
+                              eval_purifications=2, purify_copies=2, full_grad_max_k=1, probe=False,
+                              batch_size="auto", progress=False)
+    finally:
+        handle.remove()
+    k1 = res.evaluations[1].protocol
+    assert (k1["batch_size"], k1["batch_size_auto"], k1["batch"], k1["batch_full_grad"]) == (32, True, 16, 5)
+    assert res.evaluations[0].protocol["batch"] == 32  # K = 0: one row per image
+    after_probe = seen[seen.index(32) + 1:]
+    assert after_probe and max(after_probe) <= limit
+    assert max(after_probe) == 32  # the budget is used, not just respected

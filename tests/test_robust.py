@@ -116,7 +116,9 @@ def test_passes_per_image_count_attack_and_evaluation(tiny_jem):
     assert rows["bpda-eot"]["eval_bwd_per_image"] == r * c * k
     assert rows["bpda-eot"]["fwd_per_image"] == s * e * c * (k + 1) + r * c * (k + 1)
     assert rows["bpda-eot"]["bwd_per_image"] == s * e * c * (k + 1) + r * c * k
-    assert rows["transfer"]["fwd_per_image"] == r * c * (k + 1)  # one K = 0 source (one attack, one restart)
+    # one K = 0 source (one attack, one restart), re-made (s passes of the undefended model), then judged
+    assert rows["transfer"]["fwd_per_image"] == s + r * c * (k + 1)
+    assert rows["transfer"]["bwd_per_image"] == s + r * c * k
     assert rows["worst"]["fwd_per_image"] == rows["bpda-eot"]["fwd_per_image"] + rows["transfer"]["fwd_per_image"]
 
 
@@ -230,7 +232,8 @@ def test_adversarials_and_purifications_do_not_depend_on_the_batch_size(tiny_jem
         for bs in (7, 64):
             run = robust_mod.ModelRun(tiny_jem, iset, robust_mod.RobustConfig.for_norm(s, norm, 3, bs),
                                       ForwardCache(), progress=False)
-            advs.append([run.attack("pgd", k, eps, "bpda", "x", run.x01, run.y)[0][0] for k in (0, 1)])
+            advs.append([torch.cat([a for _, a in run.adversarials(run.attacker("pgd", k, eps, "bpda", None), 11,
+                                                                    run.x8, run.y)]) for k in (0, 1)])
         for a, b in zip(*advs):
             assert torch.allclose(a, b, atol=1e-6)
         assert not torch.allclose(advs[0][0], advs[0][1])  # K = 1 is another attack (a check that can fail)
@@ -244,3 +247,43 @@ def test_adversarials_and_purifications_do_not_depend_on_the_batch_size(tiny_jem
         split.append(parts(x[lo:lo + 7]))
     assert torch.allclose(whole(x), torch.cat(split), atol=1e-5)
 
+
+
+def test_transfer_rows_judge_the_very_k0_adversarials_and_the_set_is_never_a_float_copy(tiny_jem, monkeypatch):
+    """Transfer at K=1 re-makes the K=0 adversarial examples batch by batch from their seeds: every image it
+    judges equals the one the K=0 row judged (bit for bit, all eps, attacks and restarts); no float copy of the
+    evaluation set is made (only batches: the set stays its uint8 tensor)."""
+    judged = {}
+    judge = robust_mod.ModelRun.judge
+
+    def spy(self, x01, y, start, k):
+        assert len(x01) <= 8
+        judged.setdefault((self._row_tag, k), []).append((start, x01.detach().clone()))
+        return judge(self, x01, y, start, k)
+
+    def tagged(method, tag):
+        def run(self, *args, **kw):
+            self._row_tag = tag(args)
+            return method(self, *args, **kw)
+        return run
+
+    monkeypatch.setattr(robust_mod.ModelRun, "judge", spy)
+    monkeypatch.setattr(robust_mod.ModelRun, "attack", tagged(robust_mod.ModelRun.attack, lambda a: (a[0], a[2])))
+    monkeypatch.setattr(robust_mod.ModelRun, "transfer", tagged(robust_mod.ModelRun.transfer, lambda a: a[1]))
+    monkeypatch.setattr(robust_mod.ModelRun, "predict", tagged(robust_mod.ModelRun.predict, lambda a: "clean"))
+    pixels01 = ImageSet.pixels01
+
+    def batch_only(self, start=0, stop=None):
+        assert stop is not None and stop - start <= 8, "a float copy of the whole set"
+        return pixels01(self, start, stop)
+
+    monkeypatch.setattr(ImageSet, "pixels01", batch_only)
+    evs = robust(tiny_jem, dataset="digits", n=20, eps="2/255,8/255", attacks="pgd,apgd-ce", restarts=2,
+                 purify_steps=(1,), full_grad_max_k=0, probe=False, **{**QUICK, "steps": 2}).evaluations
+    assert [r["attack"] for r in evs[1].rows][:5] == ["clean", "bpda-eot", "apgd-ce-bpda-eot", "transfer", "worst"]
+    for eps in (2 / 255, 8 / 255):
+        made = [x for name in ("pgd", "apgd-ce") for x in judged[(name, eps), 0]]  # K = 0 rows, in order
+        again = judged[eps, 1]  # the transfer row at K = 1
+        assert len(made) == len(again) == 2 * 2 * 3  # attacks x restarts x batches of 8 (20 images)
+        assert all(a[0] == b[0] and torch.equal(a[1], b[1]) for a, b in zip(made, again))
+    assert not torch.equal(judged[(("pgd", 2 / 255), 0)][0][1], judged[(("pgd", 8 / 255), 0)][0][1])

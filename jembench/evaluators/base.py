@@ -68,6 +68,7 @@ class SharedSettings(Settings):
     cache_dir: Optional[str] = option(None, "Persist forward passes (and generation reference features) here, "
                                             "keyed by content hashes, and reuse them.", accepts=("os:PathLike",),
                                       metavar="DIR", path="dir")
+    batch_auto: bool = field(default=False, compare=False)  # not an option: batch_size was resolved from auto
 
     def check(self, spell: Spelling):
         try:
@@ -82,12 +83,14 @@ class SharedSettings(Settings):
                 yield f"{spell.assign('precision', self.precision)}: {problem}"
 
     def resolved(self, models: Sequence[HybridModel]) -> "SharedSettings":
-        """These settings with ``batch_size`` auto resolved for ``models`` (the smallest of their answers)."""
+        """These settings with ``batch_size`` auto resolved for ``models`` (the smallest of their answers, rows of
+        one forward + input-gradient pass; ``batch_auto`` says so, for evaluators that stack rows per image)."""
         if self.batch_size is not None:
             return self
         from ..batch_size import resolve
 
-        return dataclasses.replace(self, batch_size=min(resolve(None, m, self.cache_dir) for m in models))
+        return dataclasses.replace(self, batch_size=min(resolve(None, m, self.cache_dir) for m in models),
+                                   batch_auto=True)
 
     def overrides(self) -> dict[str, Any]:
         """Model overrides for :func:`jembench.load` (what a JEM file cannot say)."""

@@ -38,7 +38,8 @@ from ..results import Evaluation, EvaluatorResult
 from ..settings import Settings, Spelling, option
 from .base import Context, Evaluator, SharedSettings
 from .common import default_dataset, eval_set_size, forward_key, load_eval_set
-from .robust_run import NAME, PASS_KEYS, ModelRun, RobustConfig, attack_label, metric_name, setting_costs
+from .robust_config import RobustConfig, attack_label, metric_name, setting_costs
+from .robust_run import NAME, PASS_KEYS, ModelRun
 
 if TYPE_CHECKING:  # torch-backed: imported where used, so the settings and the registry entry stay light
     import torch
@@ -142,7 +143,7 @@ def run(models: list[HybridModel], s: RobustSettings, shared: SharedSettings, ct
                 check_attack(a, norm, m.info.n_classes)
     evaluations: list[Evaluation] = []
     for norm in dict.fromkeys(s.threat):
-        cfg = RobustConfig.for_norm(s, norm, shared.seed, shared.batch_size)
+        cfg = RobustConfig.for_norm(s, norm, shared.seed, shared.batch_size, shared.batch_auto)
         for model, imageset in zip(models, sets):
             evs = ModelRun(model, imageset, cfg, ctx.cache, ctx.progress).evaluate()
             if ctx.out_dir is not None:

@@ -1,30 +1,27 @@
 """The adaptive robustness evaluation of one model under one threat model: every attack, eps and JEM-K setting.
 
 :class:`ModelRun` runs the attacks of :mod:`jembench.evaluators.robust` (see its docstring for the rows, the break
-rule and the sanity checks) on one model and evaluation set; :class:`RobustConfig` is the configuration of one
-threat model, derived from the evaluator's settings.
+rule and the sanity checks) on one model and evaluation set, under one
+:class:`~jembench.evaluators.robust_config.RobustConfig`.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from .. import distributed
-from ..attacks import build_attack, default_step_size, run_attack
-from ..cost import Cost
+from ..attacks import build_attack, run_attack
 from ..progress import bar
 from ..results import Evaluation
 from ..rng import RECIPE
 from ..runtime import derive_seed
 from ..settings import hint
 from .common import Timer
+from .robust_config import PROBE_N, RobustConfig, attack_label, metric_name
 
 if TYPE_CHECKING:  # torch-backed: imported where used, so the robust evaluator's settings stay light
     import torch
 
-    from ..attacks import PurifyConfig
     from ..data.imageset import ImageSet
     from ..forward import ForwardCache
     from ..models import HybridModel
@@ -38,107 +35,21 @@ SEED_RECIPE = (f"{RECIPE}: attack seed s = derive_seed(seed, 'attack', norm, eps
                "batched as replicas; APGD (torchattacks, not keyed): torch global RNG and APGD seed = "
                "derive_seed(s, 'batch', first index of the batch), its purification noise from "
                "derive_seed(s, 'purify', first index)")
-PROBE_N = 16  # images of the large-eps probe (accuracy must fall to about 0)
-PROBE_EPS = {"linf": 0.5, "l2": 0.5}  # l2: times sqrt(C * H * W), i.e. the corner of the 0.5 L-inf ball
+BATCH_RULE = ("batch = batch_size (attacks: batch // eot images, each stacked eot times; evaluation: batch // R "
+              "images, each stacked R times; each row purified as `copies` copies at K > 0); under --batch-size auto "
+              "batch_size is the probed rows of one forward + input-gradient pass and batch = batch_size // (copies "
+              "at K > 0, times 1 + 2K for full gradients), so no pass stacks more rows than the probe fitted")
 PROBE_MAX_ACC = 0.1  # probe accuracy above this raises a warning (gradient masking or a broken attack)
 
 
-@dataclass(frozen=True)
-class RobustConfig:
-    """Everything that decides the numbers (besides model and data)."""
-
-    norm: str
-    eps: tuple[float, ...]
-    purify_steps: tuple[int, ...]
-    attacks: tuple[str, ...]
-    steps: int
-    step_size: Optional[float]
-    restarts: int
-    eot: int
-    eval_purifications: int
-    full_grad_max_k: int
-    purify: PurifyConfig
-    probe: bool
-    seed: int
-    batch_size: int
-
-    def purify_config(self, k: int) -> PurifyConfig:
-        return replace(self.purify, steps=k)
-
-    def alpha(self, eps: float) -> float:
-        return default_step_size(self.norm, eps, self.steps) if self.step_size is None else self.step_size
-
-    @classmethod
-    def for_norm(cls, s: Any, norm: str, seed: int, batch_size: int) -> "RobustConfig":
-        """The configuration of one threat model from :class:`~jembench.evaluators.robust.RobustSettings`."""
-        from ..attacks import PurifyConfig
-
-        return cls(norm=norm, eps=tuple(sorted(set(s.eps_for(norm)))), purify_steps=tuple(sorted({0, *s.purify_steps})),
-                   attacks=tuple(dict.fromkeys(s.attacks)), steps=s.steps, step_size=s.step_size,
-                   restarts=s.restarts, eot=s.eot, eval_purifications=s.eval_purifications,
-                   full_grad_max_k=s.full_grad_max_k,
-                   purify=PurifyConfig(0, s.purify_step_size, s.purify_noise, s.purify_copies, s.purify_sigma),
-                   probe=s.probe, seed=seed, batch_size=batch_size)
-
-    def probe_eps(self, shape: tuple[int, ...]) -> float:
-        base = PROBE_EPS[self.norm]
-        return base if self.norm == "linf" else base * math.sqrt(math.prod(shape))
-
-
-def attack_label(attack: str, k: int, gradient: str = "bpda") -> str:
-    """Row label: the attack's name at K = 0; ``bpda-eot`` / ``full-grad`` (prefixed by non-PGD attacks) at K > 0."""
-    if k == 0:
-        return attack
-    suffix = "bpda-eot" if gradient == "bpda" else "full-grad"
-    return suffix if attack == "pgd" else f"{attack}-{suffix}"
-
-
-def metric_name(norm: str, eps: float, k: int, label: str) -> str:
-    """``robust_acc/linf/0.0314/K=10/bpda-eot`` (eps with 4 decimals, pixel units)."""
-    return f"robust_acc/{norm}/{eps:.4f}/K={k}/{label}"
-
-
-def _call_passes(cfg: RobustConfig, k: int, gradient: Optional[str]) -> tuple[int, int]:
-    """(forward, backward) passes per image of one call of the classifier: K = 0 one pass; K > 0 each of the
-    copies runs K SGLD steps (1 + 1 each) and a final forward; an attack gradient adds one backward per copy (BPDA)
-    or 1 + 2K (through the unrolled chain), as :class:`~jembench.attacks.PassCounter` counts."""
-    copies = cfg.purify.copies if k else 1
-    fwd, bwd = copies * (k + 1), copies * k
-    if gradient is not None:
-        bwd += copies * (1 + 2 * k if gradient == "full" else 1)
-    return fwd, bwd
-
-
-def setting_costs(cfg: RobustConfig, k: int, n: int, clean_key: Optional[str] = None) -> list[Cost]:
-    """Passes of one setting K on ``n`` images: its clean predictions, every attack row (restarts x steps x EOT
-    gradient calls, then the evaluation: R purifications), transfer, full gradients, the probe."""
-    reps = cfg.eval_purifications if k else 1
-    ef, eb = (reps * x for x in _call_passes(cfg, k, None))
-
-    def attack(part: str, m: int, gradient: str) -> Cost:
-        af, ab = _call_passes(cfg, k, gradient)
-        calls = cfg.steps * (cfg.eot if k else 1)
-        r = cfg.restarts
-        return Cost(part, m, m * r * (calls * af + ef), m * r * (calls * ab + eb), attack_steps=m * r * cfg.steps,
-                    sampler_steps=m * r * (calls + reps) * (cfg.purify.copies * k))
-
-    out = [Cost(f"{cfg.norm} K={k} clean", n, n * ef, n * eb, sampler_steps=n * reps * cfg.purify.copies * k,
-                shared=clean_key)]
-    for eps in cfg.eps:
-        out += [attack(f"{cfg.norm} K={k} eps={eps:.4g} {attack_label(a, k)}", n, "bpda") for a in cfg.attacks]
-        if k:
-            sources = len(cfg.attacks) * cfg.restarts
-            out.append(Cost(f"{cfg.norm} K={k} eps={eps:.4g} transfer", n, n * sources * ef, n * sources * eb,
-                            sampler_steps=n * sources * reps * cfg.purify.copies * k))
-        if 0 < k <= cfg.full_grad_max_k:
-            out.append(attack(f"{cfg.norm} K={k} eps={eps:.4g} {attack_label(cfg.attacks[0], k, 'full')}", n, "full"))
-    if cfg.probe:
-        out.append(attack(f"{cfg.norm} K={k} probe", min(PROBE_N, n), "bpda"))
-    return out
-
-
 class ModelRun:
-    """All settings and budgets for one model and evaluation set."""
+    """All settings and budgets for one model and evaluation set.
+
+    Memory: the evaluation set stays the set's own uint8 images on the CPU; each batch goes to the device as
+    float32 in [0, 1]. Adversarial examples live one batch at a time: each batch is judged (R purifications) as it is
+    made. The transfer rows of K > 0 re-make the K = 0 adversarial examples batch by batch from their seeds (the
+    same keyed draws, batches and seeds as the K = 0 rows, so the same images) instead of holding them for every
+    eps, attack and restart; their rows count those attack passes."""
 
     def __init__(self, model: HybridModel, imageset: ImageSet, cfg: RobustConfig, cache: ForwardCache,
                  progress: bool):
@@ -146,84 +57,137 @@ class ModelRun:
         from ..attacks import PassCounter
 
         self.model, self.imageset, self.cfg, self.cache = model, imageset, cfg, cache
-        self.x01 = imageset.pixels01().to(model.device)
+        self.x8 = imageset.images  # uint8, CPU: the set's own tensor, no copy
         self.y = imageset.labels.to(model.device)
         self.eval_counter = PassCounter()
         per_eps = [len(cfg.attacks) + (1 if k else 0) + (1 if 0 < k <= cfg.full_grad_max_k else 0)
                    for k in cfg.purify_steps]
         total = sum(per_eps) * len(cfg.eps) * cfg.restarts + (len(cfg.purify_steps) if cfg.probe else 0)
         self.bar = bar(total, f"robust {cfg.norm} ({model.info.name})", "attack", progress)
-        self.transfer: dict[float, list[torch.Tensor]] = {}  # eps -> K = 0 adversarial examples
+
+    def pixels(self, x8: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Images ``[start, stop)`` of uint8 ``x8`` as float32 in [0, 1] on the model's device."""
+        import torch
+
+        from ..runtime import to_device
+
+        return to_device(x8[start:stop].to(torch.float32) / 255.0, self.model.device)
 
     # --- predictions under the (possibly stochastic) defense ------------------------------------------------
-    def predict(self, x01: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
-        """Correctness ``[N]`` (bool, CPU) of the prediction from logits averaged over R fresh purifications,
-        batched as R replicas of each batch (noise keyed by sample index)."""
+    def judge(self, x01: torch.Tensor, y: torch.Tensor, start: int, k: int) -> torch.Tensor:
+        """Correctness ``[B]`` (bool, CPU) of images ``x01`` (samples ``start..`` of the set, on the device) from
+        logits averaged over R fresh purifications, batched as R replicas of ``batch_size // R`` images (noise
+        keyed by sample index)."""
         import torch
 
         from ..attacks import PixelClassifier
 
         reps = self.cfg.eval_purifications if k else 1
         wrapper = PixelClassifier(self.model, self.cfg.purify_config(k), counter=self.eval_counter)
-        out, bs = [], max(1, self.cfg.batch_size // reps)
-        lo, hi = distributed.shard(len(x01), align=bs)  # whole batches per rank: the batches of one process
-        before = self.eval_counter.forward, self.eval_counter.backward
+        out, bs = [], max(1, self.cfg.batch(k) // reps)
         with torch.no_grad():
-            for start in range(lo, hi, bs):
-                xb = x01[start:start + bs]
-                wrapper.key(derive_seed(self.cfg.seed, "eval-purify", k), start, len(xb))
+            for lo in range(0, len(x01), bs):
+                xb = x01[lo:lo + bs]
+                wrapper.key(derive_seed(self.cfg.seed, "eval-purify", k), start + lo, len(xb))
                 logits = wrapper(xb.repeat(reps, 1, 1, 1)).view(reps, len(xb), -1).mean(0)
-                out.append((logits.argmax(-1) == y[start:start + bs]).cpu())
-        self.eval_counter.forward = before[0] + distributed.total(self.eval_counter.forward - before[0])
-        self.eval_counter.backward = before[1] + distributed.total(self.eval_counter.backward - before[1])
-        return distributed.gather(torch.cat(out) if out else torch.zeros(0, dtype=torch.bool))
+                out.append((logits.argmax(-1) == y[lo:lo + bs]).cpu())
+        return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
 
-    def attack(self, name: str, k: int, eps: float, gradient: str, label: str, x01: torch.Tensor,
-               y: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, dict[str, Any]]:
-        """Adversarial examples (one tensor per restart), per-image correctness after all restarts, and the
-        row's bookkeeping (passes per image, seeds)."""
-        import torch
+    def predict(self, x8: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
+        """:meth:`judge` of the clean uint8 images ``x8``, over this rank's whole batches, gathered."""
+        bs = max(1, self.cfg.batch(k) // (self.cfg.eval_purifications if k else 1))
+        lo, hi = distributed.shard(len(x8), align=bs)  # whole batches per rank: the batches of one process
+        parts = [self.judge(self.pixels(x8, s, s + bs), y[s:s + bs], s, k) for s in range(lo, hi, bs)]
+        return self._gather(parts)
 
-        from ..attacks import PassCounter, PixelClassifier
+    def attacker(self, name: str, k: int, eps: float, gradient: str, counter: Any) -> tuple[Any, Any, bool, int]:
+        """``(wrapper, attack, keyed, images per batch)`` of one row (EOT replicas share the batch)."""
+        from ..attacks import PixelClassifier
 
         cfg = self.cfg
         eot = cfg.eot if k else 1
-        counter = PassCounter()
         wrapper = PixelClassifier(self.model, cfg.purify_config(k), gradient=gradient, counter=counter)
         atk = build_attack(name, wrapper, norm=cfg.norm, eps=eps, steps=cfg.steps, step_size=cfg.alpha(eps), eot=eot)
-        correct = torch.ones(len(x01), dtype=torch.bool)
-        advs, seeds = [], []
-        self.bar.set_postfix_str(f"K={k} eps={eps:.4g} {label}", refresh=False)
-        eval_fwd, eval_bwd = self.eval_counter.forward, self.eval_counter.backward
         keyed = getattr(atk, "keyed", False)
-        bs = max(1, cfg.batch_size // eot) if keyed else cfg.batch_size  # EOT replicas share the batch
-        lo, hi = distributed.shard(len(x01), align=bs)  # whole batches per rank: the batches of one process
-        for r in range(cfg.restarts):
-            parts = []
-            s = derive_seed(cfg.seed, "attack", cfg.norm, eps, k, label, r)
-            seeds.append(s)
-            for start in range(lo, hi, bs):
-                xb, yb = x01[start:start + bs], y[start:start + bs]
-                if keyed:
-                    wrapper.key(derive_seed(s, "purify"), start, len(xb))
-                    parts.append(run_attack(atk, xb, yb, s, start=start))
-                else:
-                    wrapper.reseed(derive_seed(s, "purify", start))
-                    parts.append(run_attack(atk, xb, yb, derive_seed(s, "batch", start)))
-            advs.append(distributed.gather(torch.cat(parts) if parts else x01[:0]))
-            correct &= self.predict(advs[-1], y, k)
-            self.bar.update(1)
-        counter.forward, counter.backward = distributed.total(counter.forward), distributed.total(counter.backward)
-        info = {"attack_impl": type(atk).__name__, "gradient": gradient, "eot": eot, "steps": cfg.steps,
-                "step_size": cfg.alpha(eps), "restarts": cfg.restarts, "seeds": seeds,
-                **self._passes(len(x01), counter.forward, counter.backward, eval_fwd, eval_bwd)}
-        return advs, correct, info
+        bs = cfg.batch(k, gradient)
+        return wrapper, atk, keyed, max(1, bs // eot) if keyed else bs
 
-    def _passes(self, n: int, attack_fwd: int, attack_bwd: int, eval_fwd: int, eval_bwd: int) -> dict[str, float]:
-        """Passes per image of a row: the attack's plus its evaluation's (R purifications per restart); the
-        evaluation counter's values before the row are ``eval_fwd`` / ``eval_bwd``."""
-        ef, eb = self.eval_counter.forward - eval_fwd, self.eval_counter.backward - eval_bwd
-        return {"fwd_per_image": (attack_fwd + ef) / n, "bwd_per_image": (attack_bwd + eb) / n,
+    def adversarials(self, attacker: tuple[Any, Any, bool, int], seed: int, x8: torch.Tensor,
+                     y: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+        """``(start, adversarial batch on the device)`` over this rank's whole batches, attack seed ``seed``."""
+        wrapper, atk, keyed, bs = attacker
+        lo, hi = distributed.shard(len(x8), align=bs)  # whole batches per rank: the batches of one process
+        for start in range(lo, hi, bs):
+            xb, yb = self.pixels(x8, start, start + bs), y[start:start + bs]
+            if keyed:
+                wrapper.key(derive_seed(seed, "purify"), start, len(xb))
+                yield start, run_attack(atk, xb, yb, seed, start=start)
+            else:
+                wrapper.reseed(derive_seed(seed, "purify", start))
+                yield start, run_attack(atk, xb, yb, derive_seed(seed, "batch", start))
+
+    def survivors(self, attacker: tuple[Any, Any, bool, int], seed: int, x8: torch.Tensor, y: torch.Tensor,
+                  k: int) -> torch.Tensor:
+        """Per-image correctness ``[N]`` under setting ``k`` after the attack of seed ``seed``, judged batch by
+        batch as the adversarial examples are made (none is kept), gathered from every rank."""
+        parts = [self.judge(adv, y[start:start + len(adv)], start, k)
+                 for start, adv in self.adversarials(attacker, seed, x8, y)]
+        return self._gather(parts)
+
+    @staticmethod
+    def _gather(parts: list[torch.Tensor]) -> torch.Tensor:
+        import torch
+
+        return distributed.gather(torch.cat(parts) if parts else torch.zeros(0, dtype=torch.bool))
+
+    def attack(self, name: str, k: int, eps: float, gradient: str, label: str, x8: torch.Tensor,
+               y: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Per-image correctness after all restarts (a point is broken if any restart breaks it) and the row's
+        bookkeeping (passes per image, seeds)."""
+        import torch
+
+        from ..attacks import PassCounter
+
+        cfg = self.cfg
+        counter = PassCounter()
+        attacker = self.attacker(name, k, eps, gradient, counter)
+        correct = torch.ones(len(x8), dtype=torch.bool)
+        seeds = [derive_seed(cfg.seed, "attack", cfg.norm, eps, k, label, r) for r in range(cfg.restarts)]
+        self.bar.set_postfix_str(f"K={k} eps={eps:.4g} {label}", refresh=False)
+        before = self.eval_counter.forward, self.eval_counter.backward
+        for s in seeds:
+            correct &= self.survivors(attacker, s, x8, y, k)
+            self.bar.update(1)
+        info = {"attack_impl": type(attacker[1]).__name__, "gradient": gradient, "eot": cfg.eot if k else 1,
+                "steps": cfg.steps, "step_size": cfg.alpha(eps), "restarts": cfg.restarts, "seeds": seeds,
+                **self._passes(len(x8), counter, before)}
+        return correct, info
+
+    def transfer(self, k: int, eps: float) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Correctness under setting ``k`` of the K = 0 adversarial examples of every attack and restart at ``eps``
+        (re-made from their seeds, batch by batch) and the row's passes (the re-made attacks' and the judging)."""
+        import torch
+
+        from ..attacks import PassCounter
+
+        cfg, counter = self.cfg, PassCounter()
+        correct = torch.ones(len(self.x8), dtype=torch.bool)
+        before = self.eval_counter.forward, self.eval_counter.backward
+        for name in cfg.attacks:
+            attacker = self.attacker(name, 0, eps, "bpda", counter)
+            for r in range(cfg.restarts):
+                s = derive_seed(cfg.seed, "attack", cfg.norm, eps, 0, attack_label(name, 0), r)
+                correct &= self.survivors(attacker, s, self.x8, self.y, k)
+        self.bar.update(cfg.restarts)
+        return correct, self._passes(len(self.x8), counter, before)
+
+    def _passes(self, n: int, counter: Any, before: tuple[int, int]) -> dict[str, float]:
+        """Passes per image of a row, summed over ranks: its attacks' (``counter``) plus its evaluation's (R
+        purifications per restart); the evaluation counter's values before the row are ``before``."""
+        total = distributed.total
+        ef, eb = total(self.eval_counter.forward - before[0]), total(self.eval_counter.backward - before[1])
+        af, ab = total(counter.forward), total(counter.backward)
+        return {"fwd_per_image": (af + ef) / n, "bwd_per_image": (ab + eb) / n,
                 "eval_fwd_per_image": ef / n, "eval_bwd_per_image": eb / n}
 
     # --- one Evaluation per setting ------------------------------------------------------------------------
@@ -248,15 +212,14 @@ class ModelRun:
                 "acc": c / n, "ci95": [lo, hi], **extra, "_correct": correct}
 
     def _setting(self, k: int) -> Evaluation:
-        import torch
 
-        cfg, n = self.cfg, len(self.x01)
+        cfg = self.cfg
         if k == 0:  # the shared forward pass in model space: an independent path from the pixel wrapper
             fp = self.cache.get(self.model, self.imageset, sigma=0.0, seed=cfg.seed, batch_size=cfg.batch_size,
                                 progress=False)
             clean = fp.logits.argmax(-1) == fp.labels
         else:
-            clean = self.predict(self.x01, self.y, k)
+            clean = self.predict(self.x8, self.y, k)
         rows = [self._row(k, None, "clean", clean)]
         metrics = {f"clean_acc/K={k}": rows[0]["acc"]}
         intervals = {f"clean_acc/K={k}": rows[0]["ci95"]}
@@ -265,23 +228,16 @@ class ModelRun:
             eps_rows = []
             for name in cfg.attacks:
                 label = attack_label(name, k)
-                advs, correct, info = self.attack(name, k, eps, "bpda", label, self.x01, self.y)
-                if k == 0:
-                    self.transfer.setdefault(eps, []).extend(advs)
+                correct, info = self.attack(name, k, eps, "bpda", label, self.x8, self.y)
                 eps_rows.append(self._row(k, eps, label, clean & correct, _survived=correct, **info))
             if k:
-                correct = torch.ones(n, dtype=torch.bool)
-                eval_fwd, eval_bwd = self.eval_counter.forward, self.eval_counter.backward
-                for adv in self.transfer[eps]:
-                    correct &= self.predict(adv, self.y, k)
-                self.bar.update(cfg.restarts)
+                correct, passes = self.transfer(k, eps)
                 eps_rows.append(self._row(k, eps, "transfer", clean & correct, _survived=correct, gradient="transfer",
-                                          source="K=0 adversarials",
-                                          n_sources=len(self.transfer[eps]),
-                                          **self._passes(n, 0, 0, eval_fwd, eval_bwd)))
+                                          source="K=0 adversarials (re-made from their seeds)",
+                                          n_sources=len(cfg.attacks) * cfg.restarts, **passes))
             if 0 < k <= cfg.full_grad_max_k:
                 label = attack_label(cfg.attacks[0], k, "full")
-                _, correct, info = self.attack(cfg.attacks[0], k, eps, "full", label, self.x01, self.y)
+                correct, info = self.attack(cfg.attacks[0], k, eps, "full", label, self.x8, self.y)
                 eps_rows.append(self._row(k, eps, label, clean & correct, _survived=correct, **info))
             worst = clean.clone()
             for r in eps_rows:
@@ -305,11 +261,11 @@ class ModelRun:
     def _probe(self, k: int) -> tuple[dict[str, Any], Optional[str]]:
         """The default attack at a very large eps on a few images: accuracy must fall to about 0."""
         cfg = self.cfg
-        m = min(PROBE_N, len(self.x01))
-        eps = cfg.probe_eps(tuple(self.x01.shape[1:]))
+        m = min(PROBE_N, len(self.x8))
+        eps = cfg.probe_eps(tuple(self.x8.shape[1:]))
         name = cfg.attacks[0]
         label = attack_label(name, k)
-        _, correct, info = self.attack(name, k, eps, "bpda", f"probe-{label}", self.x01[:m], self.y[:m])
+        correct, info = self.attack(name, k, eps, "bpda", f"probe-{label}", self.x8[:m], self.y[:m])
         row = self._row(k, eps, "probe", correct, probe_attack=label, **info)
         warning = None
         if row["acc"] > PROBE_MAX_ACC:
@@ -369,6 +325,8 @@ class ModelRun:
             "probe": None if probe is None else {"eps": probe["eps"], "n": probe["n"], "attack": probe["probe_attack"],
                                                  "max_acc": PROBE_MAX_ACC},
             "seed": cfg.seed, "seed_recipe": SEED_RECIPE, "batch_size": cfg.batch_size,
+            "batch_size_auto": cfg.batch_auto, "batch_rule": BATCH_RULE, "batch": cfg.batch(k),
+            "batch_full_grad": cfg.batch(k, "full") if 0 < k <= cfg.full_grad_max_k else None,
             "pass_counting": "network passes per image, counted in the wrapper (SGLD step = 1 fwd + 1 bwd per copy): "
                              "fwd/bwd_per_image = the attack's + its evaluation's (eval_*: R purifications per "
                              "restart); worst = sum of the rows",
