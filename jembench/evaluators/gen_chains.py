@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .. import background
 from ..generation import GenProtocol, Samples, generate
-from ..io import atomic_savefig, atomic_savez
+from ..io import atomic_savez
 from ..results import Evaluation
 
 if TYPE_CHECKING:  # torch-backed: imported where used, so listing commands stays light
@@ -62,7 +62,7 @@ def write_trace(out_dir: Optional[str | Path], stem: str, ev: Evaluation, sample
     arts = {}
     title = f"{ev.checkpoint.get('name')} / {ev.protocol['sampling'].get('name')}: energy of the chains"
     rel = f"samples/{stem}-chains.png"
-    background.submit(f"chain energy figure {rel}", _draw_trace, prov, dict(ev.metrics), samples.trace.axis, title,
+    background.render(f"chain energy figure {rel}", _draw_trace, prov, dict(ev.metrics), samples.trace.axis, title,
                       Path(out_dir) / rel)
     arts["samples: chain energy"] = rel
     if save_raw:
@@ -72,15 +72,14 @@ def write_trace(out_dir: Optional[str | Path], stem: str, ev: Evaluation, sample
     return arts
 
 
-def _draw_trace(prov: dict[str, Any], metrics: dict[str, float], axis: str, title: str, path: Path) -> None:
-    """The energy-trace figure, drawn and saved in the figure thread (:mod:`jembench.background`)."""
-    from ..figures import close
+def _draw_trace(prov: dict[str, Any], metrics: dict[str, float], axis: str, title: str,
+                path: Path) -> dict[Path, bytes]:
+    """The energy-trace figure as the PNG file ``path`` (a figure-worker job, :mod:`jembench.background`)."""
+    from ..figures import png_file
     from ..figures.chains import energy_trace
 
-    fig = energy_trace(prov["energy_quantiles"], metrics, prov, axis=axis, title=title,
-                       window=prov.get("window_steps"))
-    atomic_savefig(fig, path)
-    close(fig)
+    return png_file(energy_trace(prov["energy_quantiles"], metrics, prov, axis=axis, title=title,
+                                 window=prov.get("window_steps")), path)
 
 
 def run_ladder(ev: Evaluation, model: HybridModel, proto: GenProtocol, samples: Samples, multiples: tuple,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 from .. import background
 from ..cost import Cost, set_size
-from ..io import atomic_savefig, atomic_savez
+from ..io import atomic_savez
 from ..preflight import eval_set_problems, ood_set_problems
 from ..progress import track
 from ..results import Evaluation, EvaluatorResult
@@ -276,19 +276,16 @@ def _write_figures(out_dir: Path, tag: str, names: list[str], in_name: str, scor
             auroc = {o: metrics[metric_name("auroc", n, o)] for o in score_out}
             label, draw, args = f"roc/{n}", "roc_curves", (n, {o: finite[n, o][:2] for o in score_out}, auroc)
         rel = Path("figures") / NAME / tag / f"{label.replace('/', '_')}.png"
-        background.submit(f"OOD figure {rel.as_posix()}", _draw, draw, args, out_dir / rel)
+        background.render(f"OOD figure {rel.as_posix()}", _draw, draw, args, out_dir / rel)
         artifacts[label] = rel.as_posix()
     return artifacts
 
 
-def _draw(draw: str, args: tuple, path: Path) -> None:
-    """``jembench.figures.ood.<draw>(*args)`` saved to ``path``."""
-    from ..figures import close
-    from ..figures import ood as figures
+def _draw(draw: str, args: tuple, path: Path) -> dict[Path, bytes]:
+    """``jembench.figures.ood.<draw>(*args)`` as the PNG file ``path`` (a figure-worker job)."""
+    from ..figures import ood as figures, png_file
 
-    fig = getattr(figures, draw)(*args)
-    atomic_savefig(fig, path, **figures.SAVE_KW)
-    close(fig)
+    return png_file(getattr(figures, draw)(*args), path, **figures.SAVE_KW)
 
 
 def _protocol(model: HybridModel, s: OODSettings, names: list[str], shared: SharedSettings, in_set: ImageSet,

@@ -157,6 +157,8 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
                 and _read_part(out / PARTS_DIR / f"{_key(s, shared, dev)}.json", out) is not None}
         return make_plan([(s.name, s.spec, s.settings, s.model) for s in steps], shared, done)
     started = time.perf_counter()
+    if writes is not None:
+        background.start()  # the figure worker imports matplotlib while the first steps run
     evaluations, resumed, records, errors, wall = _run_steps(steps, shared, dev, cache, writes, resume, progress)
     wall["total"] = round(sum(r["seconds"] for r in records), 3)  # steps resumed from earlier runs included
     wall["this_run"] = round(time.perf_counter() - started, 3)
