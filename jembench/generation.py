@@ -260,8 +260,8 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
     coupled = bn_train or bool(getattr(proto.sampler, "warmup", 0))
     record.update(n=n, bn_train=bn_train, init=_describe_init(init, train_set), batch_size=batch_size,
                   rng=(f"{RECIPE}: chain i keyed (derived_seed, 'chain')" if not proto.pcd_rounds else
-                       f"buffer init, draws, restarts and fresh inits from one generator (derived_seed); {RECIPE}: "
-                       "round r's advance noise keyed (derived_seed, 'pcd', r) at the draw's row"),
+                       f"{RECIPE}: round r's advance noise keyed (derived_seed, 'pcd', r) at the draw's row; the "
+                       "buffer's init, draws, restarts and fresh inits from one generator (derived_seed)"),
                   sharding=(chain_runs.SHARDING_FRESH if not proto.pcd_rounds else
                             chain_runs.SHARDING_COUPLED if coupled else chain_runs.SHARDING_PCD))
     warnings: list[str] = []

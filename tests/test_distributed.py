@@ -61,8 +61,9 @@ def chains(s):
             "pred": t.predicted.tolist() if t.predicted is not None else None,
             "acc": t.acceptance.tolist() if t.acceptance is not None else None}
 
-protocols = {"sgld": (model, make_protocol("sgld", steps=3)), "jem++ bn": (tiny("batch"), make_protocol("jem++", steps=2,
-             init="uniform")), "mala": (model, make_protocol("mala", steps=3, warmup=2)),
+protocols = {"sgld": (model, make_protocol("sgld", steps=3)),
+             "jem++ bn": (tiny("batch"), make_protocol("jem++", steps=2, init="uniform")),
+             "mala": (model, make_protocol("mala", steps=3, warmup=2)),
              "pcd": (model, make_protocol("pcd", steps=2, pcd_rounds=3, pcd_batch=5)),
              "pcd mh": (model, make_protocol({"name": "pcd-mh", "pcd_rounds": 2, "pcd_batch": 5,
                                               "sampler": MHConfig(steps=2)}))}
