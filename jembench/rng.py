@@ -5,8 +5,9 @@ Sample ``i``'s draws for a purpose (``labels``, e.g. ``("test-noise",)``) come f
 ``torch.Generator`` seeded ``derive_seed(seed, *labels, j)`` draws ``chunk`` samples' worth and sample ``i`` takes
 row ``i - j * chunk``. Any contiguous range ``[start, stop)`` therefore gets the same rows however it is split.
 Test noise and JEM-K refinement use chunks of ``NOISE_CHUNK`` = 1024 (their recipe since 0.1.0); every other keyed
-draw (recipe ``per-sample v2``: attack random starts, purification / EOT noise, sampling chains) uses chunks of
-``SAMPLE_CHUNK`` = 64, so a small batch wastes little.
+draw (recipe ``per-sample v2``: attack random starts, purification / EOT noise, sampling chains, PCD rounds'
+advance noise, AIS chains, score-matching noise) uses chunks of ``SAMPLE_CHUNK`` = 64, so a small batch wastes
+little.
 
 :class:`KeyedNoise` hands such draws to code written against a generator (``runtime.randn``, the samplers): its
 ``t``-th draw gives row block ``g`` (rows ``[g * n, (g + 1) * n)``, each a copy of samples ``[start, stop)``) the
