@@ -113,6 +113,8 @@ def _run_ais(model: HybridModel, x: torch.Tensor, s: DensitySettings, seed: int,
     first R held-out images: one index space, run in batches of ``batch_size``, this rank's block of whole batches
     (:func:`jembench.distributed.shard`); each chain's start and noise keyed by its index (:data:`RNG`), each
     group's step adapted on the mean over all its chains (every rank's), results gathered in chain order."""
+    import torch
+
     from .. import distributed
     from ..rng import KeyedNoise, StackedNoise
     from ..sampling.ais import ais_paths, group_means, sigmoid_schedule
@@ -128,14 +130,15 @@ def _run_ais(model: HybridModel, x: torch.Tensor, s: DensitySettings, seed: int,
         x0s.append(x[max(lo, c) - c:max(hi, c) - c])
         paths.append(betas.flip(0))
     key = derive_seed(seed, NAME, "ais")
+    groups = torch.repeat_interleave(torch.arange(len(x0s)), torch.tensor([c, r][:len(x0s)]))  # every rank's chains
 
     def draws(a: int, b: int) -> StackedNoise:  # this rank's chains [a, b) are chains [lo + a, lo + b)
         a, b = lo + a, lo + b
         return StackedNoise(([KeyedNoise(key, a, min(b, c), "forward")] if a < c else [])
                             + ([KeyedNoise(key, max(a, c) - c, b - c, "reverse")] if b > c else []))
 
-    def rates(alpha: torch.Tensor, group: torch.Tensor, groups: int) -> torch.Tensor:
-        return group_means(distributed.gather(alpha), distributed.gather(group), groups)
+    def rates(alpha: torch.Tensor, group: torch.Tensor, n_groups: int) -> torch.Tensor:
+        return group_means(distributed.gather(alpha), groups, n_groups)  # this rank's alpha, then everyone's
 
     dev_box = tuple(b.to(model.device) for b in box)
     runs = ais_paths(model, [t.to(model.device) for t in x0s], paths, draws, step_size=s.step_size, box=dev_box,
