@@ -326,12 +326,17 @@ def _from_buffer(model: Any, proto: GenProtocol, n: Optional[int], gen: torch.Ge
 
 
 def _top_confident(model: Any, images: torch.Tensor, top: float, batch_size: int) -> torch.Tensor:
-    """Indices of the ``top`` fraction (ceil, at least one) most confident images per predicted class."""
+    """Indices of the ``top`` fraction (ceil, at least one) most confident images per predicted class (the
+    forward pass: this rank's whole batches, gathered)."""
     import torch
 
+    from . import distributed
+
+    lo, hi = distributed.shard(len(images), align=batch_size)
     with torch.no_grad():
-        probs = torch.cat([model(model.to_model_space(images[s:s + batch_size].float().to(model.device) / 255.0))
-                           .softmax(-1).cpu() for s in range(0, len(images), batch_size)])
+        probs = distributed.gather(torch.cat([model(model.to_model_space(
+            images[s:min(s + batch_size, hi)].float().to(model.device) / 255.0)).softmax(-1).cpu()
+            for s in range(lo, hi, batch_size)] or [torch.zeros(0, model.info.n_classes)]))
     conf, pred = probs.max(-1)
     keep = []
     for c in pred.unique():

@@ -46,6 +46,7 @@ json.dump(out, open(sys.argv[1] + f".{w.rank}", "w"))
 """ + r"""
 from jembench.evaluators.base import Context, SharedSettings
 from jembench.evaluators.density import DensitySettings, run as density
+from jembench.evaluators.gen_chains import mean_energy
 from jembench.generation import generate, make_protocol
 from jembench.sampling.mcmc import MHConfig
 
@@ -70,6 +71,9 @@ protocols = {"sgld": (model, make_protocol("sgld", steps=3)),
              "pcd mh warm-up": (model, make_protocol({"name": "pcd-mh", "pcd_rounds": 2, "pcd_batch": 5,
                                                       "sampler": MHConfig(steps=2, warmup=1)}))}
 out = {k: chains(generate(m, p, 7, seed=1, batch_size=2, progress=False)) for k, (m, p) in protocols.items()}
+model.replay_buffer = torch.rand((9, 1, 8, 8), generator=g) * 2 - 1
+top = generate(model, make_protocol("buffer-top", buffer_top=0.3), None, batch_size=2, progress=False)
+out["buffer-top"] = {"images": top.images.tolist(), "energy": mean_energy(model, top.x, 2)}
 s = DensitySettings(chains=5, distributions=4, reverse_chains=4, dsm_sigmas=(0.1,), ssm_projections=1)
 (ev,) = density([model], s, SharedSettings(dataset=images, batch_size=3), Context("cpu", None, progress=False))
 out["density"] = ev.metrics
@@ -119,12 +123,14 @@ def test_two_gloo_ranks_gather_the_single_process_values_in_index_order(worlds):
 def test_sharded_chains_and_ais_equal_one_process_bit_for_bit(worlds):
     """Fresh chains (SGLD with its trace, JEM++ with BatchNorm batch statistics, MALA with warm-up: whole batches
     of 2 of 7 chains per rank), PCD rounds (SGLD and MH: each round's 5 draws in batches of 2 split over ranks; MH
-    with warm-up: coupled, every rank runs the round) and
+    with warm-up: coupled, every rank runs the round), the buffer-top selection pass and the ladder's mean energy
+    (whole batches) and
     density (9 AIS chains, forward and reverse, in batches of 3; score matching on 7 images): every rank holds
     exactly the single-process samples, traces, acceptance, counters and metrics."""
     one, ranks = worlds
     want = one["chains"]
-    assert set(want) == {"sgld", "jem++ bn", "mala", "pcd", "pcd mh", "pcd mh warm-up", "density"}
+    assert set(want) == {"sgld", "jem++ bn", "mala", "pcd", "pcd mh", "pcd mh warm-up", "buffer-top", "density"}
+    assert 0 < len(want["buffer-top"]["images"]) < 9
     assert len(want["sgld"]["x"]) == 7 and len(want["sgld"]["energy"][0]) == 7 and want["sgld"]["pred"]
     assert len(want["pcd"]["energy"]) == 3 and len(want["pcd"]["energy"][0]) == 5  # rounds x draws
     assert want["mala"]["acc"] is not None and "mcmc/step_size_min" in want["mala"]["observed"]
