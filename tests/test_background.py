@@ -4,6 +4,8 @@ failed figure is a warning, never an exception."""
 import threading
 import time
 
+import pytest
+
 from jembench import background
 
 
@@ -30,3 +32,18 @@ def test_a_failed_figure_is_a_warning():
     failed = background.wait()
     assert failed == ["figure x.png was not written (ZeroDivisionError: division by zero)"]
     assert background.wait() == []
+
+
+def test_a_full_disk_stops_the_run_after_every_job_is_joined():
+    from jembench.io import WriteError
+
+    done = []
+
+    def full():
+        raise WriteError("cannot write x.png: No space left on device (ENOSPC)")
+
+    background.submit("figure x.png", full)
+    background.submit("resume file y.json", lambda: done.append(1))
+    with pytest.raises(WriteError, match="ENOSPC"):
+        background.wait()
+    assert done == [1] and background.wait() == []  # the later job still ran; nothing left pending

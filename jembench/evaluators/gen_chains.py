@@ -16,6 +16,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from .. import background
 from ..generation import GenProtocol, Samples, generate
 from ..io import atomic_savefig, atomic_savez
 from ..results import Evaluation
@@ -58,22 +59,28 @@ def write_trace(out_dir: Optional[str | Path], stem: str, ev: Evaluation, sample
     prov = ev.provenance.get("chain_diagnostics")
     if out_dir is None or prov is None or samples.trace is None:
         return {}
-    from ..figures import close
-    from ..figures.chains import energy_trace
-
     arts = {}
     title = f"{ev.checkpoint.get('name')} / {ev.protocol['sampling'].get('name')}: energy of the chains"
-    fig = energy_trace(prov["energy_quantiles"], ev.metrics, prov, axis=samples.trace.axis, title=title,
-                       window=prov.get("window_steps"))
     rel = f"samples/{stem}-chains.png"
-    atomic_savefig(fig, Path(out_dir) / rel)
-    close(fig)
+    background.submit(f"chain energy figure {rel}", _draw_trace, prov, dict(ev.metrics), samples.trace.axis, title,
+                      Path(out_dir) / rel)
     arts["samples: chain energy"] = rel
     if save_raw:
         rel = f"raw/{stem}-chains.npz"
         atomic_savez(Path(out_dir) / rel, **samples.trace.arrays())
         arts["raw chain trace"] = rel
     return arts
+
+
+def _draw_trace(prov: dict[str, Any], metrics: dict[str, float], axis: str, title: str, path: Path) -> None:
+    """The energy-trace figure, drawn and saved in the figure thread (:mod:`jembench.background`)."""
+    from ..figures import close
+    from ..figures.chains import energy_trace
+
+    fig = energy_trace(prov["energy_quantiles"], metrics, prov, axis=axis, title=title,
+                       window=prov.get("window_steps"))
+    atomic_savefig(fig, path)
+    close(fig)
 
 
 def run_ladder(ev: Evaluation, model: HybridModel, proto: GenProtocol, samples: Samples, multiples: tuple,
