@@ -60,12 +60,6 @@ def advance(model: Any, x0: torch.Tensor, cfg: Any, gen: Any, y: Optional[torch.
     return run_sampler(model, x0, cfg, gen, y=y, **kw)
 
 
-def _steps(cfg: Any) -> int:
-    from .generation import gradient_steps
-
-    return gradient_steps(cfg)
-
-
 def _no_chains(calls: int, stride: int) -> ChainTrace:
     """The trace of zero chains over ``calls`` sampler passes recorded every ``stride`` (a rank with no chains)."""
     import torch
@@ -97,18 +91,17 @@ def _gather_runs(runs: list, steps: int, warmup: int, energy: bool = True) -> MC
 
 
 def fresh(model: Any, proto: Any, n: int, batch_size: int, init: Callable, labels: Optional[torch.Tensor],
-          kw: dict[str, Any], seed: int, progress: bool) -> tuple[torch.Tensor, Optional[ChainTrace],
-                                                                  Optional[MCMCRuns]]:
-    """``(x, trace, MH / MALA runs)`` of ``n`` fresh chains, chain i keyed ``(seed, "chain")`` (see the module
-    docstring); the trace is None for MH / MALA (built from their energies)."""
+          kw: dict[str, Any], seed: int, steps: int, progress: bool) -> tuple[torch.Tensor, Optional[ChainTrace],
+                                                                              Optional[MCMCRuns]]:
+    """``(x, trace, MH / MALA runs)`` of ``n`` fresh chains of ``steps`` sampler passes each, chain i keyed
+    ``(seed, "chain")`` (see the module docstring); the trace is None for MH / MALA (built from their energies)."""
     import torch
 
     from .rng import KeyedNoise
     from .sampling.mcmc import MCMCConfig
     from .sampling.trace import ChainTrace, TraceRecorder, stride_for
 
-    steps, dev = _steps(proto.sampler), model.device
-    mcmc = isinstance(proto.sampler, MCMCConfig)
+    dev, mcmc = model.device, isinstance(proto.sampler, MCMCConfig)
     chunks, traces, runs = [], [], []
     lo, hi = distributed.shard(n, align=batch_size)  # this rank's whole batches: the batches of one process
     for s in track(range(lo, hi, batch_size), desc=f"sampling {proto.name} ({model.info.name}), {steps} steps per "
@@ -127,21 +120,20 @@ def fresh(model: Any, proto: Any, n: int, batch_size: int, init: Callable, label
 
 
 def pcd(model: Any, proto: Any, buf: ReplayBuffer, labels: Optional[torch.Tensor], kw: dict[str, Any], seed: int,
-        batch_size: int, progress: bool) -> tuple[torch.Tensor, list[ChainTrace], Optional[MCMCRuns]]:
-    """PCD rounds on ``buf`` (see the module docstring): ``(which slots were advanced, each round's trace,
-    MH / MALA runs)``."""
+        batch_size: int, steps: int, progress: bool) -> tuple[torch.Tensor, list[ChainTrace], Optional[MCMCRuns]]:
+    """PCD rounds on ``buf``, ``steps`` sampler passes per draw (see the module docstring): ``(which slots were
+    advanced, each round's trace, MH / MALA runs)``."""
     import torch
 
     from .rng import KeyedNoise
     from .sampling.mcmc import MCMCConfig
     from .sampling.trace import TraceRecorder, mcmc_trace
 
-    steps, dev, size = _steps(proto.sampler), model.device, proto.pcd_batch
-    mcmc = isinstance(proto.sampler, MCMCConfig)
+    dev, size, mcmc = model.device, proto.pcd_batch, isinstance(proto.sampler, MCMCConfig)
     coupled = kw["bn_train"] or (mcmc and proto.sampler.warmup > 0)
     bs = size if coupled else batch_size
     lo, hi = (0, size) if coupled else distributed.shard(size, align=bs)
-    split = distributed.gather if not coupled else (lambda t, dim=0: t)
+    split = distributed.gather if not coupled else (lambda t: t)  # coupled: every rank advanced every draw
     advanced = torch.zeros(len(buf), dtype=torch.bool)
     rounds, runs = [], []
     desc = f"PCD {proto.name} ({model.info.name}), {size} chains x {steps} steps per round"

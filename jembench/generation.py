@@ -267,12 +267,13 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
     warnings: list[str] = []
     observed: dict[str, float] = {}
     if not proto.pcd_rounds:
-        x, trace, runs = chain_runs.fresh(model, proto, n, batch_size, init, labels, kw, seed, progress)
+        x, trace, runs = chain_runs.fresh(model, proto, n, batch_size, init, labels, kw, seed, steps, progress)
         chain_steps = n * steps
     else:
         buf = ReplayBuffer(n, init, gen, reinit_freq=proto.reinit_freq, data=init(n, gen, labels).cpu())
         buf.labels = labels
-        advanced, rounds, runs = chain_runs.pcd(model, proto, buf, labels, kw, seed, batch_size, progress)
+        advanced, rounds, runs = chain_runs.pcd(model, proto, buf, labels, kw, seed, batch_size, steps,
+                                                    progress)
         x, trace = buf.data, rounds_trace(rounds)
         chain_steps = proto.pcd_rounds * proto.pcd_batch * steps
         never = int((~advanced).sum())
