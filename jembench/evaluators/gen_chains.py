@@ -95,11 +95,16 @@ def run_ladder(ev: Evaluation, model: HybridModel, proto: GenProtocol, samples: 
 
 
 def mean_energy(model: HybridModel, x: torch.Tensor, batch_size: int) -> float:
-    """Mean E(x) = -log p~(x) of the samples as sampled (model space), eval mode."""
+    """Mean E(x) = -log p~(x) of the samples as sampled (model space), eval mode; this rank's whole batches."""
     import torch
 
+    from .. import distributed
+
+    lo, hi = distributed.shard(len(x), align=batch_size)
     with torch.no_grad():
-        return float(torch.cat([-model.log_px(b.to(model.device)).double().cpu() for b in x.split(batch_size)]).mean())
+        parts = [-model.log_px(x[s:min(s + batch_size, hi)].to(model.device)).double().cpu()
+                 for s in range(lo, hi, batch_size)]
+    return float(distributed.gather(torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)).mean())
 
 
 def ladder(model: HybridModel, proto: GenProtocol, main: Samples, main_scores: dict[str, float], multiples: tuple,
