@@ -121,11 +121,13 @@ def _comm_device() -> "torch.device":
     return torch.device("cuda", torch.cuda.current_device()) if _WORLD.backend == "nccl" else torch.device("cpu")
 
 
-def gather(t: torch.Tensor) -> torch.Tensor:
-    """Every rank's block of a per-sample tensor (first dimension: samples), concatenated in rank order, i.e. in
-    sample-index order, on every rank (on ``t``'s device and dtype)."""
+def gather(t: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """Every rank's block of a per-sample tensor (dimension ``dim``: samples, e.g. 1 for ``[steps, chains]``
+    traces), concatenated in rank order, i.e. in sample-index order, on every rank (on ``t``'s device and dtype)."""
     if _WORLD.size == 1:
         return t
+    if dim:
+        return gather(t.movedim(dim, 0).contiguous()).movedim(0, dim)
     import torch
     import torch.distributed as dist
 

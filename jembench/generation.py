@@ -10,7 +10,10 @@ A :class:`GenProtocol` says where samples come from, in full, so it can be writt
   the batch size (except through batch statistics with ``bn_train``). With ``pcd_rounds = R`` (JEM's
   ``uncond_samples``): a buffer of N chains from ``init``; R times, ``pcd_batch`` chains are drawn with replacement (a
   ``reinit_freq`` fraction restarted from ``init``), advanced by the sampler and written back; the samples
-  are the whole buffer (all draws from one generator seeded ``derived_seed``: rounds pick chains at random).
+  are the whole buffer (the buffer's init, draws, restarts and fresh inits come from one generator seeded
+  ``derived_seed``: rounds pick chains at random; round r's advance noise is keyed by the draw's row).
+  Sharded over torchrun ranks as :mod:`jembench.chain_runs` says: fresh chains in whole batches, PCD rounds in
+  whole batches of their draws unless the draws are coupled; the numbers equal one process.
 - ``conditional=True``: SGLD on log p~(x, y) = f(x)[y], N/K chains per class y (balanced labels).
 - ``source="buffer"``: the checkpoint's own replay buffer, all of it or (``buffer_top = q``) per class
   predicted by the model the fraction q most confident (JEM++ / SADA-JEM report IS / FID this way).
@@ -25,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 from .errors import JembenchError
-from .progress import track
 from .runtime import derive_seed, generator
 from .settings import hint
 
@@ -33,8 +35,9 @@ if TYPE_CHECKING:  # torch and the samplers are imported when sampling: the prot
     import torch
 
     from .sampling import GaussianInit, JEMPPConfig, SGLDConfig, UniformInit
-    from .sampling.mcmc import ChainResult, MCMCConfig
-    from .sampling.trace import ChainTrace, TraceRecorder
+    from .chain_runs import MCMCRuns
+    from .sampling.mcmc import MCMCConfig
+    from .sampling.trace import ChainTrace
 
 SGLD_STEPS = 40  # JEM README: 40 SGLD steps per draw for fresh samples
 PCD_ROUNDS = 100  # batches drawn from, advanced and written back to the buffer (JEM uncond_samples)
@@ -186,30 +189,12 @@ def gradient_steps(cfg: SGLDConfig | JEMPPConfig | MCMCConfig) -> int:
     return cfg.outer_steps if isinstance(cfg, JEMPPConfig) else cfg.steps
 
 
-def _advance(model: Any, x0: torch.Tensor, cfg: SGLDConfig | JEMPPConfig | MCMCConfig, gen: torch.Generator,
-             y: Optional[torch.Tensor], kw: dict[str, Any], runs: list[ChainResult]) -> torch.Tensor:
-    """Advance chains ``x0`` with the protocol's sampler; MH / MALA runs (restricted to the model's input box)
-    are appended to ``runs``."""
-    from .sampling.mcmc import MCMCConfig, input_box, mcmc_sample
-    from .sampling.sgld import run_sampler
-
-    if isinstance(cfg, MCMCConfig):
-        lo, hi = input_box(model.info)
-        res = mcmc_sample(model, x0, cfg, gen, y=y, value_range=(lo.to(x0.device), hi.to(x0.device)))
-        runs.append(res)
-        return res.x
-    return run_sampler(model, x0, cfg, gen, y=y, **kw)
-
-
-def _mcmc_facts(runs: list[ChainResult], observed: dict[str, float], warnings: list[str]) -> None:
+def _mcmc_facts(runs: MCMCRuns, observed: dict[str, float], warnings: list[str]) -> None:
     """Acceptance and kept step size of MH / MALA runs into ``observed``; a warning when acceptance is extreme."""
-    import torch
-
-    acc = torch.cat([r.acceptance for r in runs])
-    steps = [r.step_size for r in runs]
+    acc = runs.acceptance
     observed.update({"mcmc/acceptance_mean": float(acc.mean()), "mcmc/acceptance_min": float(acc.min()),
-                     "mcmc/acceptance_max": float(acc.max()), "mcmc/step_size_min": min(steps),
-                     "mcmc/step_size_max": max(steps)})
+                     "mcmc/acceptance_max": float(acc.max()), "mcmc/step_size_min": float(runs.step_sizes.min()),
+                     "mcmc/step_size_max": float(runs.step_sizes.max())})
     if not 0.05 <= float(acc.mean()) <= 0.95:
         warnings.append(f"MH/MALA acceptance {float(acc.mean()):.3f}: the step is far from useful (near 0: too "
                         "large, near 1: too small); set --step-size or --warmup")
@@ -259,11 +244,11 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
            record: dict[str, Any], progress: bool) -> Samples:
     import torch
 
+    from . import chain_runs
     from .metrics.fidelity import quantize
-    from .rng import RECIPE, KeyedNoise
+    from .rng import RECIPE
     from .sampling import JEMPPConfig, ReplayBuffer
-    from .sampling.mcmc import MCMCConfig
-    from .sampling.trace import ChainTrace, TraceRecorder, mcmc_trace, rounds_trace, stride_for
+    from .sampling.trace import mcmc_trace, rounds_trace
 
     k = model.info.n_classes
     bn_train = proto.bn_train if proto.bn_train is not None else (
@@ -271,40 +256,25 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
     init = _init(model, proto, train_set)
     labels = (torch.arange(n, device=gen.device) % k) if proto.conditional else None
     kw = {"value_range": model.info.value_range, "bn_train": bn_train}
-    dev = model.device
-    record.update(n=n, bn_train=bn_train, init=_describe_init(init, train_set),
-                  batch_size=None if proto.pcd_rounds else batch_size,
-                  rng="one generator" if proto.pcd_rounds else f"{RECIPE}: chain i keyed (derived_seed, 'chain')")
+    seed, steps = record["derived_seed"], gradient_steps(proto.sampler)
+    coupled = bn_train or bool(getattr(proto.sampler, "warmup", 0))
+    record.update(n=n, bn_train=bn_train, init=_describe_init(init, train_set), batch_size=batch_size,
+                  rng=(f"{RECIPE}: chain i keyed (derived_seed, 'chain')" if not proto.pcd_rounds else
+                       f"{RECIPE}: round r's advance noise keyed (derived_seed, 'pcd', r) at the draw's row; the "
+                       "buffer's init, draws, restarts and fresh inits from one generator (derived_seed)"),
+                  sharding=(chain_runs.SHARDING_FRESH if not proto.pcd_rounds else
+                            chain_runs.SHARDING_COUPLED if coupled else chain_runs.SHARDING_PCD))
     warnings: list[str] = []
     observed: dict[str, float] = {}
-    steps = gradient_steps(proto.sampler)
-    runs: list[ChainResult] = []
     if not proto.pcd_rounds:
-        chunks, traces = [], []
-        for s in track(range(0, n, batch_size), desc=f"sampling {proto.name} ({model.info.name}), {steps} steps per "
-                       "chain", unit="batch", enabled=progress):
-            y = labels[s:s + batch_size] if labels is not None else None
-            noise = KeyedNoise(record["derived_seed"], s, min(s + batch_size, n), "chain")  # per chain, not batch
-            x0 = init(noise.n, noise, y).to(dev)
-            rec = None if isinstance(proto.sampler, MCMCConfig) else TraceRecorder(model, stride_for(steps))
-            chunks.append(_advance(model, x0, proto.sampler, noise, _to(y, dev), _traced(kw, rec), runs).cpu())
-            traces += [rec.trace()] if rec is not None else []
-        x, trace = torch.cat(chunks), (ChainTrace.cat(traces) if traces else None)
+        x, trace, runs = chain_runs.fresh(model, proto, n, batch_size, init, labels, kw, seed, steps, progress)
         chain_steps = n * steps
     else:
         buf = ReplayBuffer(n, init, gen, reinit_freq=proto.reinit_freq, data=init(n, gen, labels).cpu())
         buf.labels = labels
-        advanced = torch.zeros(n, dtype=torch.bool)
-        last: list[ChainTrace] = []  # per round: the drawn chains entering the round's last sampler step
-        desc = f"PCD {proto.name} ({model.info.name}), {proto.pcd_batch} chains x {steps} steps per round"
-        for _ in track(range(proto.pcd_rounds), desc=desc, unit="round", enabled=progress):
-            x0, idx = buf.sample(proto.pcd_batch)
-            y = labels[idx] if labels is not None else None
-            rec = None if isinstance(proto.sampler, MCMCConfig) else TraceRecorder(model)
-            buf.update(idx, _advance(model, x0.to(dev), proto.sampler, gen, _to(y, dev), _traced(kw, rec), runs))
-            advanced[idx.cpu()] = True
-            last.append(rec.trace() if rec is not None else mcmc_trace(runs[-1].energy, runs[-1].warmup, None))
-        x, trace = buf.data, rounds_trace(last)
+        advanced, rounds, runs = chain_runs.pcd(model, proto, buf, labels, kw, seed, batch_size, steps,
+                                                    progress)
+        x, trace = buf.data, rounds_trace(rounds)
         chain_steps = proto.pcd_rounds * proto.pcd_batch * steps
         never = int((~advanced).sum())
         observed["pcd/chains_never_advanced"] = never
@@ -314,22 +284,12 @@ def _fresh(model: Any, proto: GenProtocol, n: int, gen: torch.Generator, batch_s
                             f"{hint('gen', 'pcd_rounds')}")
     out = Samples(x, quantize(model, x), labels.cpu() if labels is not None else None, record,
                   observed, warnings, chain_steps=chain_steps, trace=trace)
-    if runs:
+    if runs is not None:
         _mcmc_facts(runs, observed, warnings)
-        if not proto.pcd_rounds:  # one run per chain: per-chain acceptance and energy traces line up with x
-            out.acceptance = torch.cat([r.acceptance for r in runs])
-            out.energy = torch.cat([r.energy for r in runs], 1)
-            out.trace = mcmc_trace(out.energy, runs[0].warmup, out.acceptance)
+        if runs.energy is not None:  # fresh chains: per-chain acceptance and energy traces line up with x
+            out.acceptance, out.energy = runs.acceptance, runs.energy
+            out.trace = mcmc_trace(out.energy, runs.warmup, out.acceptance)
     return out
-
-
-def _traced(kw: dict[str, Any], rec: Optional[TraceRecorder]) -> dict[str, Any]:
-    """The sampler's keyword arguments, with the recorder's log-density when the energies are recorded."""
-    return kw if rec is None else {**kw, "log_density": rec.log_density}
-
-
-def _to(y: Optional[torch.Tensor], dev: torch.device) -> Optional[torch.Tensor]:
-    return y.to(dev) if y is not None else None
 
 
 def _from_buffer(model: Any, proto: GenProtocol, n: Optional[int], gen: torch.Generator, batch_size: int,
@@ -367,12 +327,17 @@ def _from_buffer(model: Any, proto: GenProtocol, n: Optional[int], gen: torch.Ge
 
 
 def _top_confident(model: Any, images: torch.Tensor, top: float, batch_size: int) -> torch.Tensor:
-    """Indices of the ``top`` fraction (ceil, at least one) most confident images per predicted class."""
+    """Indices of the ``top`` fraction (ceil, at least one) most confident images per predicted class (the
+    forward pass: this rank's whole batches, gathered)."""
     import torch
 
+    from . import distributed
+
+    lo, hi = distributed.shard(len(images), align=batch_size)
     with torch.no_grad():
-        probs = torch.cat([model(model.to_model_space(images[s:s + batch_size].float().to(model.device) / 255.0))
-                           .softmax(-1).cpu() for s in range(0, len(images), batch_size)])
+        probs = distributed.gather(torch.cat([model(model.to_model_space(
+            images[s:min(s + batch_size, hi)].float().to(model.device) / 255.0)).softmax(-1).cpu()
+            for s in range(lo, hi, batch_size)] or [torch.zeros(0, model.info.n_classes)]))
     conf, pred = probs.max(-1)
     keep = []
     for c in pred.unique():

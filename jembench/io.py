@@ -129,10 +129,12 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def atomic_savez(path: str | os.PathLike, **arrays: Any) -> None:
+    """Arrays (numpy or torch) as one ``.npz``, atomically. Not compressed: per-sample float arrays barely
+    compress, and zlib cost more than the metrics that read them (0.5 s of a 20k-image OOD run)."""
     import numpy as np
 
     buf = io.BytesIO()
-    np.savez_compressed(buf, **{k: np.asarray(to_numpy(v)) for k, v in arrays.items()})
+    np.savez(buf, **{k: np.asarray(to_numpy(v)) for k, v in arrays.items()})
     atomic_write_bytes(path, buf.getvalue())
 
 

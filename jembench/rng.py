@@ -5,12 +5,14 @@ Sample ``i``'s draws for a purpose (``labels``, e.g. ``("test-noise",)``) come f
 ``torch.Generator`` seeded ``derive_seed(seed, *labels, j)`` draws ``chunk`` samples' worth and sample ``i`` takes
 row ``i - j * chunk``. Any contiguous range ``[start, stop)`` therefore gets the same rows however it is split.
 Test noise and JEM-K refinement use chunks of ``NOISE_CHUNK`` = 1024 (their recipe since 0.1.0); every other keyed
-draw (recipe ``per-sample v2``: attack random starts, purification / EOT noise, sampling chains) uses chunks of
-``SAMPLE_CHUNK`` = 64, so a small batch wastes little.
+draw (recipe ``per-sample v2``: attack random starts, purification / EOT noise, sampling chains, PCD rounds'
+advance noise, AIS chains, score-matching noise) uses chunks of ``SAMPLE_CHUNK`` = 64, so a small batch wastes
+little.
 
 :class:`KeyedNoise` hands such draws to code written against a generator (``runtime.randn``, the samplers): its
 ``t``-th draw gives row block ``g`` (rows ``[g * n, (g + 1) * n)``, each a copy of samples ``[start, stop)``) the
-rows keyed ``(seed, *labels, *groups[g], t)``.
+rows keyed ``(seed, *labels, *groups[g], t)``; :class:`StackedNoise` stacks several of them (rows of different
+purposes or ranges in one batch, e.g. forward and reverse AIS chains).
 """
 
 from __future__ import annotations
@@ -79,3 +81,27 @@ class KeyedNoise:
         """U[0, 1) rows (on ``like``'s device and dtype when given)."""
         u = self._draw(shape, "rand")
         return u if like is None else u.to(like.device, like.dtype)
+
+
+class StackedNoise:
+    """Draws for a batch whose rows are several keyed blocks one after another (each a :class:`KeyedNoise`, e.g.
+    forward then reverse AIS chains): every block gets its own keyed rows, as if it were drawn alone."""
+
+    def __init__(self, parts: Sequence[KeyedNoise]):
+        self.parts = list(parts)
+
+    def _split(self, shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+        sizes = [p.n * len(p.groups) for p in self.parts]
+        if shape[0] != sum(sizes):
+            raise ValueError(f"keyed draw of {shape[0]} rows for blocks of {sizes} rows")
+        return [(size, *shape[1:]) for size in sizes]
+
+    def randn(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        return torch.cat([p.randn(s, like) for p, s in zip(self.parts, self._split(shape))])
+
+    def rand(self, shape: tuple[int, ...], like: Optional[torch.Tensor] = None) -> torch.Tensor:
+        import torch
+
+        return torch.cat([p.rand(s, like) for p, s in zip(self.parts, self._split(shape))])

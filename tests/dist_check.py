@@ -1,5 +1,5 @@
 """CI check of torchrun sharding: a 2-process gloo ``run-all`` of the demo gives every metric and interval of the
-single-process run.
+single-process run (clf, calib, ood, robust, gen with its chain diagnostics and ladder, density).
 
 The single-process numbers are tests/data/demo-quick-metrics.json, which tests/test_settings.py checks against a
 single-process run of the same command in the suite (same tolerance: rel 1e-6, the rounding of float32 feature

@@ -43,6 +43,41 @@ out = {"world": [w.size, w.rank, w.backend], "calls": cache.model_calls, "shard"
        "spans": [distributed.shard(7, 3), distributed.shard(7, 2)], "total": distributed.total(w.rank + 1),
        "main": distributed.from_main(f"rank{w.rank}")}
 json.dump(out, open(sys.argv[1] + f".{w.rank}", "w"))
+""" + r"""
+from jembench.evaluators.base import Context, SharedSettings
+from jembench.evaluators.density import DensitySettings, run as density
+from jembench.evaluators.gen_chains import mean_energy
+from jembench.generation import generate, make_protocol
+from jembench.sampling.mcmc import MHConfig
+
+def tiny(norm):
+    torch.manual_seed(0)
+    return HybridModel(JEMNet(10, 1, norm, 1, 10), ModelInfo(family="jembench", source_format="jembench",
+        architecture="wrn", n_classes=10, in_channels=1, image_size=(8, 8), depth=10, width=1, norm=norm,
+        dataset="digits", name="tiny")).eval()
+
+def chains(s):
+    t = s.trace
+    return {"x": s.x.tolist(), "energy": t.energy.tolist(), "steps": t.steps.tolist(), "observed": s.observed,
+            "pred": t.predicted.tolist() if t.predicted is not None else None,
+            "acc": t.acceptance.tolist() if t.acceptance is not None else None}
+
+protocols = {"sgld": (model, make_protocol("sgld", steps=3)),
+             "jem++ bn": (tiny("batch"), make_protocol("jem++", steps=2, init="uniform")),
+             "mala": (model, make_protocol("mala", steps=3, warmup=2)),
+             "pcd": (model, make_protocol("pcd", steps=2, pcd_rounds=3, pcd_batch=5)),
+             "pcd mh": (model, make_protocol({"name": "pcd-mh", "pcd_rounds": 2, "pcd_batch": 5,
+                                              "sampler": MHConfig(steps=2)})),
+             "pcd mh warm-up": (model, make_protocol({"name": "pcd-mh", "pcd_rounds": 2, "pcd_batch": 5,
+                                                      "sampler": MHConfig(steps=2, warmup=1)}))}
+out = {k: chains(generate(m, p, 7, seed=1, batch_size=2, progress=False)) for k, (m, p) in protocols.items()}
+model.replay_buffer = torch.rand((9, 1, 8, 8), generator=g) * 2 - 1
+top = generate(model, make_protocol("buffer-top", buffer_top=0.3), None, batch_size=2, progress=False)
+out["buffer-top"] = {"images": top.images.tolist(), "energy": mean_energy(model, top.x, 2)}
+s = DensitySettings(chains=5, distributions=4, reverse_chains=4, dsm_sigmas=(0.1,), ssm_projections=1)
+(ev,) = density([model], s, SharedSettings(dataset=images, batch_size=3), Context("cpu", None, progress=False))
+out["density"] = ev.metrics
+json.dump(out, open(sys.argv[1] + f".chains.{w.rank}", "w"))
 """
 
 
@@ -50,6 +85,13 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def worlds(tmp_path_factory):
+    """The worker's outputs in one process and on two gloo ranks: ``(one, [rank 0, rank 1])``."""
+    tmp = tmp_path_factory.mktemp("dist")
+    return _run(tmp / "one", 1)[0], _run(tmp / "two", 2)
 
 
 def _run(tmp_path: Path, world: int) -> list[dict]:
@@ -63,11 +105,12 @@ def _run(tmp_path: Path, world: int) -> list[dict]:
                                                                                         "LOCAL_RANK": str(r)})
              for r in range(world)]
     assert all(p.wait(timeout=120) == 0 for p in procs)
-    return [json.loads((tmp_path / f"out.{r}").read_text()) for r in range(world)]
+    return [{**json.loads((tmp_path / f"out.{r}").read_text()),
+             "chains": json.loads((tmp_path / f"out.chains.{r}").read_text())} for r in range(world)]
 
 
-def test_two_gloo_ranks_gather_the_single_process_values_in_index_order(tmp_path):
-    one, (r0, r1) = _run(tmp_path / "one", 1)[0], _run(tmp_path / "two", 2)
+def test_two_gloo_ranks_gather_the_single_process_values_in_index_order(worlds):
+    one, (r0, r1) = worlds
     assert one["world"] == [1, 0, None] and r0["world"] == [2, 0, "gloo"] and r1["world"] == [2, 1, "gloo"]
     assert (r0["shard"], r1["shard"]) == ([0, 3], [3, 7])
     assert (one["calls"], r0["calls"], r1["calls"]) == (3, 1, 2)  # each rank passes its own batches only
@@ -75,6 +118,27 @@ def test_two_gloo_ranks_gather_the_single_process_values_in_index_order(tmp_path
     for r in (r0, r1):  # every rank holds the whole, bit-identical to one process (the same batches)
         assert r["logits"] == one["logits"] and r["log_px"] == one["log_px"] and r["grad"] == one["grad"]
         assert r["flags"] == [True, False, True] and r["total"] == 3 and r["main"] == "rank0"
+
+
+def test_sharded_chains_and_ais_equal_one_process_bit_for_bit(worlds):
+    """Fresh chains (SGLD with its trace, JEM++ with BatchNorm batch statistics, MALA with warm-up: whole batches
+    of 2 of 7 chains per rank), PCD rounds (SGLD and MH: each round's 5 draws in batches of 2 split over ranks; MH
+    with warm-up: coupled, every rank runs the round), the buffer-top selection pass and the ladder's mean energy
+    (whole batches) and
+    density (9 AIS chains, forward and reverse, in batches of 3; score matching on 7 images): every rank holds
+    exactly the single-process samples, traces, acceptance, counters and metrics."""
+    one, ranks = worlds
+    want = one["chains"]
+    assert set(want) == {"sgld", "jem++ bn", "mala", "pcd", "pcd mh", "pcd mh warm-up", "buffer-top", "density"}
+    assert 0 < len(want["buffer-top"]["images"]) < 9
+    assert len(want["sgld"]["x"]) == 7 and len(want["sgld"]["energy"][0]) == 7 and want["sgld"]["pred"]
+    assert len(want["pcd"]["energy"]) == 3 and len(want["pcd"]["energy"][0]) == 5  # rounds x draws
+    assert want["mala"]["acc"] is not None and "mcmc/step_size_min" in want["mala"]["observed"]
+    assert "pcd/chains_never_advanced" in want["pcd mh"]["observed"]
+    assert {"ais/log_z", "ais/log_z_upper", "sm/dsm/0.1", "sm/ssm"} <= set(want["density"])
+    for r in ranks:
+        for key, value in want.items():
+            assert r["chains"][key] == value, key
 
 
 @pytest.mark.parametrize("n, align, size, blocks", [

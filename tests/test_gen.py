@@ -176,10 +176,11 @@ def test_cli_gen_json_and_one_line_errors(tiny_jem, tmp_path, monkeypatch):
     assert res.exit_code == 2 and "no replay buffer" in res.output
 
 
-@pytest.mark.parametrize("name", ["sgld", "jem++", "conditional"])
+@pytest.mark.parametrize("name", ["sgld", "jem++", "conditional", "pcd"])
 def test_fresh_chains_do_not_depend_on_the_batch_size(tiny_jem, name):
-    """Chain i's init and noise are keyed by i: batch sizes 7 and 64 give the same samples."""
-    proto = make_protocol(name, steps=2)
+    """Chain i's init and noise are keyed by i (PCD: round r's draw j by (r, j), the buffer's draws from one
+    generator): batch sizes 7 and 64 give the same samples."""
+    proto = make_protocol(name, steps=2, pcd_rounds=3)
     train = None
     if proto.init == "gaussian":
         from jembench.data import get_dataset

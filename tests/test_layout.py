@@ -14,7 +14,7 @@ LAYERS = {
     "jembench.forward": 3, "jembench.scores": 3, "jembench.attacks": 3, "jembench.generation": 3,
     "jembench.metrics": 3, "jembench.figures": 3, "jembench.reporting": 3, "jembench.reported": 3,
     "jembench.feature_extractors": 3, "jembench.preflight": 3, "jembench.batch_size": 3, "jembench.training": 3,
-    "jembench.training_setup": 3,
+    "jembench.training_setup": 3, "jembench.chain_runs": 3,
     "jembench.models": 2, "jembench.data": 2, "jembench.sampling": 2, "jembench.results": 2, "jembench.cost": 2,
     "jembench.io": 1, "jembench.errors": 1, "jembench.runtime": 1, "jembench.defaults": 1, "jembench.version": 1,
     "jembench.settings": 1, "jembench.outdir": 1, "jembench.rng": 1, "jembench.lazy": 1, "jembench.bundled": 1,

@@ -78,6 +78,7 @@ def test_weighted_auroc_equals_sklearn_on_repeated_samples():
     expected = roc_auc_score(y, np.r_[np.repeat(a, w_a), np.repeat(b, w_b)])
     counter = PairCounter(a, b)
     assert counter.auroc(w_a, w_b) == pytest.approx(expected)
+    assert counter.auroc(w_a, w_b) == counter.auroc(w_a.astype(float), w_b.astype(float))  # int64 path == float64
     batch = counter.auroc(np.stack([w_a, np.ones(60)]), np.stack([w_b, np.ones(40)]))  # resamples as rows
     assert batch[0] == pytest.approx(expected) and batch[1] == pytest.approx(roc_auc_score(np.r_[np.ones(60),
                                                                                         np.zeros(40)], np.r_[a, b]))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from jembench import forward
-from jembench.rng import NOISE_CHUNK, KeyedNoise, keyed
+from jembench.rng import NOISE_CHUNK, KeyedNoise, StackedNoise, keyed
 from jembench.runtime import derive_seed, generator, randn
 
 
@@ -55,3 +55,16 @@ def test_clf_calib_ood_numbers_do_not_depend_on_the_batch_size(tiny_jem):
         got.append([(e.metrics, e.intervals) for e in evs])
     assert got[0] == got[1]
     assert any(k.startswith("auroc/gradnorm/interp") for k in got[0][1][0])
+
+
+def test_stacked_noise_gives_each_block_its_own_keyed_rows():
+    """StackedNoise: block p's rows of draw t are block p's own KeyedNoise draw t (forward then reverse chains)."""
+    like = torch.zeros(1)
+    a, b = KeyedNoise(5, 3, 7, "forward"), KeyedNoise(5, 0, 2, "reverse")
+    stacked = StackedNoise([KeyedNoise(5, 3, 7, "forward"), KeyedNoise(5, 0, 2, "reverse")])
+    first, second = stacked.randn((6, 2), like), randn((6,), stacked, like)
+    assert torch.equal(first, torch.cat([a.randn((4, 2), like), b.randn((2, 2), like)]))
+    assert torch.equal(second, torch.cat([a.randn((4,), like), b.randn((2,), like)]))
+    assert not torch.equal(first[:2], first[4:])
+    with pytest.raises(ValueError, match="rows"):
+        stacked.rand((5,))

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import background
-from ..io import atomic_savefig
 from ..results import Evaluation
 from ..runtime import derive_seed, generator
 from ..settings import hint, option
@@ -129,18 +128,17 @@ def write_reliability_figure(ev: Evaluation, fp: ForwardPass, bins: int, out_dir
 
     rel = f"figures/reliability-{slug}.png"
     title = f"{model.info.name} on {ev.protocol['dataset']} ({ev.protocol['split']})"
-    background.submit(f"reliability diagram {rel}", _draw_reliability, reliability_bins(fp.probs, fp.labels, bins),
+    background.render(f"reliability diagram {rel}", _draw_reliability, reliability_bins(fp.probs, fp.labels, bins),
                       title, ev.metrics[ECE], Path(out_dir) / rel)
     return rel
 
 
-def _draw_reliability(table: dict, title: str, ece_value: float, path: Path) -> None:
-    from ..figures import close
+def _draw_reliability(table: dict, title: str, ece_value: float, path: Path) -> dict[Path, bytes]:
+    """The reliability diagram as the PNG file ``path`` (a figure-worker job, :mod:`jembench.background`)."""
+    from ..figures import png_file
     from ..figures.calibration import reliability_diagram
 
-    fig = reliability_diagram(table, title=title, ece_value=ece_value)
-    atomic_savefig(fig, path)
-    close(fig)
+    return png_file(reliability_diagram(table, title=title, ece_value=ece_value), path)
 
 
 def run(models: list[HybridModel], s: CalibSettings, shared: SharedSettings, ctx: Context) -> list[Evaluation]:

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Optional
 from ..cost import Cost
 from ..io import atomic_savez
 from ..results import Evaluation, EvaluatorResult
-from ..runtime import derive_seed, generator, randn
+from ..rng import RECIPE_TEXT
+from ..runtime import derive_seed, generator
 from ..settings import Settings, option
 from .base import Context, Evaluator, SharedSettings
 from .common import eval_set_size, load_eval_set, summary_table
@@ -42,6 +43,10 @@ READING = ("log Z lies in [ais/log_z, ais/log_z_upper] only in expectation: forw
            "upper side is high in expectation only if the held-out images were exact model samples, so it is only "
            "as good as the data's closeness to the model's samples. The width is the evaluation's own error bar. "
            "Score-matching losses need no Z and compare models only on the same data.")
+
+
+RNG = (f"{RECIPE_TEXT}; seed 'ais': forward chain i purpose 'forward', reverse chain j (held-out image j) purpose "
+       "'reverse'; seed 'base': forward chain i's uniform start")
 
 
 def dsm_name(sigma: float) -> str:
@@ -102,71 +107,88 @@ def log_bin_width(model: HybridModel) -> float:
     return float(torch.tensor([math.log(1 / (256 * s)) for s in model.info.std]).mean())
 
 
-def _batched_ais(model: HybridModel, x0s: list[torch.Tensor], betas: list[torch.Tensor], s: DensitySettings,
-                 seed: int, batch_size: int, progress: bool) -> list[AISResult]:
-    """AIS of each group of chains (forward, reverse), all groups in the same batches of at most ``batch_size``
-    chains; each group of each batch adapts its own step from ``s.step_size``."""
+def _run_ais(model: HybridModel, x: torch.Tensor, s: DensitySettings, seed: int, batch_size: int,
+             progress: bool) -> list[AISResult]:
+    """Forward chains ``[0, chains)`` from the uniform base and reverse chains ``[chains, chains + R)`` from the
+    first R held-out images: one index space, run in batches of ``batch_size``, this rank's block of whole batches
+    (:func:`jembench.distributed.shard`); each chain's start and noise keyed by its index (:data:`RNG`), each
+    group's step adapted on the mean over all its chains (every rank's), results gathered in chain order."""
     import torch
 
-    from ..sampling.ais import ais_paths
+    from .. import distributed
+    from ..rng import KeyedNoise, StackedNoise
+    from ..sampling.ais import ais_paths, group_means, sigmoid_schedule
     from ..sampling.mcmc import input_box
 
-    lo, hi = (b.to(model.device) for b in input_box(model.info))
-    gen = generator(seed, model.device)
-    calls = max(1, -(-sum(len(x) for x in x0s) // batch_size))
-    pieces = [torch.tensor_split(x, calls) for x in x0s]
-    runs: list[list[AISResult]] = [[] for _ in x0s]
-    for c in range(calls):
-        present = [g for g in range(len(x0s)) if len(pieces[g][c])]
-        out = ais_paths(model, [pieces[g][c].to(model.device) for g in present], [betas[g] for g in present], gen,
-                        step_size=s.step_size, box=(lo, hi), log_density=lambda x, y=None: model.log_px(x),
-                        transitions=s.transitions, target_accept=s.target_accept, progress=progress)
-        for g, res in zip(present, out):
-            runs[g].append(res)
-    return [_merge(parts) for parts in runs]
+    c, r = s.chains, min(s.reverse_chains, len(x))
+    lo, hi = distributed.shard(c + r, align=batch_size)
+    box = input_box(model.info)
+    base = _base(min(lo, c), min(hi, c), tuple(x.shape[1:]), box, seed)
+    betas = sigmoid_schedule(s.distributions)
+    x0s, paths = [base], [betas]
+    if s.reverse_chains:
+        x0s.append(x[max(lo, c) - c:max(hi, c) - c])
+        paths.append(betas.flip(0))
+    key = derive_seed(seed, NAME, "ais")
+    groups = torch.repeat_interleave(torch.arange(len(x0s)), torch.tensor([c, r][:len(x0s)]))  # every rank's chains
+
+    def draws(a: int, b: int) -> StackedNoise:  # this rank's chains [a, b) are chains [lo + a, lo + b)
+        a, b = lo + a, lo + b
+        return StackedNoise(([KeyedNoise(key, a, min(b, c), "forward")] if a < c else [])
+                            + ([KeyedNoise(key, max(a, c) - c, b - c, "reverse")] if b > c else []))
+
+    def rates(alpha: torch.Tensor, group: torch.Tensor, n_groups: int) -> torch.Tensor:
+        return group_means(distributed.gather(alpha), groups, n_groups)  # this rank's alpha, then everyone's
+
+    dev_box = tuple(b.to(model.device) for b in box)
+    runs = ais_paths(model, [t.to(model.device) for t in x0s], paths, draws, step_size=s.step_size, box=dev_box,
+                     log_density=lambda z, y=None: model.log_px(z), transitions=s.transitions,
+                     target_accept=s.target_accept, progress=progress, batch_size=batch_size, rates=rates)
+    return [_gathered(run) for run in runs]
 
 
-def _merge(parts: list[AISResult]) -> AISResult:
-    import torch
+def _base(start: int, stop: int, shape: tuple[int, ...], box: tuple[torch.Tensor, torch.Tensor],
+          seed: int) -> torch.Tensor:
+    """Forward chains ``[start, stop)``'s start states, uniform on the box, keyed by chain index."""
+    from ..rng import SAMPLE_CHUNK, keyed
 
+    u = keyed(start, stop, shape, derive_seed(seed, NAME, "base"), kind="rand", chunk=SAMPLE_CHUNK)
+    return box[0] + (box[1] - box[0]) * u
+
+
+def _gathered(run: AISResult) -> AISResult:
+    """Every rank's chains of one group, in chain order (the step and acceptance by step are already common)."""
+    from .. import distributed
     from ..sampling.ais import AISResult
 
-    w = torch.tensor([len(p.log_w) for p in parts], dtype=torch.float32)
-    return AISResult(torch.cat([p.log_w for p in parts]), torch.cat([p.x.cpu() for p in parts]),
-                     torch.cat([p.acceptance for p in parts]),
-                     (torch.stack([p.accept_by_step for p in parts]) * w[:, None]).sum(0) / w.sum(),
-                     torch.cat([p.energy for p in parts], 1), parts[-1].step_size)
+    g = distributed.gather
+    return AISResult(g(run.log_w), g(run.x.cpu()), g(run.acceptance), run.accept_by_step, g(run.energy, dim=1),
+                     run.step_size)
 
 
 def _log_p_tilde(model: HybridModel, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """log p~ of every image; this rank's whole batches, gathered."""
     import torch
 
+    from .. import distributed
+
+    lo, hi = distributed.shard(len(x), align=batch_size)
     with torch.no_grad():
-        return torch.cat([model.log_px(x[i:i + batch_size].to(model.device)).float().cpu()
-                          for i in range(0, len(x), batch_size)])
+        return distributed.gather(torch.cat([model.log_px(x[i:min(i + batch_size, hi)].to(model.device)).float().cpu()
+                                             for i in range(lo, hi, batch_size)] or [torch.zeros(0)]))
 
 
 def _ais_metrics(model: HybridModel, x: torch.Tensor, s: DensitySettings, seed: int, batch_size: int,
                  ev: Evaluation, arrays: dict[str, torch.Tensor], progress: bool) -> None:
     """Forward and reverse AIS, log p(x) and bits/dim into ``ev`` (metrics, intervals, rows, protocol)."""
-    import torch
-
     from ..metrics import density as dm
-    from ..sampling.ais import AIS_RATE, SIGMOID_DELTA, log_box_volume, sigmoid_schedule
+    from ..sampling.ais import AIS_RATE, SIGMOID_DELTA, log_box_volume
     from ..sampling.mcmc import input_box
 
     shape = tuple(x.shape[1:])
-    box = input_box(model.info)
-    log_z0 = log_box_volume(*box, shape)
-    betas = sigmoid_schedule(s.distributions)
+    log_z0 = log_box_volume(*input_box(model.info), shape)
     start = time.perf_counter()
-    x0 = box[0] + (box[1] - box[0]) * torch.rand((s.chains, *shape), generator=generator(derive_seed(seed, NAME,
-                                                                                                       "base")))
-    starts, paths = [x0], [betas]
-    if s.reverse_chains:
-        starts.append(x[:s.reverse_chains])
-        paths.append(betas.flip(0))
-    fwd, *rev_run = _batched_ais(model, starts, paths, s, derive_seed(seed, NAME, "ais"), batch_size, progress)
+    fwd, *rev_run = _run_ais(model, x, s, seed, batch_size, progress)
     lz, d = dm.log_z_forward(fwd.log_w, log_z0), x[0].numel()
     mean_lp = ev.metrics[LOG_P_TILDE]
     m = {LOG_Z: lz, ESS: dm.effective_sample_size(fwd.log_w), ACCEPT: float(fwd.acceptance.mean()),
@@ -205,12 +227,13 @@ def _ais_metrics(model: HybridModel, x: torch.Tensor, s: DensitySettings, seed: 
         "distributions": s.distributions, "transitions": "MALA", "steps_per_distribution": s.transitions,
         "temperature": 1.0, "step_size": s.step_size, "target_accept": s.target_accept,
         "adaptation": (f"log step += {AIS_RATE} (mean acceptance - target) after each distribution, forward and "
-                       "reverse chains apart, per batch of --batch-size chains"
+                       "reverse chains apart, the mean over all chains of the group (every batch and rank)"
                        if s.target_accept is not None else "none"),
         "chains": s.chains, "reverse_chains": min(s.reverse_chains, len(x)),
         "reverse_start": "the first reverse_chains dequantised held-out images",
-        "seeds": {k: derive_seed(seed, NAME, k) for k in ("base", "ais")},
-        "batching": "forward and reverse chains share model passes, at most --batch-size chains per pass",
+        "seeds": {k: derive_seed(seed, NAME, k) for k in ("base", "ais")}, "rng": RNG,
+        "batching": "forward then reverse chains, one index space, in batches of --batch-size chains advanced in "
+                    "lockstep (sharded: whole batches per rank)",
         "batch_size": batch_size,
         "log_bin_width": log_bin_width(model), "dims": d,
         "bits_per_dim": "-(log p(x) + d log(bin width)) / (d ln 2), bin = 1/256 of each channel's range"}
@@ -219,26 +242,34 @@ def _ais_metrics(model: HybridModel, x: torch.Tensor, s: DensitySettings, seed: 
 def _sm_metrics(model: HybridModel, x: torch.Tensor, s: DensitySettings, seed: int, batch_size: int,
                 ev: Evaluation) -> None:
     """DSM at each sigma and SSM, mean over the held-out images, into ``ev``."""
+    import torch
+
+    from .. import distributed
     from ..metrics import density as dm
+    from ..rng import SAMPLE_CHUNK, keyed
 
     score = dm.model_score(model.log_px)
-    gen = generator(derive_seed(seed, NAME, "score-matching"), model.device)
-    sums = {dsm_name(sg): 0.0 for sg in s.dsm_sigmas}
-    if s.ssm_projections:
-        sums[SSM] = 0.0
-    for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size].to(model.device)
+    key = derive_seed(seed, NAME, "score-matching")
+    values = {dsm_name(sg): [] for sg in s.dsm_sigmas} | ({SSM: []} if s.ssm_projections else {})
+    lo, hi = distributed.shard(len(x), align=batch_size)  # this rank's whole batches; noise keyed per image
+    for i in range(lo, hi, batch_size):
+        xb = x[i:min(i + batch_size, hi)].to(model.device)
+        noise = lambda *purpose: keyed(i, i + len(xb), tuple(xb.shape[1:]), key, *purpose,  # noqa: E731
+                                       chunk=SAMPLE_CHUNK).to(xb)
         for sg in s.dsm_sigmas:
-            sums[dsm_name(sg)] += float(dm.dsm_loss(score, xb, randn(tuple(xb.shape), gen, xb), sg).sum())
-        for _ in range(s.ssm_projections):
-            sums[SSM] += float(dm.ssm_loss(score, xb, randn(tuple(xb.shape), gen, xb)).sum()) / s.ssm_projections
-    ev.metrics.update({k: v / len(x) for k, v in sums.items()})
+            values[dsm_name(sg)].append(dm.dsm_loss(score, xb, noise("dsm", f"{sg:g}"), sg).cpu())
+        if s.ssm_projections:
+            values[SSM].append(sum(dm.ssm_loss(score, xb, noise("ssm", p)).cpu()
+                                   for p in range(s.ssm_projections)) / s.ssm_projections)
+    ev.metrics.update({k: float(distributed.gather(torch.cat(v) if v else torch.zeros(0)).double().mean())
+                       for k, v in values.items()})
     ev.protocol["score_matching"] = {
         "score": "d log p~(x)/dx by autograd", "data": "the dequantised held-out images",
         "dsm": "1/2 ||s(x + sigma n) + n / sigma||^2, n ~ N(0, I), one draw per image (Vincent 2011)",
+        "rng": f"{RECIPE_TEXT}; purposes ('dsm', sigma) and ('ssm', projection)",
         "dsm_sigmas": list(s.dsm_sigmas), "ssm_projections": s.ssm_projections,
         "ssm": "v^T (ds/dx) v + 1/2 (v^T s(x))^2, v ~ N(0, I), Hessian-vector product by double backward "
-               "(Song et al. 2019)", "seed": derive_seed(seed, NAME, "score-matching")}
+               "(Song et al. 2019)", "seed": key}
 
 
 def cost(s: DensitySettings, shared: SharedSettings, model: HybridModel) -> list[Cost]:

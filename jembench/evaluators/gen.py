@@ -325,11 +325,11 @@ def _write_artifacts(out_dir: Optional[str | Path], stem: str, model: HybridMode
     :mod:`jembench.background`) and, with ``save_raw``, the uint8 samples (npz)."""
     if out_dir is None:
         return {}
-    from ..figures.samples import write_grids
+    from ..figures.samples import grid_files
 
     out, arts = Path(out_dir), {}
     rel = f"samples/{stem}.png"
-    background.submit(f"sample grid {rel}", write_grids, samples.images, samples.labels, model.info.n_classes,
+    background.render(f"sample grid {rel}", grid_files, samples.images, samples.labels, model.info.n_classes,
                       max(model.info.image_size), out / rel, out / f"samples/{stem}-per-class.png", GRID_MAX)
     arts["samples"] = rel
     if samples.labels is not None:

@@ -16,8 +16,9 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from .. import background
 from ..generation import GenProtocol, Samples, generate
-from ..io import atomic_savefig, atomic_savez
+from ..io import atomic_savez
 from ..results import Evaluation
 
 if TYPE_CHECKING:  # torch-backed: imported where used, so listing commands stays light
@@ -58,22 +59,27 @@ def write_trace(out_dir: Optional[str | Path], stem: str, ev: Evaluation, sample
     prov = ev.provenance.get("chain_diagnostics")
     if out_dir is None or prov is None or samples.trace is None:
         return {}
-    from ..figures import close
-    from ..figures.chains import energy_trace
-
     arts = {}
     title = f"{ev.checkpoint.get('name')} / {ev.protocol['sampling'].get('name')}: energy of the chains"
-    fig = energy_trace(prov["energy_quantiles"], ev.metrics, prov, axis=samples.trace.axis, title=title,
-                       window=prov.get("window_steps"))
     rel = f"samples/{stem}-chains.png"
-    atomic_savefig(fig, Path(out_dir) / rel)
-    close(fig)
+    background.render(f"chain energy figure {rel}", _draw_trace, prov, dict(ev.metrics), samples.trace.axis, title,
+                      Path(out_dir) / rel)
     arts["samples: chain energy"] = rel
     if save_raw:
         rel = f"raw/{stem}-chains.npz"
         atomic_savez(Path(out_dir) / rel, **samples.trace.arrays())
         arts["raw chain trace"] = rel
     return arts
+
+
+def _draw_trace(prov: dict[str, Any], metrics: dict[str, float], axis: str, title: str,
+                path: Path) -> dict[Path, bytes]:
+    """The energy-trace figure as the PNG file ``path`` (a figure-worker job, :mod:`jembench.background`)."""
+    from ..figures import png_file
+    from ..figures.chains import energy_trace
+
+    return png_file(energy_trace(prov["energy_quantiles"], metrics, prov, axis=axis, title=title,
+                                 window=prov.get("window_steps")), path)
 
 
 def run_ladder(ev: Evaluation, model: HybridModel, proto: GenProtocol, samples: Samples, multiples: tuple,
@@ -89,11 +95,16 @@ def run_ladder(ev: Evaluation, model: HybridModel, proto: GenProtocol, samples: 
 
 
 def mean_energy(model: HybridModel, x: torch.Tensor, batch_size: int) -> float:
-    """Mean E(x) = -log p~(x) of the samples as sampled (model space), eval mode."""
+    """Mean E(x) = -log p~(x) of the samples as sampled (model space), eval mode; this rank's whole batches."""
     import torch
 
+    from .. import distributed
+
+    lo, hi = distributed.shard(len(x), align=batch_size)
     with torch.no_grad():
-        return float(torch.cat([-model.log_px(b.to(model.device)).double().cpu() for b in x.split(batch_size)]).mean())
+        parts = [-model.log_px(x[s:min(s + batch_size, hi)].to(model.device)).double().cpu()
+                 for s in range(lo, hi, batch_size)]
+    return float(distributed.gather(torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)).mean())
 
 
 def ladder(model: HybridModel, proto: GenProtocol, main: Samples, main_scores: dict[str, float], multiples: tuple,

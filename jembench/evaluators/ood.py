@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 from .. import background
 from ..cost import Cost, set_size
-from ..io import atomic_savefig, atomic_savez
+from ..io import atomic_savez
 from ..preflight import eval_set_problems, ood_set_problems
 from ..progress import track
 from ..results import Evaluation, EvaluatorResult
@@ -202,16 +202,19 @@ def _evaluate(model: HybridModel, tag: str, s: OODSettings, names: list[str], sh
               progress=ctx.progress)
     score_in = _score_sets(model, in_set, names, ctx.cache, timings, **kw)
     score_out = {o: _score_sets(model, x, names, ctx.cache, timings, **kw) for o, x in out_sets.items()}
+    figures = ctx.out_dir is not None and s.figures
+    hists = _write_figures(ctx.out_dir, tag, names, in_set.name, score_in, score_out) if figures else {}
     with Timer() as t:
         metrics, intervals, rows, finite, warnings = _metrics(names, in_set, out_sets, score_in, score_out,
                                                               s.bootstrap, shared.seed, ctx.progress)
     timings["metrics_s"] += t.seconds
     artifacts: dict[str, str] = {}
-    if ctx.out_dir is not None and s.figures:
+    if figures:
         with Timer() as t:
-            artifacts.update(_write_figures(ctx.out_dir, tag, names, in_set.name, score_in, score_out, finite,
-                                            metrics))
+            rocs = _write_figures(ctx.out_dir, tag, names, in_set.name, score_in, score_out, finite, metrics)
         timings["figures_s"] += t.seconds
+        artifacts.update({k: v for n in names for k, v in ((f"hist/{n}", hists[f"hist/{n}"]),
+                                                           (f"roc/{n}", rocs[f"roc/{n}"]))})
     if ctx.save_raw and ctx.out_dir is not None:
         rel = Path("raw") / f"ood_{tag}.npz"
         arrays = {f"{n}.in": score_in[n] for n in names}
@@ -227,18 +230,28 @@ def _evaluate(model: HybridModel, tag: str, s: OODSettings, names: list[str], sh
 def _metrics(names: list[str], in_set: ImageSet, out_sets: dict[str, ImageSet], score_in: dict, score_out: dict,
              bootstrap: int, seed: int, progress: bool = False) -> tuple[dict, dict, list, dict, list[str]]:
     """Metrics, AUROC intervals, table rows, the finite scores (for the ROC figure) and warnings of every
-    (score, OOD set) pair."""
+    (score, OOD set) pair. The pairs are independent (each its own bootstrap seed), so they are computed by as
+    many threads as torch uses (NumPy and torch release the GIL in their array work); results keep pair order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
     from ..metrics.ood import ood_metrics, sanitize
 
     warnings, metrics, intervals, rows, finite = [], {}, {}, [], {}
     pairs = [(n, o) for n in names for o in out_sets]
-    for n, o in track(pairs, desc=f"metrics, {bootstrap} bootstrap resamples per pair ({in_set.name})",
-                      unit="pair", enabled=progress):
-        a, b, bad = finite[n, o] = sanitize(score_in[n], score_out[o][n])
+    for n, o in pairs:
+        finite[n, o] = sanitize(score_in[n], score_out[o][n])
+        bad = finite[n, o][2]
         if bad:
             warnings.append(f"{n} on {in_set.name} vs {o}: {bad} non-finite scores ranked as most OOD "
                             "(NaN, -inf) or most in-distribution (+inf)")
-        m = ood_metrics(a, b, bootstrap=bootstrap, seed=derive_seed(seed, "ood-bootstrap", n, o), level=CI_LEVEL)
+    one = lambda pair: ood_metrics(*finite[pair][:2], bootstrap=bootstrap, level=CI_LEVEL,  # noqa: E731
+                                   seed=derive_seed(seed, "ood-bootstrap", *pair))
+    with ThreadPoolExecutor(max(1, min(torch.get_num_threads(), len(pairs)))) as pool:
+        results = list(track(pool.map(one, pairs), total=len(pairs), unit="pair", enabled=progress,
+                             desc=f"metrics, {bootstrap} bootstrap resamples per pair ({in_set.name})"))
+    for (n, o), m in zip(pairs, results):
         rows.append({"score": n, "out": o, **m})
         metrics.update({metric_name(k, n, o): m[k] for k in METRICS})
         if bootstrap:
@@ -250,29 +263,29 @@ def _metrics(names: list[str], in_set: ImageSet, out_sets: dict[str, ImageSet], 
 
 
 def _write_figures(out_dir: Path, tag: str, names: list[str], in_name: str, score_in: dict, score_out: dict,
-                   finite: dict, metrics: dict) -> dict[str, str]:
-    """Score histograms and ROC curves per score, drawn by the figure thread (:mod:`jembench.background`):
-    ``{label: path relative to out_dir}``."""
+                   finite: Optional[dict] = None, metrics: Optional[dict] = None) -> dict[str, str]:
+    """Per score, drawn by the figure thread (:mod:`jembench.background`): the score histograms (without
+    ``metrics``: they need only the scores, so they are drawn while the metrics are computed) or the ROC curves
+    (with ``finite`` and ``metrics``, for the AUROC in the legend). Returns ``{label: path relative to out_dir}``."""
     artifacts = {}
     for n in names:
-        outs = {o: score_out[o][n] for o in score_out}
-        auroc = {o: metrics[metric_name("auroc", n, o)] for o in score_out}
-        for label, draw, args in ((f"hist/{n}", "score_histograms", (n, in_name, score_in[n], outs)),
-                                  (f"roc/{n}", "roc_curves", (n, {o: finite[n, o][:2] for o in score_out}, auroc))):
-            rel = Path("figures") / NAME / tag / f"{label.replace('/', '_')}.png"
-            background.submit(f"OOD figure {rel.as_posix()}", _draw, draw, args, out_dir / rel)
-            artifacts[label] = rel.as_posix()
+        if metrics is None:
+            label, draw, args = f"hist/{n}", "score_histograms", (n, in_name, score_in[n],
+                                                                  {o: score_out[o][n] for o in score_out})
+        else:
+            auroc = {o: metrics[metric_name("auroc", n, o)] for o in score_out}
+            label, draw, args = f"roc/{n}", "roc_curves", (n, {o: finite[n, o][:2] for o in score_out}, auroc)
+        rel = Path("figures") / NAME / tag / f"{label.replace('/', '_')}.png"
+        background.render(f"OOD figure {rel.as_posix()}", _draw, draw, args, out_dir / rel)
+        artifacts[label] = rel.as_posix()
     return artifacts
 
 
-def _draw(draw: str, args: tuple, path: Path) -> None:
-    """``jembench.figures.ood.<draw>(*args)`` saved to ``path``."""
-    from ..figures import close
-    from ..figures import ood as figures
+def _draw(draw: str, args: tuple, path: Path) -> dict[Path, bytes]:
+    """``jembench.figures.ood.<draw>(*args)`` as the PNG file ``path`` (a figure-worker job)."""
+    from ..figures import ood as figures, png_file
 
-    fig = getattr(figures, draw)(*args)
-    atomic_savefig(fig, path, **figures.SAVE_KW)
-    close(fig)
+    return png_file(getattr(figures, draw)(*args), path, **figures.SAVE_KW)
 
 
 def _protocol(model: HybridModel, s: OODSettings, names: list[str], shared: SharedSettings, in_set: ImageSet,

@@ -32,7 +32,7 @@ from .. import background
 from ..attacks import ATTACKS, NORMS, check_attack
 from ..cost import Cost
 from ..errors import JembenchError
-from ..io import atomic_savefig, atomic_savez
+from ..io import atomic_savez
 from ..preflight import eval_set_problems
 from ..results import Evaluation, EvaluatorResult
 from ..settings import Settings, Spelling, option
@@ -196,7 +196,7 @@ def _write_artifacts(out_dir: Path, slug: str, evs: list[Evaluation], cfg: Robus
 
     rows = [r for ev in evs for r in ev.rows]
     png = f"robust-{slug}-{cfg.norm}.png"
-    background.submit(f"robustness figure {png}", _draw_curves, [dict(r) for r in rows], cfg.norm,
+    background.render(f"robustness figure {png}", _draw_curves, [dict(r) for r in rows], cfg.norm,
                       f"{slug}: {cfg.norm} robust accuracy (n={rows[0]['n']})", out_dir / png)
     artifacts = {"accuracy vs eps": png}
     if save_raw:
@@ -210,14 +210,13 @@ def _write_artifacts(out_dir: Path, slug: str, evs: list[Evaluation], cfg: Robus
         ev.artifacts.update(artifacts)
 
 
-def _draw_curves(rows: list[dict], norm: str, title: str, path: Path) -> None:
-    """The accuracy-vs-eps figure of ``rows``, drawn by the figure thread (:mod:`jembench.background`)."""
-    from ..figures import close
+def _draw_curves(rows: list[dict], norm: str, title: str, path: Path) -> dict[Path, bytes]:
+    """The accuracy-vs-eps figure of ``rows`` as the PNG file ``path`` (a figure-worker job,
+    :mod:`jembench.background`)."""
+    from ..figures import png_file
     from ..figures.robust import accuracy_vs_eps
 
-    fig = accuracy_vs_eps(rows, norm=norm, title=title)
-    atomic_savefig(fig, path)
-    close(fig)
+    return png_file(accuracy_vs_eps(rows, norm=norm, title=title), path)
 
 
 EVALUATOR = Evaluator(

@@ -156,24 +156,10 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
         done = {i for i, s in enumerate(steps) if resume and out is not None
                 and _read_part(out / PARTS_DIR / f"{_key(s, shared, dev)}.json", out) is not None}
         return make_plan([(s.name, s.spec, s.settings, s.model) for s in steps], shared, done)
-    evaluations: list[Evaluation] = []
-    resumed, records, errors, wall = [], [], {}, {}
     started = time.perf_counter()
-    for i, step in enumerate(steps, 1):
-        say = (lambda msg, *args: log.info(f"[%d/%d] {msg}", i, len(steps), *args)) if progress else _quiet
-        ctx = Context(dev, cache, save_raw=True, progress=progress, label=f"[{i}/{len(steps)}] {step.label}")
-        evs, seconds, was_resumed = _resume_or_run(step, shared, ctx, writes, resume, say)
-        ok = all(e.status == "ok" for e in evs)
-        if not ok:
-            errors[step.label] = "; ".join(e.error or "failed" for e in evs if e.status != "ok")
-        resumed += [step.label] if was_resumed else []
-        for e in evs:
-            e.checkpoint["sha256"] = e.checkpoint.get("sha256") or checkpoint_hash(step.model)
-        wall[f"{step.name}/{step.folder}"] = round(seconds, 3)
-        records.append({"step": step.name, "checkpoint": step.checkpoint,
-                        "seconds": seconds, "status": "ok" if ok else "failed", "resumed": was_resumed})
-        evaluations += evs
-    background.wait()  # figures are drawn while later steps run; all on disk before results.json and the report
+    if writes is not None:
+        background.start()  # the figure worker imports matplotlib while the first steps run
+    evaluations, resumed, records, errors, wall = _run_steps(steps, shared, dev, cache, writes, resume, progress)
     wall["total"] = round(sum(r["seconds"] for r in records), 3)  # steps resumed from earlier runs included
     wall["this_run"] = round(time.perf_counter() - started, 3)
     config = {"preset": cfg.to_dict(), "overrides": dict(overrides or {}), "shared": shared.to_dict(),
@@ -192,6 +178,34 @@ def run_all(checkpoints: str | Path | HybridModel | Sequence[str | Path | Hybrid
                   baseline=baseline, comparisons=comparisons)
     doc = results_document(evaluations, prov, [c.to_dict() for c in comparisons] if comparisons is not None else None)
     return RunAllResult(evaluations, doc, out, list(errors), resumed, records, errors)
+
+
+def _run_steps(steps: list["Step"], shared: SharedSettings, dev: Any, cache: ForwardCache, out: Optional[Path],
+               resume: bool, progress: bool) -> tuple[list[Evaluation], list[str], list[dict[str, Any]],
+                                                     dict[str, str], dict[str, float]]:
+    """Run (or resume) every step in order: ``(evaluations, resumed steps, step records, errors, wall times)``.
+    Figures and part files are written by the figure thread while later steps run; all are on disk when this
+    returns, and also when it raises (an interrupted run resumes from every step it finished)."""
+    evaluations: list[Evaluation] = []
+    resumed, records, errors, wall = [], [], {}, {}
+    try:
+        for i, step in enumerate(steps, 1):
+            say = (lambda msg, *args: log.info(f"[%d/%d] {msg}", i, len(steps), *args)) if progress else _quiet
+            ctx = Context(dev, cache, save_raw=True, progress=progress, label=f"[{i}/{len(steps)}] {step.label}")
+            evs, seconds, was_resumed = _resume_or_run(step, shared, ctx, out, resume, say)
+            ok = all(e.status == "ok" for e in evs)
+            if not ok:
+                errors[step.label] = "; ".join(e.error or "failed" for e in evs if e.status != "ok")
+            resumed += [step.label] if was_resumed else []
+            for e in evs:
+                e.checkpoint["sha256"] = e.checkpoint.get("sha256") or checkpoint_hash(step.model)
+            wall[f"{step.name}/{step.folder}"] = round(seconds, 3)
+            records.append({"step": step.name, "checkpoint": step.checkpoint,
+                            "seconds": seconds, "status": "ok" if ok else "failed", "resumed": was_resumed})
+            evaluations += evs
+    finally:
+        background.wait()
+    return evaluations, resumed, records, errors, wall
 
 
 def prepare(checkpoints: Any, preset: str | Preset, overrides: Optional[dict[str, Any]], values: dict[str, Any],
@@ -269,12 +283,11 @@ def _resume_or_run(step: Step, shared: SharedSettings, ctx: Context, out: Option
         (ctx.out_dir / ERROR_FILE).unlink(missing_ok=True)  # a failure of an earlier try of this very step
     evs, seconds = _run_step(step.spec, step.model, step.settings, shared, ctx, out)
     ok = all(e.status == "ok" for e in evs)
-    if ok and part is not None:
-        background.wait()  # the part file records each artifact's sha256: its figures must be on disk first
-        atomic_write_json(part, {"key": key, "evaluator": step.spec.name, "settings": step.settings.to_dict(),
-                                 "checkpoint_sha256": checkpoint_hash(step.model), "wall_time_s": seconds,
-                                 "artifacts": _artifact_hashes(evs, out),
-                                 "evaluations": [e.to_dict() for e in evs]})
+    if ok and part is not None and out is not None:  # after the step's figures (one FIFO thread), off the critical path
+        doc = {"key": key, "evaluator": step.spec.name, "settings": step.settings.to_dict(),
+               "checkpoint_sha256": checkpoint_hash(step.model), "wall_time_s": seconds,
+               "evaluations": [e.to_dict() for e in evs]}
+        background.submit(f"resume file {part.name}", _write_part, part, doc, out)
     say("%s: %s in %.1f s", step.label, "ok" if ok else "FAILED", seconds)
     return evs, seconds, False
 
@@ -318,10 +331,12 @@ def _run_step(spec: Evaluator, model: HybridModel, settings: Settings, shared: S
         return [ev], seconds
 
 
-def _artifact_hashes(evs: list[Evaluation], out: Path) -> dict[str, str]:
-    """sha256 of every file the step's evaluations link (paths relative to ``out``)."""
-    paths = sorted({p for e in evs for p in e.artifacts.values() if not Path(p).is_absolute()})
-    return {p: file_sha256(out / p) for p in paths if (out / p).is_file()}
+def _write_part(part: Path, doc: dict[str, Any], out: Path) -> None:
+    """Write a finished step's part file with the sha256 of every file its evaluations link (paths relative to
+    ``out``). Runs in the figure thread after the step's figures, so the hashes are those of the files on disk."""
+    paths = sorted({p for e in doc["evaluations"] for p in e["artifacts"].values() if not Path(p).is_absolute()})
+    hashes = {p: file_sha256(out / p) for p in paths if (out / p).is_file()}
+    atomic_write_json(part, {**doc, "artifacts": hashes})
 
 
 def _read_part(part: Path, out: Path) -> Optional[tuple[list[Evaluation], float]]:

@@ -1,5 +1,5 @@
-"""Figures (matplotlib, Agg backend): one module per topic; each function returns a Figure to save with
-:func:`jembench.io.atomic_savefig`."""
+"""Figures (matplotlib, Agg backend): one module per topic; each function returns a Figure, drawn to PNG bytes by
+:func:`png_file` in the figure worker (:mod:`jembench.background`) or saved with :func:`jembench.io.atomic_savefig`."""
 
 from __future__ import annotations
 
@@ -17,3 +17,16 @@ def new_figure(width: float = 5.0, height: float = 4.0, rows: int = 1, cols: int
 
 def close(fig) -> None:
     plt.close(fig)
+
+
+def png_file(fig, path, **kwargs) -> dict:
+    """``{path: the figure as PNG bytes}`` (:func:`jembench.io.figure_png`, ``kwargs`` to savefig), the figure
+    closed: what a figure job of :func:`jembench.background.render` returns."""
+    from pathlib import Path
+
+    from ..io import figure_png
+
+    try:
+        return {Path(path): figure_png(fig, **kwargs)}
+    finally:
+        close(fig)

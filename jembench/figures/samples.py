@@ -14,7 +14,6 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..io import atomic_write_bytes
 
 PAD = 1
 PAD_VALUE = 128
@@ -63,11 +62,12 @@ def png_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write_grids(images: torch.Tensor, labels: Optional[torch.Tensor], n_classes: int, size: int, path: Path,
-                per_class: Path, grid_max: int) -> None:
-    """The grid of the first ``grid_max`` samples at ``path`` and, for conditional samples, the per-class grid at
-    ``per_class`` (PNG, atomic; run in the figure thread, :mod:`jembench.background`)."""
+def grid_files(images: torch.Tensor, labels: Optional[torch.Tensor], n_classes: int, size: int, path: Path,
+               per_class: Path, grid_max: int) -> dict[Path, bytes]:
+    """``{path: the grid of the first grid_max samples}`` and, for conditional samples, ``{per_class: the per-class
+    grid}``, as PNG bytes (a figure-worker job, :mod:`jembench.background`)."""
     scale = auto_scale(size)
-    atomic_write_bytes(path, png_bytes(grid(images[:grid_max], scale=scale)))
+    files = {Path(path): png_bytes(grid(images[:grid_max], scale=scale))}
     if labels is not None:
-        atomic_write_bytes(per_class, png_bytes(class_grid(images, labels, n_classes, scale=scale)))
+        files[Path(per_class)] = png_bytes(class_grid(images, labels, n_classes, scale=scale))
+    return files

@@ -3,13 +3,14 @@
 Functional core: images are quantised like real ones (:func:`quantize`: model space -> ``to_pixels01`` ->
 clamp to [0, 1] -> ``round(255 x)`` -> uint8, torch-fidelity's input convention), features are extracted
 by a torch-fidelity feature extractor (:func:`extract`), and the numbers come from torch-fidelity's own
-functions on those features (:func:`fidelity_metrics`), so they equal ``torch_fidelity.calculate_metrics``
-on the same images and extractor.
+functions on those features (:func:`fidelity_metrics`; KID from the same subsets, batched), so they equal
+``torch_fidelity.calculate_metrics`` on the same images and extractor.
 
 - IS (Salimans et al. 2016) = exp(E_x KL(p(y|x) || p(y))), mean and std over ``isc_splits`` splits of a
   shuffled set (shuffle seed recorded).
 - FID (Heusel et al. 2017) = ||mu_1 - mu_2||^2 + Tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2)); biased in N.
-- KID (Binkowski et al. 2018): unbiased MMD^2, cubic polynomial kernel, mean / std over random subsets.
+- KID (Binkowski et al. 2018): unbiased MMD^2, cubic polynomial kernel, mean / std over random subsets: torch-fidelity's
+  subsets and formula, batched in torch (:mod:`jembench.metrics.kid`).
 - Precision / recall (Kynkaanniemi et al. 2019), k-NN balls with k = ``prc_neighborhood``.
 
 Reference features (and FID statistics) are cached on disk, keyed by the reference set's content
@@ -34,6 +35,7 @@ from .. import bundled
 from ..errors import JembenchError
 from ..io import atomic_savez, read_cache
 from ..progress import track
+from .kid import kernel_inception_distance
 from .names import FIDELITY
 
 INCEPTION = "inception-v3-compat"  # torch-fidelity's registry name
@@ -279,7 +281,6 @@ def fidelity_metrics(fake: dict[str, torch.Tensor], real: Optional[dict[str, tor
     smaller set's size; ``settings`` records what was used. ``seed`` drives the IS shuffle and KID subsets.
     """
     from torch_fidelity.metric_fid import fid_statistics_to_metric
-    from torch_fidelity.metric_kid import kid_features_to_metric
     from torch_fidelity.metric_prc import prc_features_to_metric
 
     unknown = set(metrics) - set(METRICS)
@@ -301,9 +302,8 @@ def fidelity_metrics(fake: dict[str, torch.Tensor], real: Optional[dict[str, tor
         out["fid"] = fid_statistics_to_metric(s_fake, s_real, False)["frechet_inception_distance"]
     if "kid" in metrics:
         size = min(kid_subset_size, len(fake[layer["kid"]]), len(real[layer["kid"]]))
-        r = kid_features_to_metric(fake[layer["kid"]], real[layer["kid"]], kid_subsets=kid_subsets,
-                                   kid_subset_size=size, rng_seed=seed, verbose=False)
-        out["kid"], out["kid_std"] = r["kernel_inception_distance_mean"], r["kernel_inception_distance_std"]
+        out["kid"], out["kid_std"] = kernel_inception_distance(fake[layer["kid"]], real[layer["kid"]], kid_subsets,
+                                                               size, seed)
         settings.update(kid_subsets=kid_subsets, kid_subset_size=size, kid_kernel="poly degree 3, gamma 1/d, coef0 1")
     if "prc" in metrics:
         r = prc_features_to_metric(fake[layer["prc"]], real[layer["prc"]], prc_neighborhood=prc_neighborhood,

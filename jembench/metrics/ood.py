@@ -84,18 +84,27 @@ class PairCounter:
         return self.auroc_sorted(w_in, np.asarray(w_out, dtype=np.float64)[..., self.order])
 
     def auroc_sorted(self, w_in: np.ndarray, w_out_sorted: np.ndarray) -> np.ndarray:
-        """As :meth:`auroc`, with the OOD weights given in ascending-score order."""
-        w_out_sorted = np.asarray(w_out_sorted, dtype=np.float64)
-        cum = np.zeros(w_out_sorted.shape[:-1] + (w_out_sorted.shape[-1] + 1,))
+        """As :meth:`auroc`, with the OOD weights given in ascending-score order. Integer weights (bootstrap
+        multiplicities) are summed exactly in int64, which gives the very values of the float64 sums (every partial
+        sum is an integer or half-integer below 2^53) at a lower cost."""
+        w_in, w_out_sorted = np.asarray(w_in), np.asarray(w_out_sorted)
+        exact = w_in.dtype.kind in "iu" and w_out_sorted.dtype.kind in "iu"
+        dtype = np.int64 if exact else np.float64
+        cum = np.zeros(w_out_sorted.shape[:-1] + (w_out_sorted.shape[-1] + 1,), dtype=dtype)
         np.cumsum(w_out_sorted, axis=-1, out=cum[..., 1:])
-        pairs = (np.asarray(w_in, dtype=np.float64) * 0.5 * (cum[..., self.below] + cum[..., self.upto])).sum(-1)
+        if exact:
+            pairs = 0.5 * (w_in * (cum[..., self.below] + cum[..., self.upto])).sum(-1)
+        else:
+            pairs = (w_in.astype(np.float64) * 0.5 * (cum[..., self.below] + cum[..., self.upto])).sum(-1)
         return pairs / (np.sum(w_in, axis=-1) * w_out_sorted.sum(-1))
 
 
 def _resample_counts(n: int, k: int, gen: torch.Generator) -> np.ndarray:
-    """Multiplicities ``[k, n]`` of ``k`` bootstrap resamples of ``n`` items (each drawn with replacement)."""
+    """Multiplicities ``[k, n]`` (int64) of ``k`` bootstrap resamples of ``n`` items (each drawn with
+    replacement)."""
     idx = torch.randint(n, (k, n), generator=gen)
-    return torch.zeros(k, n, dtype=torch.float64).scatter_add_(1, idx, torch.ones(k, n, dtype=torch.float64)).numpy()
+    idx += torch.arange(0, k * n, n)[:, None]
+    return torch.bincount(idx.view(-1), minlength=k * n).view(k, n).numpy()
 
 
 def bootstrap_auroc(score_in: Any, score_out: Any, *, resamples: int = 1000, seed: int = 0,

@@ -13,15 +13,18 @@ as the data's closeness to the model's samples.
 
 The step is adapted between distributions toward a target acceptance (as Wu et al. 2017 do for AIS with HMC),
 log step += AIS_RATE (mean acceptance probability - target) after each distribution: each kernel still leaves its
-f_beta invariant given the past, so the weights stay valid. The rate is large because a path has few distributions
-to find its step in (held-out images sit close to the box's faces, where only small steps stay inside).
+f_beta invariant given the past, so the weights stay valid. The mean is over every chain of the group (forward or
+reverse), however many batches (and ranks, through ``rates``) hold them: batches advance in lockstep, one
+distribution at a time, so with each chain's noise keyed by its index the numbers do not depend on the batching.
+The rate is large because a path has few distributions to find its step in (held-out images sit close to the box's
+faces, where only small steps stay inside).
 log p~ and its gradient at the current states are carried from step to step: the weights cost no extra model pass.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
@@ -72,43 +75,63 @@ def ais(model, x0: torch.Tensor, betas: torch.Tensor, gen: torch.Generator, *, s
                      transitions=transitions, target_accept=target_accept, progress=progress)[0]
 
 
-def ais_paths(model, x0s: Sequence[torch.Tensor], betas: Sequence[torch.Tensor], gen: torch.Generator, *,
+Rates = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]  # (per-chain alpha, group, groups) -> [G]
+
+
+def group_means(alpha: torch.Tensor, group: torch.Tensor, groups: int) -> torch.Tensor:
+    """``[groups]``: the mean of ``alpha`` over the chains of each group (float64; 0 for an empty group)."""
+    total = torch.zeros(groups, dtype=torch.float64).index_add_(0, group.cpu(), alpha.double().cpu())
+    counts = torch.zeros(groups, dtype=torch.float64).index_add_(0, group.cpu(), torch.ones(len(group),
+                                                                                              dtype=torch.float64))
+    return total / counts.clamp(min=1)
+
+
+def ais_paths(model, x0s: Sequence[torch.Tensor], betas: Sequence[torch.Tensor], gen: Any, *,
               step_size: float, box: tuple[Bound, Bound], log_density: LogDensity, transitions: int = 1,
-              target_accept: Optional[float] = 0.574, progress: bool = False) -> list[AISResult]:
-    """AIS of several groups of chains in one batch (e.g. forward and reverse): group g starts at ``x0s[g]`` and
-    follows ``betas[g]`` (all of the same length); each group adapts its own step. One model pass per step for
-    all groups: small batches cost nearly as much as larger ones."""
-    sizes = torch.tensor([len(x) for x in x0s])
+              target_accept: Optional[float] = 0.574, progress: bool = False, batch_size: Optional[int] = None,
+              rates: Rates = group_means) -> list[AISResult]:
+    """AIS of several groups of chains (e.g. forward and reverse): group g starts at ``x0s[g]`` and follows
+    ``betas[g]`` (all of the same length); each group adapts its own step from the mean acceptance of its chains.
+    The chains (groups one after another) run in batches of at most ``batch_size`` (one model pass per batch and
+    step for all groups), all batches one distribution at a time. ``gen``: a ``torch.Generator``, or
+    ``gen(start, stop)`` giving the draws of chains ``[start, stop)`` (keyed by chain, e.g.
+    :class:`jembench.rng.StackedNoise`). ``rates(alpha, group, groups)`` turns the chains' acceptance probabilities
+    into each group's mean (sharded: over the chains of every rank)."""
+    sizes = torch.tensor([len(x) for x in x0s], dtype=torch.long)
     x0 = torch.cat(list(x0s))
-    dev = x0.device
+    n, dev = len(x0), x0.device
     group = torch.repeat_interleave(torch.arange(len(x0s)), sizes).to(dev)
     table = torch.stack([torch.as_tensor(b, dtype=torch.float64) for b in betas]).to(dev)  # [G, K + 1]
     step = torch.full((len(x0s),), float(step_size), dtype=torch.float64, device=dev)
-    counts = sizes.to(dev, torch.float64)
+    spans = [(s, min(s + (batch_size or n), n)) for s in range(0, n, batch_size or max(n, 1))]
+    draws = [gen(a, b) if callable(gen) else gen for a, b in spans]
     with preserve_bn_stats(model):
         if model is not None:
             model.eval()
-        state = evaluate(log_density, x0.detach().clone(), None, grad=True)
-        log_w = torch.zeros(len(x0), dtype=torch.float64, device=dev)
-        accepted = torch.zeros(len(x0), device=dev)
+        states = [evaluate(log_density, x0[a:b].detach().clone(), None, grad=True) for a, b in spans]
+        log_w = torch.zeros(n, dtype=torch.float64, device=dev)
+        accepted = torch.zeros(n, device=dev)
         by_step, energy = [], []
-        for k in track(range(1, table.shape[1]), desc=f"AIS over {table.shape[1] - 1} distributions ({len(x0)} "
+        for k in track(range(1, table.shape[1]), desc=f"AIS over {table.shape[1] - 1} distributions ({n} "
                        "chains)", unit="distribution", enabled=progress):
             beta = table[group, k]
-            log_w += (beta - table[group, k - 1]) * state.log_p.double()
-            rate = torch.zeros(len(x0s), dtype=torch.float64, device=dev)
-            for _ in range(transitions):
-                state, alpha, acc = mala_step(log_density, state, step[group].float(), beta.float(), gen, box)
-                accepted += acc
-                rate += torch.zeros_like(rate).index_add_(0, group, alpha.double()) / counts / transitions
+            log_w += (beta - table[group, k - 1]) * torch.cat([st.log_p for st in states] or [log_w[:0]]).double()
+            alpha = torch.zeros(n, dtype=torch.float64, device=dev)
+            for i, (a, b) in enumerate(spans):
+                for _ in range(transitions):
+                    states[i], al, acc = mala_step(log_density, states[i], step[group[a:b]].float(),
+                                                   beta[a:b].float(), draws[i], box)
+                    accepted[a:b] += acc
+                    alpha[a:b] += al.double() / transitions
+            rate = rates(alpha, group, len(x0s)).to(dev)
             if target_accept is not None:
                 step *= torch.exp(AIS_RATE * (rate - target_accept))
             by_step.append(rate)
-            energy.append(-state.log_p)
+            energy.append(torch.cat([-st.log_p for st in states] or [accepted[:0]]))
     n_steps = max(table.shape[1] - 1, 1)
     by = torch.stack(by_step).cpu().float() if by_step else torch.zeros(0, len(x0s))
-    trace = torch.stack(energy).cpu() if energy else torch.zeros(0, len(x0))
-    parts = torch.arange(len(x0)).split(sizes.tolist())
-    return [AISResult(log_w[i.to(dev)].cpu(), state.x[i.to(dev)].detach(),
-                      (accepted[i.to(dev)] / (n_steps * transitions)).cpu(), by[:, g], trace[:, i], float(step[g]))
-            for g, i in enumerate(parts)]
+    trace = torch.stack(energy).cpu() if energy else torch.zeros(0, n)
+    x = torch.cat([st.x for st in states] or [x0[:0]]).detach()
+    parts = torch.arange(n).split(sizes.tolist())
+    return [AISResult(log_w[i.to(dev)].cpu(), x[i.to(dev)], (accepted[i.to(dev)] / (n_steps * transitions)).cpu(),
+                      by[:, g], trace[:, i], float(step[g])) for g, i in enumerate(parts)]
