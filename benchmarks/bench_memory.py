@@ -21,6 +21,9 @@ system when freed), ``MALLOC_TRIM_THRESHOLD_=0``, ``MALLOC_ARENA_MAX=2`` and one
 per-sample outputs (forward: logits, log p~ and labels of each of the 5 sets, 3 scores per set in float32 and
 float64 copies; robust: labels and one bool per row). Both N of a workload must be at least its batch size, and
 for forward at least 2048 (two synthetic chunks), or the growth measures batches and chunks filling up, not N.
+Likewise the OOD bootstrap draws its resamples in blocks of at most ``metrics.ood.BOOTSTRAP_BLOCK_VALUES`` (2^21)
+values: below N = 2^21 / 200 (about 10.5k) ``forward`` also measures that block filling up; give
+``--forward-n 12000 18000`` to see past it.
 """
 
 from __future__ import annotations
