@@ -1,4 +1,5 @@
-"""Memory bounded in N: synthetic OOD sets built chunk by chunk equal the one-draw recipe."""
+"""Memory bounded in N: synthetic OOD sets are lazy (made per batch from their seeds), equal the one-draw recipe
+and are never held whole by an OOD run."""
 
 import pytest
 import torch
