@@ -152,7 +152,11 @@ def wait() -> list[str]:
 
 
 def _serve() -> None:
-    """The worker's loop: run each job, answer ``(True, value)`` or ``(False, exception)``, exit at EOF."""
+    """The worker's loop: run each job, answer ``(True, value)`` or ``(False, exception)``, exit at EOF (when
+    jembench exits, however it exits). Ctrl-C is jembench's to handle: the worker ignores it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     out = os.fdopen(os.dup(1), "wb")  # the answers' pipe; whatever a job prints goes to stderr
     os.dup2(2, 1)
     import matplotlib

@@ -9,8 +9,9 @@ features Y, the unbiased MMD^2 with the cubic polynomial kernel k(a, b) = (a.b /
 and KID is the mean (and std) of MMD^2 over the subsets. The subsets are torch-fidelity's own draws
 (``np.random.RandomState(seed)``, for each subset ``choice(n_X, m)`` then ``choice(n_Y, m)``), so the numbers are
 ``torch_fidelity.metric_kid.kid_features_to_metric``'s; what differs is the work: torch-fidelity runs a NumPy loop
-over subsets with float32 sums, here the subsets are stacked and their Gram matrices taken with one batched
-matmul per chunk (on the features' device, a GPU when they are there), the kernel and its sums in float64.
+over subsets with float32 sums; here small sets get their three Gram matrices once and every subset's sums from
+indicator vectors, large ones a batched matmul per chunk of subsets (on the features' device, a GPU when they are
+there), the kernel and its sums in float64.
 """
 
 from __future__ import annotations
@@ -31,22 +32,39 @@ def subset_draws(n_x: int, n_y: int, subsets: int, size: int, seed: int) -> tupl
     return torch.as_tensor(np.stack(ix)), torch.as_tensor(np.stack(iy))
 
 
-def _off_diagonal_sum(k: torch.Tensor) -> torch.Tensor:
-    """Per subset, the sum of a ``[S, m, m]`` kernel block without its diagonal."""
-    return k.sum((1, 2)) - k.diagonal(dim1=1, dim2=2).sum(1)
+def _kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """torch-fidelity's ``kernel_poly``: (a.b / d + 1)^3 over the last two dimensions, float64."""
+    return (torch.matmul(a, b.mT).double() * (1.0 / a.shape[-1]) + 1.0) ** 3
+
+
+def _subset_sums(k: torch.Tensor, w_a: torch.Tensor, w_b: torch.Tensor, off_diagonal: bool) -> torch.Tensor:
+    """Per subset s, sum_{i in A_s, j in B_s} k[i, j] for 0/1 indicator rows ``w_a`` ``[S, n_a]``, ``w_b``
+    ``[S, n_b]`` (``off_diagonal``: without i = j; A = B)."""
+    sums = ((w_a @ k) * w_b).sum(1)
+    return sums - w_a @ k.diagonal() if off_diagonal else sums
+
+
+def _indicators(idx: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.zeros(idx.shape[0], n, dtype=torch.float64).scatter_(1, idx, 1.0)
 
 
 def mmd2_subsets(x: torch.Tensor, y: torch.Tensor, ix: torch.Tensor, iy: torch.Tensor) -> torch.Tensor:
     """Unbiased MMD^2 (cubic polynomial kernel, gamma 1/d, coef0 1) of each subset pair ``(x[ix[s]], y[iy[s]])``:
-    float64 ``[subsets]``."""
-    m, d = ix.shape[1], x.shape[1]
-    chunk = max(1, CHUNK_ELEMENTS // (3 * m * m))
-    kernel = lambda a, b: (torch.bmm(a, b.mT).double() * (1.0 / d) + 1.0) ** 3  # noqa: E731 - torch-fidelity's kernel_poly
-    out = []
+    float64 ``[subsets]``. When the three whole Gram matrices fit in :data:`CHUNK_ELEMENTS` they are computed
+    once and each subset's sums read from them with its indicator vector (sum_{i,j in S} K_ij = 1_S^T K 1_S);
+    otherwise each chunk of subsets gets its own Gram blocks from one batched matmul."""
+    m, (n_x, n_y) = ix.shape[1], (len(x), len(y))
+    scale_xx, scale_xy = 1.0 / (m * (m - 1)), 2.0 / (m * m)
+    if n_x * n_x + n_y * n_y + n_x * n_y <= CHUNK_ELEMENTS:
+        w_x, w_y = _indicators(ix, n_x).to(x.device), _indicators(iy, n_y).to(x.device)
+        xx = _subset_sums(_kernel(x, x), w_x, w_x, True)
+        yy = _subset_sums(_kernel(y, y), w_y, w_y, True)
+        return ((xx + yy) * scale_xx - _subset_sums(_kernel(x, y), w_x, w_y, False) * scale_xy).cpu()
+    off = lambda k: k.sum((1, 2)) - k.diagonal(dim1=1, dim2=2).sum(1)  # noqa: E731 - per subset, i != j
+    chunk, out = max(1, CHUNK_ELEMENTS // (3 * m * m)), []
     for s in range(0, ix.shape[0], chunk):
         a, b = x[ix[s:s + chunk].to(x.device)], y[iy[s:s + chunk].to(y.device)]
-        xx, yy, xy = _off_diagonal_sum(kernel(a, a)), _off_diagonal_sum(kernel(b, b)), kernel(a, b).sum((1, 2))
-        out.append((xx + yy) / (m * (m - 1)) - 2.0 * xy / (m * m))
+        out.append((off(_kernel(a, a)) + off(_kernel(b, b))) * scale_xx - _kernel(a, b).sum((1, 2)) * scale_xy)
     return torch.cat(out).cpu()
 
 
