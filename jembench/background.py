@@ -5,8 +5,10 @@ matplotlib) and goes on with its next model pass; :func:`submit` queues other wo
 file, which records the sha256 of the step's figures). One forwarding thread takes the jobs in order: a render job
 is sent to the worker process (``python -m jembench.background``, started once, fed pickled jobs on a pipe), its
 files are written atomically here; a submitted job runs in the thread. Drawing happens in another process because
-matplotlib holds the GIL while it draws: in a thread it would slow the model passes of small models as much as it
-overlaps them. The caller that writes results (``Evaluator.call``, run-all) calls :func:`wait` first, so
+matplotlib holds the GIL while it draws: in a thread it overlaps only the time the passes spend in kernels. The
+worker is used once :func:`start` is called (run-all: many figures over a long run); a single evaluator's few
+figures are drawn in the thread, where starting a process (importing matplotlib and torch) would cost more. The
+caller that writes results (``Evaluator.call``, run-all) calls :func:`wait` first, so
 results.json and the report are written only when every figure is on disk.
 
 A figure that fails is reported by :func:`wait` as a warning (the report notes the missing file); it never fails
@@ -67,13 +69,15 @@ class _Worker:
 
 
 _WORKER: Optional[_Worker] = None
+_WANTED = False  # set by start(): long runs draw in the worker, a single evaluator's few figures in the thread
 _NO_WORKER = False  # set once a worker could not start or died: render in the thread from then on
 
 
 def _worker() -> Optional[_Worker]:
-    """The running worker (started on first use, in the forwarding thread), or None: render in the thread."""
+    """The running worker (started on first use after :func:`start`, in the forwarding thread), or None: render
+    in the thread."""
     global _WORKER, _NO_WORKER
-    if _NO_WORKER or os.environ.get(MODE_ENV, "process") == "thread":
+    if not _WANTED or _NO_WORKER or os.environ.get(MODE_ENV, "process") == "thread":
         return None
     if _WORKER is None:
         try:
@@ -128,7 +132,12 @@ def submit(what: str, job: Callable[..., Any], *args: Any, **kwargs: Any) -> Non
 
 
 def start() -> None:
-    """Start the worker now (it imports matplotlib and torch while the caller loads models), unless disabled."""
+    """Draw figures in the worker process from now on, and start it now (it imports matplotlib and torch while the
+    caller's first steps run), unless ``JEMBENCH_FIGURES=thread``. Run-all calls it; without it (a single
+    evaluator: a few figures, where starting a process costs more than it saves) figures are drawn in the
+    thread."""
+    global _WANTED
+    _WANTED = True
     _enqueue("figure worker start", _worker)
 
 

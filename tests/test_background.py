@@ -57,13 +57,16 @@ def no_worker_yet():
         background.wait()
         if background._WORKER is not None:
             background._WORKER.close()
-        background._WORKER, background._NO_WORKER = None, False
+        background._WORKER, background._NO_WORKER, background._WANTED = None, False, False
     reset()
     yield
     reset()
 
 
 def test_render_jobs_are_drawn_by_a_worker_process_and_written_here(tmp_path, no_worker_yet):
+    background.render("figure before.png", dict, {tmp_path / "before.png": b"x"})  # no start(): the thread draws
+    assert background.wait() == [] and background._WORKER is None and (tmp_path / "before.png").is_file()
+    background.start()
     paths = [tmp_path / f"f{i}.png" for i in range(3)]
     for i, p in enumerate(paths):
         background.render(f"figure {p.name}", dict, {p: b"png %d" % i})  # dict: a job the worker can import
@@ -77,11 +80,14 @@ def test_render_jobs_are_drawn_by_a_worker_process_and_written_here(tmp_path, no
 
 
 def test_without_a_worker_the_same_files_are_drawn_in_the_thread(tmp_path, no_worker_yet, monkeypatch):
+    background.start()
+    assert background.wait() == [] and background._WORKER is not None
+    monkeypatch.setattr(background._Worker, "call", lambda self, payload: pytest.fail("sent to the worker"))
     background.render("local job", lambda: {tmp_path / "a.png": b"a"})  # cannot be pickled: drawn in the thread
-    assert background.wait() == [] and (tmp_path / "a.png").read_bytes() == b"a" and background._WORKER is None
+    assert background.wait() == [] and (tmp_path / "a.png").read_bytes() == b"a"
     monkeypatch.setenv(background.MODE_ENV, "thread")
     background.render("figure b.png", dict, {tmp_path / "b.png": b"b"})
-    assert background.wait() == [] and (tmp_path / "b.png").read_bytes() == b"b" and background._WORKER is None
+    assert background.wait() == [] and (tmp_path / "b.png").read_bytes() == b"b"
 
 
 def test_a_worker_that_dies_costs_one_figure_and_the_rest_are_drawn_in_the_thread(tmp_path, no_worker_yet):
