@@ -40,6 +40,7 @@ PRESETS = {  # --out NAME expands to these OOD sets
 }
 DEFAULT_PRESET = {"cifar10": "jem", "digits": "digits"}  # in-distribution -> preset when no --out; else synthetic
 CI_LEVEL = 0.95
+METRIC_THREADS = 4  # threads computing the (score, set) metrics at most: each holds one bootstrap block
 # metric names: f"{metric}/{score}/{out set}"
 METRICS = ("auroc", "aupr_in", "aupr_out", "fpr95_in_kept", "fpr95_ood_caught", "detection_error")
 NOISE_RULE = ("x + sigma * N(0, I) in model space (jembench.forward.test_noise, seed = noise_seed): sample i gets "
@@ -231,7 +232,8 @@ def _metrics(names: list[str], in_set: ImageSet, out_sets: dict[str, ImageSet], 
              bootstrap: int, seed: int, progress: bool = False) -> tuple[dict, dict, list, dict, list[str]]:
     """Metrics, AUROC intervals, table rows, the finite scores (for the ROC figure) and warnings of every
     (score, OOD set) pair. The pairs are independent (each its own bootstrap seed), so they are computed by as
-    many threads as torch uses (NumPy and torch release the GIL in their array work); results keep pair order."""
+    many threads as torch uses, at most :data:`METRIC_THREADS` (NumPy and torch release the GIL in their array
+    work; each thread holds one bootstrap block, ~100 MB at most); results keep pair order."""
     from concurrent.futures import ThreadPoolExecutor
 
     import torch
@@ -248,7 +250,7 @@ def _metrics(names: list[str], in_set: ImageSet, out_sets: dict[str, ImageSet], 
                             "(NaN, -inf) or most in-distribution (+inf)")
     one = lambda pair: ood_metrics(*finite[pair][:2], bootstrap=bootstrap, level=CI_LEVEL,  # noqa: E731
                                    seed=derive_seed(seed, "ood-bootstrap", *pair))
-    with ThreadPoolExecutor(max(1, min(torch.get_num_threads(), len(pairs)))) as pool:
+    with ThreadPoolExecutor(max(1, min(torch.get_num_threads(), METRIC_THREADS, len(pairs)))) as pool:
         results = list(track(pool.map(one, pairs), total=len(pairs), unit="pair", enabled=progress,
                              desc=f"metrics, {bootstrap} bootstrap resamples per pair ({in_set.name})"))
     for (n, o), m in zip(pairs, results):
