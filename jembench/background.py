@@ -92,12 +92,13 @@ def _worker() -> Optional[_Worker]:
 def _draw(job: Callable[..., dict], args: tuple, kwargs: dict) -> dict:
     """``job``'s files, drawn by the worker when there is one (else here)."""
     global _WORKER, _NO_WORKER
-    try:
-        payload = pickle.dumps((job, args, kwargs))
-    except (pickle.PicklingError, AttributeError, TypeError):  # a local function: draw it here
-        payload = None
-    worker = _worker() if payload is not None else None
-    if worker is None:
+    worker, payload = _worker(), None
+    if worker is not None:
+        try:
+            payload = pickle.dumps((job, args, kwargs))
+        except (pickle.PicklingError, AttributeError, TypeError):  # a local function: draw it here
+            pass
+    if worker is None or payload is None:
         return job(*args, **kwargs)
     try:
         return worker.call(payload)
