@@ -110,12 +110,15 @@ def test_same_seed_same_adversarials_and_rng_untouched(tiny_jem, batch):
     assert torch.equal(before, after)  # run_attack seeds torch's global RNG inside fork_rng only
 
 
-def test_purification_restores_bn_stats_and_is_seeded(batch):
+def _bn_model() -> HybridModel:
     torch.manual_seed(0)
-    net = JEMNet(10, 1, "batch", 1, 10)
     info = ModelInfo(family="jembench", source_format="jembench", architecture="wrn", n_classes=10, in_channels=1,
                      image_size=(8, 8), depth=10, width=1, norm="batch", name="bn")
-    model = HybridModel(net, info)
+    return HybridModel(JEMNet(10, 1, "batch", 1, 10), info).eval()
+
+
+def test_purification_restores_bn_stats_and_is_seeded(batch):
+    model = _bn_model()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     cfg = PurifyConfig(steps=3, copies=2)
     a = PixelClassifier(model, cfg, seed=5)(batch[0])
@@ -124,6 +127,23 @@ def test_purification_restores_bn_stats_and_is_seeded(batch):
     assert torch.equal(a, b) and not torch.allclose(a, c)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
     assert not model.training and not any(m.training for m in model.modules())
+
+
+def test_attacks_leave_a_batchnorm_model_in_eval_mode_with_its_statistics(batch):
+    """torchattacks puts a module it found in training mode back into it after the attack: the wrapper must not
+    pass that on (BatchNorm would then use batch statistics and overwrite its running ones), and a gradient
+    through the unrolled chain must survive the statistics being restored."""
+    model = _bn_model()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    for gradient in ("bpda", "full"):
+        wrapper = PixelClassifier(model, PurifyConfig(steps=2, copies=1), gradient=gradient)
+        run_attack(build_attack("pgd", wrapper, norm="linf", eps=0.1, steps=2), *batch, 0)
+        assert not model.training and not any(m.training for m in model.modules()), gradient
+        assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items()), gradient
+    plain = PixelClassifier(model)
+    adv = run_attack(build_attack("pgd", plain, norm="linf", eps=0.0, steps=2), *batch, 0)
+    with torch.no_grad():
+        assert torch.equal(plain(adv).argmax(1), model(model.to_model_space(batch[0])).argmax(1))  # eps 0 = clean
 
 
 def test_pass_counter(tiny_jem, batch):

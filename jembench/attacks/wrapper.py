@@ -83,6 +83,14 @@ class PixelClassifier(nn.Module):
         self.gradient = gradient
         self.counter = counter if counter is not None else PassCounter()
         self.reseed(seed)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "PixelClassifier":
+        """Always evaluation mode, for the wrapper and the model it holds. torchattacks puts a model it found in
+        training mode back with ``train()`` after each attack; as an ``nn.Module``'s child, the evaluated model
+        would then run BatchNorm on batch statistics and overwrite its running statistics. Samplers that want
+        batch statistics (``bn_train``) set them for their own steps and restore them."""
+        return super().train(False)
 
     def reseed(self, seed: int) -> None:
         """Restart the purification noise from ``seed`` (every call afterwards draws fresh noise)."""
