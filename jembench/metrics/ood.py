@@ -88,23 +88,24 @@ class PairCounter:
         multiplicities) are summed exactly in int64, which gives the very values of the float64 sums (every partial
         sum is an integer or half-integer below 2^53) at a lower cost."""
         w_in, w_out_sorted = np.asarray(w_in), np.asarray(w_out_sorted)
-        exact = w_in.dtype.kind in "iu" and w_out_sorted.dtype.kind in "iu"
-        dtype = np.int64 if exact else np.float64
+        dtype = np.int64 if w_in.dtype.kind in "iu" and w_out_sorted.dtype.kind in "iu" else np.float64
         cum = np.zeros(w_out_sorted.shape[:-1] + (w_out_sorted.shape[-1] + 1,), dtype=dtype)
         np.cumsum(w_out_sorted, axis=-1, out=cum[..., 1:])
-        if exact:
-            pairs = 0.5 * (w_in * (cum[..., self.below] + cum[..., self.upto])).sum(-1)
-        else:
-            pairs = (w_in.astype(np.float64) * 0.5 * (cum[..., self.below] + cum[..., self.upto])).sum(-1)
+        pairs = 0.5 * (w_in.astype(dtype, copy=False) * (cum[..., self.below] + cum[..., self.upto])).sum(-1)
         return pairs / (np.sum(w_in, axis=-1) * w_out_sorted.sum(-1))
+
+
+def multiplicities(idx: np.ndarray, n: int) -> np.ndarray:
+    """Multiplicities ``[k, n]`` (int64) of the index rows ``idx`` ``[k, m]`` into ``n`` items: how often each item
+    was drawn by each resample (one ``bincount`` over rows offset by ``n``)."""
+    k = idx.shape[0]
+    return np.bincount((idx + n * np.arange(k)[:, None]).ravel(), minlength=k * n).reshape(k, n)
 
 
 def _resample_counts(n: int, k: int, gen: torch.Generator) -> np.ndarray:
     """Multiplicities ``[k, n]`` (int64) of ``k`` bootstrap resamples of ``n`` items (each drawn with
-    replacement)."""
-    idx = torch.randint(n, (k, n), generator=gen)
-    idx += torch.arange(0, k * n, n)[:, None]
-    return torch.bincount(idx.view(-1), minlength=k * n).view(k, n).numpy()
+    replacement, from ``gen``)."""
+    return multiplicities(torch.randint(n, (k, n), generator=gen).numpy(), n)
 
 
 def bootstrap_auroc(score_in: Any, score_out: Any, *, resamples: int = 1000, seed: int = 0,

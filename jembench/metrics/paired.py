@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .ood import PairCounter
+from .ood import PairCounter, multiplicities
 
 BLOCK_VALUES = 1 << 21  # weights held at once per block of resamples (16 MiB of float64)
 BOOTSTRAP = "paired percentile bootstrap (same resamples for both models), p from its standard error"
@@ -51,14 +51,8 @@ def resample_weights(sizes: Sequence[int], resamples: int, seed: int) -> list[li
     blocks = []
     for start in range(0, resamples, block):
         k = min(block, resamples - start)
-        blocks.append([_counts(rng.integers(0, n, (k, n)), n) for n in sizes])
+        blocks.append([multiplicities(rng.integers(0, n, (k, n)), n).astype(np.float64) for n in sizes])
     return blocks
-
-
-def _counts(idx: np.ndarray, n: int) -> np.ndarray:
-    """Multiplicities ``[k, n]`` of the index rows ``idx`` ``[k, n]``."""
-    k = idx.shape[0]
-    return np.bincount((idx + n * np.arange(k)[:, None]).ravel(), minlength=k * n).reshape(k, n).astype(np.float64)
 
 
 def paired_bootstrap_many(stat: Stat, sizes: Sequence[int], *, resamples: int = 1000, seed: int = 0,
