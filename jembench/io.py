@@ -153,17 +153,6 @@ def figure_png(fig: Any, **kwargs: Any) -> bytes:
     return buf.getvalue()
 
 
-def atomic_savefig(fig: Any, path: str | os.PathLike, **kwargs: Any) -> None:
-    """Save a matplotlib figure atomically (PNG with :func:`figure_png` unless the suffix says otherwise)."""
-    fmt = Path(path).suffix.lstrip(".") or "png"
-    if fmt == "png":
-        atomic_write_bytes(path, figure_png(fig, **kwargs))
-        return
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, **{"dpi": 110, "bbox_inches": "tight", **kwargs})
-    atomic_write_bytes(path, buf.getvalue())
-
-
 # --- text that leaves jembench: CSV cells, terminal lines ---------------------------------------------
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from jembench.figures import close, new_figure
 from jembench.results import Evaluation, provenance, write_results
-from jembench.io import atomic_savefig
+from jembench.io import atomic_write_bytes, figure_png
 
 
 def checkpoint(name: str, dataset: str, sha: str) -> dict:
@@ -16,7 +16,7 @@ def figure(path: Path, slope: float) -> None:
     fig, ax = new_figure(3, 2.4)
     ax.plot([0, 1], [0, slope])
     ax.set_title(path.stem)
-    atomic_savefig(fig, path)
+    atomic_write_bytes(path, figure_png(fig))
     close(fig)
 
 

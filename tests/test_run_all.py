@@ -17,7 +17,7 @@ from jembench.figures import close, new_figure
 from jembench.models import save_native
 from jembench.presets import EVALUATORS, get_preset
 from jembench.results import Evaluation, read_results
-from jembench.io import atomic_savefig
+from jembench.io import atomic_write_bytes, figure_png
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = [ROOT / "checkpoints" / "jem-digits.pt", ROOT / "checkpoints" / "baseline-digits.pt"]
@@ -44,7 +44,7 @@ def fake_evaluators(monkeypatch, calls: dict, raise_in: dict):
                 raise raise_in[name]
             fig, ax = new_figure(2, 2)
             ax.plot([0, 1], [1, 0])
-            atomic_savefig(fig, Path(ctx.out_dir) / f"{name}.png")
+            atomic_write_bytes(Path(ctx.out_dir) / f"{name}.png", figure_png(fig))
             close(fig)
             ev = Evaluation(name, models[0].info.to_dict(),
                             {"dataset": "digits", "seed": shared.seed, "settings": settings.to_dict()},

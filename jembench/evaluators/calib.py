@@ -122,7 +122,7 @@ def calib_evaluation(fp: ForwardPass, model: HybridModel, imageset: ImageSet, *,
 
 def write_reliability_figure(ev: Evaluation, fp: ForwardPass, bins: int, out_dir: str | Path, slug: str,
                              model: HybridModel) -> str:
-    """Have the reliability diagram (confidence histogram under it) written as PNG by the figure thread
+    """Have the reliability diagram (confidence histogram under it) written as PNG through the figure queue
     (:mod:`jembench.background`); return its path relative to out_dir."""
     from ..metrics import reliability_bins
 

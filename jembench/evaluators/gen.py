@@ -321,7 +321,7 @@ def _class_rows(model: HybridModel, samples: Samples, fake: dict[str, torch.Tens
 
 def _write_artifacts(out_dir: Optional[str | Path], stem: str, model: HybridModel, samples: Samples,
                      save_raw: bool) -> dict[str, str]:
-    """Sample grid PNG (per-class grid for conditional samples; drawn by the figure thread,
+    """Sample grid PNG (per-class grid for conditional samples; drawn through the figure queue,
     :mod:`jembench.background`) and, with ``save_raw``, the uint8 samples (npz)."""
     if out_dir is None:
         return {}

@@ -266,7 +266,7 @@ def _metrics(names: list[str], in_set: ImageSet, out_sets: dict[str, ImageSet], 
 
 def _write_figures(out_dir: Path, tag: str, names: list[str], in_name: str, score_in: dict, score_out: dict,
                    finite: Optional[dict] = None, metrics: Optional[dict] = None) -> dict[str, str]:
-    """Per score, drawn by the figure thread (:mod:`jembench.background`): the score histograms (without
+    """Per score, drawn through the figure queue (:mod:`jembench.background`): the score histograms (without
     ``metrics``: they need only the scores, so they are drawn while the metrics are computed) or the ROC curves
     (with ``finite`` and ``metrics``, for the AUROC in the legend). Returns ``{label: path relative to out_dir}``."""
     artifacts = {}

@@ -184,7 +184,7 @@ def _run_steps(steps: list["Step"], shared: SharedSettings, dev: Any, cache: For
                resume: bool, progress: bool) -> tuple[list[Evaluation], list[str], list[dict[str, Any]],
                                                      dict[str, str], dict[str, float]]:
     """Run (or resume) every step in order: ``(evaluations, resumed steps, step records, errors, wall times)``.
-    Figures and part files are written by the figure thread while later steps run; all are on disk when this
+    Figures and part files are written through the figure queue while later steps run; all are on disk when this
     returns, and also when it raises (an interrupted run resumes from every step it finished)."""
     evaluations: list[Evaluation] = []
     resumed, records, errors, wall = [], [], {}, {}
@@ -333,7 +333,7 @@ def _run_step(spec: Evaluator, model: HybridModel, settings: Settings, shared: S
 
 def _write_part(part: Path, doc: dict[str, Any], out: Path) -> None:
     """Write a finished step's part file with the sha256 of every file its evaluations link (paths relative to
-    ``out``). Runs in the figure thread after the step's figures, so the hashes are those of the files on disk."""
+    ``out``). Runs from the figure queue after the step's figures, so the hashes are those of the files on disk."""
     paths = sorted({p for e in doc["evaluations"] for p in e["artifacts"].values() if not Path(p).is_absolute()})
     hashes = {p: file_sha256(out / p) for p in paths if (out / p).is_file()}
     atomic_write_json(part, {**doc, "artifacts": hashes})

@@ -1,5 +1,5 @@
-"""Figures (matplotlib, Agg backend): one module per topic; each function returns a Figure, drawn to PNG bytes by
-:func:`png_file` in the figure worker (:mod:`jembench.background`) or saved with :func:`jembench.io.atomic_savefig`."""
+"""Figures (matplotlib, Agg backend): one module per topic; each function returns a Figure, made into PNG bytes
+by :func:`png_file` (a job of :func:`jembench.background.render`, which writes them)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,6 @@ from typing import Optional
 import numpy as np
 import torch
 
-
 PAD = 1
 PAD_VALUE = 128
 
