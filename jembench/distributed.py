@@ -18,7 +18,7 @@ from __future__ import annotations
 import atexit
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 if TYPE_CHECKING:
     import torch
@@ -141,6 +141,18 @@ def gather(t: torch.Tensor, dim: int = 0) -> torch.Tensor:
     parts = [torch.empty_like(padded) for _ in sizes]
     dist.all_gather(parts, padded.contiguous())
     return torch.cat([p[:s] for p, s in zip(parts, sizes)]).to(t.device, t.dtype)
+
+
+def map_batches(x: torch.Tensor, batch_size: int, fn: Callable[[torch.Tensor], torch.Tensor],
+                empty: torch.Tensor) -> torch.Tensor:
+    """``fn(batch)`` (per-sample outputs) over this rank's whole batches of ``x`` (:func:`shard` aligned to
+    ``batch_size``: the batches of one process), concatenated and gathered in sample order on every rank;
+    ``empty`` is the output of no samples."""
+    import torch
+
+    lo, hi = shard(len(x), align=batch_size)
+    parts = [fn(x[s:min(s + batch_size, hi)]) for s in range(lo, hi, batch_size)]
+    return gather(torch.cat(parts) if parts else empty)
 
 
 def total(value: int | float) -> int | float:

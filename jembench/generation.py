@@ -333,11 +333,10 @@ def _top_confident(model: Any, images: torch.Tensor, top: float, batch_size: int
 
     from . import distributed
 
-    lo, hi = distributed.shard(len(images), align=batch_size)
     with torch.no_grad():
-        probs = distributed.gather(torch.cat([model(model.to_model_space(
-            images[s:min(s + batch_size, hi)].float().to(model.device) / 255.0)).softmax(-1).cpu()
-            for s in range(lo, hi, batch_size)] or [torch.zeros(0, model.info.n_classes)]))
+        probs = distributed.map_batches(
+            images, batch_size, lambda b: model(model.to_model_space(b.float().to(model.device) / 255.0)).softmax(-1)
+            .cpu(), torch.zeros(0, model.info.n_classes))
     conf, pred = probs.max(-1)
     keep = []
     for c in pred.unique():

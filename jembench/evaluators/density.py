@@ -172,10 +172,9 @@ def _log_p_tilde(model: HybridModel, x: torch.Tensor, batch_size: int) -> torch.
 
     from .. import distributed
 
-    lo, hi = distributed.shard(len(x), align=batch_size)
     with torch.no_grad():
-        return distributed.gather(torch.cat([model.log_px(x[i:min(i + batch_size, hi)].to(model.device)).float().cpu()
-                                             for i in range(lo, hi, batch_size)] or [torch.zeros(0)]))
+        return distributed.map_batches(x, batch_size, lambda b: model.log_px(b.to(model.device)).float().cpu(),
+                                       torch.zeros(0))
 
 
 def _ais_metrics(model: HybridModel, x: torch.Tensor, s: DensitySettings, seed: int, batch_size: int,

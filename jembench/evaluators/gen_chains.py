@@ -100,11 +100,10 @@ def mean_energy(model: HybridModel, x: torch.Tensor, batch_size: int) -> float:
 
     from .. import distributed
 
-    lo, hi = distributed.shard(len(x), align=batch_size)
     with torch.no_grad():
-        parts = [-model.log_px(x[s:min(s + batch_size, hi)].to(model.device)).double().cpu()
-                 for s in range(lo, hi, batch_size)]
-    return float(distributed.gather(torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)).mean())
+        energy = distributed.map_batches(x, batch_size, lambda b: -model.log_px(b.to(model.device)).double().cpu(),
+                                         torch.zeros(0, dtype=torch.float64))
+    return float(energy.mean())
 
 
 def ladder(model: HybridModel, proto: GenProtocol, main: Samples, main_scores: dict[str, float], multiples: tuple,
